@@ -1,0 +1,1 @@
+"""The FastAPI app: REST producer API, live feed, web editor, metrics and health."""

@@ -1,0 +1,128 @@
+"""The event types that flow through Kafka, one dataclass per Avro schema in `schemas/`.
+
+A dataclass's name is its schema's name; its fields are the schema's fields, so the
+codec in `producers.serialization` maps one to the other without per-type code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from domain.ids import derived_id, new_id
+
+
+def utcnow() -> datetime:
+    """Now, to the millisecond: Avro's timestamp-millis, so events round-trip exactly."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class RenderStatus(StrEnum):
+    RENDERED = "rendered"
+    FAILED = "failed"
+
+
+class FeedKind(StrEnum):
+    REQUESTED = "requested"
+    RENDERED = "rendered"
+    FAILED = "failed"
+    VOTES = "votes"
+    TRENDING = "trending"
+    DELETED = "deleted"
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    schema_name: ClassVar[str]
+    meme_id: str
+    event_id: str = field(default_factory=new_id)
+    occurred_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def key(self) -> bytes:
+        """Every topic is keyed by meme id, so one meme's events stay in order."""
+        return self.meme_id.encode()
+
+
+@dataclass(slots=True, kw_only=True)
+class MemeRequested(Event):
+    schema_name: ClassVar[str] = "MemeRequested"
+    template_id: str
+    texts: list[str]
+    format: str | None = None
+    quality: str | None = None
+    user_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ImageVariant:
+    size: str
+    key: str
+    width: int
+    height: int
+    bytes: int
+    media_type: str
+
+
+@dataclass(slots=True, kw_only=True)
+class MemeRendered(Event):
+    schema_name: ClassVar[str] = "MemeRendered"
+    template_id: str
+    status: RenderStatus
+    variants: list[ImageVariant]
+    render_ms: float
+    requested_at: datetime
+    error: str | None = None
+    user_id: str | None = None
+
+    @classmethod
+    def for_request(cls, request: MemeRequested, **fields: object) -> MemeRendered:
+        """The outcome of a request: its id derives from the request's, so replays dedupe."""
+        return cls(
+            event_id=derived_id(request.event_id, "rendered"),
+            meme_id=request.meme_id,
+            template_id=request.template_id,
+            requested_at=request.occurred_at,
+            user_id=request.user_id,
+            **fields,  # type: ignore[arg-type]
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class Vote(Event):
+    schema_name: ClassVar[str] = "Vote"
+    user_id: str
+    value: int
+
+
+@dataclass(slots=True, kw_only=True)
+class View(Event):
+    schema_name: ClassVar[str] = "View"
+    user_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class MemeDeleted(Event):
+    schema_name: ClassVar[str] = "MemeDeleted"
+    deleted_by: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class FeedEvent(Event):
+    schema_name: ClassVar[str] = "FeedEvent"
+    kind: FeedKind
+    template_id: str | None = None
+    status: str | None = None
+    score: float | None = None
+    votes: int | None = None
+    user_id: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.schema_name: cls
+    for cls in (MemeRequested, MemeRendered, Vote, View, MemeDeleted, FeedEvent)
+}

@@ -1,0 +1,1 @@
+"""Kafka producing: the topic registry, Avro serialisation and the idempotent producer."""

@@ -1,0 +1,110 @@
+"""An idempotent, `acks=all` Kafka producer that asyncio code can await.
+
+`send` resolves only when the broker acknowledged the write, which is what lets the
+API answer 202 honestly. confluent-kafka's own asyncio producer drops headers and
+buffers for a second, so this wraps the plain producer: librdkafka batches, one
+thread serves its delivery callbacks, and each callback completes an asyncio future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from domain.events import Event
+from domain.settings import Settings
+from producers.serialization import AvroCodec
+
+Headers = Sequence[tuple[str, bytes]]
+log = logging.getLogger("memestream.kafka")
+
+
+class ProducerUnavailable(RuntimeError):
+    """Kafka did not acknowledge in time: the caller must not claim the write happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    topic: str
+    partition: int
+    offset: int
+
+
+def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "compression.type": "lz4",
+        "message.timeout.ms": settings.kafka_delivery_timeout_ms,
+        "queue.buffering.max.messages": 200_000,
+        "logger": log,
+    }
+
+
+class EventProducer:
+    def __init__(
+        self, settings: Settings, *, client_id: str = "memestream", codec: AvroCodec | None = None
+    ) -> None:
+        self.codec = codec or AvroCodec()
+        self._producer = Producer(producer_config(settings, client_id))
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name=f"{client_id}-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def send(self, topic: str, event: Event, headers: Headers | None = None) -> Delivery:
+        return await self.send_raw(topic, event.key, self.codec.encode(event), headers)
+
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> Delivery:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivery] = loop.create_future()
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                outcome: Delivery | Exception = ProducerUnavailable(error.str())
+            else:
+                outcome = Delivery(message.topic(), message.partition(), message.offset())
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        try:
+            self._producer.produce(
+                topic, value=value, key=key, headers=list(headers or ()), on_delivery=on_delivery
+            )
+        except BufferError as exc:
+            raise ProducerUnavailable("local produce queue is full") from exc
+        except KafkaException as exc:
+            raise ProducerUnavailable(str(exc)) from exc
+        return await future
+
+    def pending(self) -> int:
+        return len(self._producer)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush what is queued and stop; returns how many messages were left undelivered."""
+        left = self._producer.flush(timeout)
+        self._stopping.set()
+        self._poller.join(timeout=1.0)
+        return left
+
+
+def _settle(future: asyncio.Future[Delivery], outcome: Delivery | Exception) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -1,0 +1,142 @@
+"""Avro single-object encoding of events, so any consumer can find the writer's schema.
+
+Each message is `C3 01` + the writer schema's CRC-64-AVRO fingerprint (8 bytes,
+little-endian) + the Avro binary body. Every version of every schema in `schemas/`
+is known by fingerprint; a reader resolves the writer's version into the newest one,
+so old writers stay readable after a schema gains fields with defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import io
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from domain.events import EVENT_TYPES, Event
+from domain.settings import PROJECT_ROOT
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+E = TypeVar("E", bound=Event)
+T = TypeVar("T")
+_VERSIONED = re.compile(r"^(?P<name>\w+)\.v(?P<version>\d+)\.avsc$")
+
+
+class SerializationError(ValueError):
+    """A message that cannot be decoded: it goes to the DLQ with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    name: str
+    version: int
+    parsed: Any
+    fingerprint: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRegistry:
+    """All schema versions found in a folder, by fingerprint and by name."""
+
+    by_fingerprint: Mapping[bytes, SchemaVersion]
+    latest: Mapping[str, SchemaVersion]
+
+    @classmethod
+    def from_folder(cls, folder: Path = SCHEMAS_DIR) -> SchemaRegistry:
+        by_fp: dict[bytes, SchemaVersion] = {}
+        latest: dict[str, SchemaVersion] = {}
+        for path in sorted(folder.glob("*.avsc")):
+            match = _VERSIONED.match(path.name)
+            if match is None:
+                raise ValueError(f"{path.name}: schema files are named Name.vN.avsc")
+            parsed = parse_schema(json.loads(path.read_text()))
+            fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+            version = SchemaVersion(match["name"], int(match["version"]), parsed, fp)
+            by_fp[fp] = version
+            if match["name"] not in latest or version.version > latest[match["name"]].version:
+                latest[match["name"]] = version
+        return cls(by_fp, latest)
+
+
+@cache
+def default_registry() -> SchemaRegistry:
+    return SchemaRegistry.from_folder()
+
+
+class AvroCodec:
+    """Encodes events with the newest schema of their type and decodes any known version."""
+
+    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+        self.registry = registry or default_registry()
+
+    def encode(self, event: Event) -> bytes:
+        schema = self.registry.latest[event.schema_name]
+        buffer = io.BytesIO()
+        buffer.write(MAGIC)
+        buffer.write(schema.fingerprint)
+        schemaless_writer(buffer, schema.parsed, _to_record(event))
+        return buffer.getvalue()
+
+    def decode(self, data: bytes | None) -> Event:
+        if not data or len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise SerializationError("not an Avro single-object message (bad magic or too short)")
+        writer = self.registry.by_fingerprint.get(data[2:HEADER_SIZE])
+        if writer is None:
+            raise SerializationError(f"unknown schema fingerprint {data[2:HEADER_SIZE].hex()}")
+        reader = self.registry.latest[writer.name]
+        try:
+            record = schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer.parsed, reader.parsed)
+        except Exception as exc:  # fastavro raises many types on corrupt bodies
+            raise SerializationError(f"corrupt {writer.name} body: {exc!r}") from exc
+        return _from_record(EVENT_TYPES[writer.name], record)
+
+    def decode_as(self, data: bytes | None, kind: type[E]) -> E:
+        event = self.decode(data)
+        if not isinstance(event, kind):
+            raise SerializationError(f"expected {kind.__name__}, got {type(event).__name__}")
+        return event
+
+
+def _to_record(event: Event) -> dict[str, Any]:
+    return dataclasses.asdict(event)
+
+
+def _from_record(cls: type[T], record: Mapping[str, Any]) -> T:
+    hints = _hints(cls)
+    values = {name: _convert(hints[name], record[name]) for name in hints if name in record}
+    return cls(**values)
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        return _convert(next(a for a in typing.get_args(hint) if a is not type(None)), value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _from_record(hint, value)
+    return value

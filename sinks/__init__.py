@@ -1,0 +1,1 @@
+"""Writers and readers of the stores: object storage, PostgreSQL, Redis, ClickHouse."""

@@ -1,0 +1,1 @@
+"""The Faust stream processors: one app per worker role, each its own consumer group."""

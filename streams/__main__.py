@@ -1,0 +1,35 @@
+"""`python -m streams worker --role render`: run one role's Faust worker."""
+
+from __future__ import annotations
+
+import typer
+
+from domain.settings import get_settings
+from streams.roles import ROLES
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+@cli.callback()
+def main() -> None:
+    """Memestream stream workers."""
+
+
+@cli.command()
+def worker(
+    role: str = typer.Option("render", help=f"one of: {', '.join(ROLES)}"),
+    loglevel: str = typer.Option("info"),
+) -> None:
+    """Run the worker of one role until stopped (SIGTERM or Ctrl-C)."""
+    import faust
+
+    from streams.app import create_app
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    app = create_app(ROLES[role], get_settings())
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    cli()

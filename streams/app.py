@@ -1,0 +1,36 @@
+"""One Faust app per worker role; the role's name makes its consumer group id."""
+
+from __future__ import annotations
+
+import faust
+
+from domain.settings import Settings
+from streams.roles import ROLES, Role
+
+
+def faust_broker_url(bootstrap_servers: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(","))
+
+
+def create_app(role: Role, settings: Settings) -> faust.App:
+    """The role's app with its agents registered; `faust.Worker(app).execute_...` runs it."""
+    app = faust.App(
+        role.group_id,
+        broker=faust_broker_url(settings.kafka_bootstrap_servers),
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.api_host,
+        web_port=settings.worker_web_port + list(ROLES).index(role.name),
+        web_host=settings.api_host,
+        stream_wait_empty=False,
+    )
+    match role.name:
+        case "render":
+            from streams.render import register
+        case _:
+            raise NotImplementedError(f"the {role.name!r} role has no agents yet")
+    register(app, settings)
+    return app

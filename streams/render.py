@@ -1,0 +1,270 @@
+"""The render agent: `meme.requests` -> Pillow in a process pool -> storage, PostgreSQL,
+`meme.rendered` and `meme.feed`.
+
+At-least-once: the input offset is committed only after every output is stored, and
+each output is idempotent on the meme id (same object keys, an upsert, derived event
+ids), so a crash or replay never duplicates a meme. A bad message goes to the DLQ and
+a bad render becomes a `failed` meme; store outages are retried until the store is
+back, which holds the partition rather than losing the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import faust
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_not_exception_type,
+    stop_never,
+    wait_exponential,
+)
+
+from domain.events import (
+    FeedEvent,
+    FeedKind,
+    ImageVariant,
+    MemeRendered,
+    MemeRequested,
+    RenderStatus,
+)
+from domain.rendering import RenderedMeme, RenderError, RenderOptions, render_meme
+from domain.settings import ImageQuality, Settings
+from producers.producer import EventProducer
+from producers.serialization import SerializationError
+from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
+from sinks.postgres.memes import MemeRepository
+from sinks.postgres.pool import create_pool
+from sinks.storage import ObjectStore, object_store
+from sinks.storage.base import meme_key
+from streams.dlq import dead_letter
+
+log = logging.getLogger(__name__)
+
+_INFRA_RETRY = {
+    "wait": wait_exponential(multiplier=0.2, max=5.0),
+    "stop": stop_never,
+    "retry": retry_if_not_exception_type((asyncio.CancelledError, RenderError)),
+    "before_sleep": before_sleep_log(log, logging.WARNING),
+    "reraise": True,
+}
+
+
+def warm_up() -> int:
+    """Runs once in each pool process so the first real render pays no import cost."""
+    from domain.templates import TemplateCatalog
+
+    return len(TemplateCatalog.default().all())
+
+
+class RenderPool:
+    """A process pool that is rebuilt if a render kills its process."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(self.workers, mp_context=context)
+
+    async def warm(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._executor, warm_up) for _ in range(self.workers))
+        )
+
+    async def render(
+        self, template_id: str, texts: list[str], options: RenderOptions
+    ) -> RenderedMeme:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor, render_meme, template_id, texts, options
+            )
+        except BrokenProcessPool:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new()
+            raise RenderError("the renderer crashed on this input") from None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class RenderPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: EventProducer,
+        memes: MemeRepository,
+        storage: ObjectStore,
+        pool: RenderPool,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.memes = memes
+        self.storage = storage
+        self.pool = pool
+
+    def options(self, request: MemeRequested) -> RenderOptions:
+        quality = ImageQuality(request.quality) if request.quality else self.settings.image_quality
+        return RenderOptions(format=request.format, quality=quality)
+
+    async def handle(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        headers: list[tuple[str, bytes]],
+    ) -> MemeRendered | None:
+        try:
+            request = self.producer.codec.decode_as(value, MemeRequested)
+        except SerializationError as exc:
+            await dead_letter(
+                self.producer,
+                exc,
+                topic=MEME_REQUESTS.name,
+                partition=partition,
+                offset=offset,
+                key=key,
+                value=value,
+                headers=headers,
+            )
+            return None
+        outcome = await self.render(request)
+        async for attempt in AsyncRetrying(**_INFRA_RETRY):
+            with attempt:
+                await self.memes.record_render(request, outcome)
+        await self.producer.send(MEME_RENDERED.name, outcome)
+        await self.producer.send(MEME_FEED.name, feed_event(outcome))
+        return outcome
+
+    async def render(self, request: MemeRequested) -> MemeRendered:
+        try:
+            rendered = await self.pool.render(
+                request.template_id, request.texts, self.options(request)
+            )
+        except RenderError as exc:
+            return MemeRendered.for_request(
+                request, status=RenderStatus.FAILED, variants=[], render_ms=0.0, error=str(exc)
+            )
+        except Exception as exc:  # a renderer bug must fail one meme, not the worker
+            log.exception("render of %s failed unexpectedly", request.meme_id)
+            return MemeRendered.for_request(
+                request,
+                status=RenderStatus.FAILED,
+                variants=[],
+                render_ms=0.0,
+                error=f"internal render error ({type(exc).__name__})",
+            )
+        variants = await self.store(request.meme_id, rendered)
+        return MemeRendered.for_request(
+            request, status=RenderStatus.RENDERED, variants=variants, render_ms=rendered.render_ms
+        )
+
+    async def store(self, meme_id: str, rendered: RenderedMeme) -> list[ImageVariant]:
+        async def put(size: str, data: bytes, extension: str, media_type: str) -> None:
+            key = meme_key(meme_id, size, extension)
+            async for attempt in AsyncRetrying(**_INFRA_RETRY):
+                with attempt:
+                    await asyncio.to_thread(self.storage.put, key, data, media_type)
+
+        await asyncio.gather(
+            *(
+                put(size, image.data, image.format, image.media_type)
+                for size, image in rendered.variants.items()
+            )
+        )
+        return [
+            ImageVariant(
+                size=size,
+                key=meme_key(meme_id, size, image.format),
+                width=image.width,
+                height=image.height,
+                bytes=len(image.data),
+                media_type=image.media_type,
+            )
+            for size, image in rendered.variants.items()
+        ]
+
+
+def feed_event(outcome: MemeRendered) -> FeedEvent:
+    rendered = outcome.status is RenderStatus.RENDERED
+    return FeedEvent(
+        event_id=outcome.event_id,
+        meme_id=outcome.meme_id,
+        kind=FeedKind.RENDERED if rendered else FeedKind.FAILED,
+        template_id=outcome.template_id,
+        status=outcome.status.value,
+        user_id=outcome.user_id,
+    )
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v or b"")) for k, v in items]
+
+
+class PipelineHolder:
+    """Builds the pipeline on first use, inside the worker's event loop."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.pipeline: RenderPipeline | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> RenderPipeline:
+        if self.pipeline is None:
+            async with self._lock:
+                if self.pipeline is None:
+                    self.pipeline = await self._build()
+        return self.pipeline
+
+    async def _build(self) -> RenderPipeline:
+        settings = self.settings
+        db_pool = create_pool(settings)
+        await db_pool.open(wait=False)
+        storage = object_store(settings)
+        await asyncio.to_thread(storage.ensure_bucket)
+        render_pool = RenderPool(settings.worker_threads)
+        await render_pool.warm()
+        producer = EventProducer(settings, client_id=self.client_id)
+        return RenderPipeline(settings, producer, MemeRepository(db_pool), storage, render_pool)
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.producer.close()
+            self.pipeline.pool.close()
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    topic = app.topic(MEME_REQUESTS.name, key_serializer="raw", value_serializer="raw")
+    holder = PipelineHolder(settings, client_id=f"{app.conf.id}-producer")
+
+    @app.on_before_shutdown.connect
+    def close_pipeline(app: faust.App, **_: Any) -> None:
+        holder.close()
+
+    @app.agent(topic, concurrency=settings.worker_threads * 2)
+    async def render(stream: faust.StreamT[bytes]) -> None:
+        pipeline = await holder.get()
+        async for event in stream.events():
+            message = event.message
+            await pipeline.handle(
+                event.value,
+                key=event.key,
+                partition=message.partition,
+                offset=message.offset,
+                headers=_headers(message.headers),
+            )

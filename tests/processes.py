@@ -1,0 +1,79 @@
+"""Starts the API and workers as real subprocesses for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+
+from domain.settings import PROJECT_ROOT
+
+ARTIFACTS = PROJECT_ROOT / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def process(name: str, args: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path: Path = ARTIFACTS / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def wait_for_group(
+    bootstrap: str, group_id: str, proc: subprocess.Popen[bytes], timeout: float = 120.0
+) -> None:
+    """Waits until the consumer group is stable, i.e. the worker owns its partitions."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}")
+        description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
+        if description.state == ConsumerGroupState.STABLE and description.members:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"consumer group {group_id} not stable within {timeout}s")
