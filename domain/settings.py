@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # Store URLs.
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_delivery_timeout_ms: int = Field(5000, ge=100)
+    # Consumer groups are `<prefix>-<role>`; tests use their own prefix so they never
+    # share partitions with a running `memestream up`.
+    consumer_group_prefix: str = "memestream"
+    kafka_auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
     redis_url: str = "redis://127.0.0.1:16379/0"

@@ -15,13 +15,13 @@ def faust_broker_url(bootstrap_servers: str) -> str:
 def create_app(role: Role, settings: Settings) -> faust.App:
     """The role's app with its agents registered; `faust.Worker(app).execute_...` runs it."""
     app = faust.App(
-        role.group_id,
+        role.group_id_for(settings.consumer_group_prefix),
         broker=faust_broker_url(settings.kafka_bootstrap_servers),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
         producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=settings.kafka_auto_offset_reset,
         web_bind=settings.api_host,
         web_port=settings.worker_web_port + list(ROLES).index(role.name),
         web_host=settings.api_host,

@@ -18,7 +18,11 @@ class Role:
 
     @property
     def group_id(self) -> str:
-        return f"memestream-{self.name}"
+        """The deployed group id (KEDA and the KafkaUser ACLs name it)."""
+        return self.group_id_for("memestream")
+
+    def group_id_for(self, prefix: str) -> str:
+        return f"{prefix}-{self.name}"
 
 
 RENDER = Role("render", (MEME_REQUESTS.name,))

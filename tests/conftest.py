@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator
 
-import pytest  # noqa: E402
+import pytest
 
-from domain.settings import Settings, get_settings  # noqa: E402
-from tests import processes  # noqa: E402
-from tests.services import environment, services  # noqa: E402
+from domain.settings import Settings, get_settings
+from tests import processes
+from tests.services import environment, services
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +43,16 @@ def api_url(stack_settings: Settings) -> Iterator[str]:
 def render_worker(stack_settings: Settings) -> Iterator[None]:
     from streams.roles import RENDER
 
-    env = environment(stack_settings) | {"WORKER_WEB_PORT": str(processes.free_port())}
+    # A group of its own that starts at the end of the topic: the tests' worker neither
+    # shares partitions with a running `memestream up` nor replays earlier runs.
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    env = environment(stack_settings) | {
+        "WORKER_WEB_PORT": str(processes.free_port()),
+        "CONSUMER_GROUP_PREFIX": prefix,
+        "KAFKA_AUTO_OFFSET_RESET": "latest",
+    }
     args = ["-m", "streams", "worker", "--role", "render"]
     with processes.process("worker-render", args, env) as proc:
-        processes.wait_for_group(stack_settings.kafka_bootstrap_servers, RENDER.group_id, proc)
+        group = RENDER.group_id_for(prefix)
+        processes.wait_for_group(stack_settings.kafka_bootstrap_servers, group, proc)
         yield

@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(name: str, args: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    name: str, args: list[str], env: Mapping[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path: Path = ARTIFACTS / f"{name}.log"
     with log_path.open("wb") as log:

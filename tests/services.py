@@ -34,8 +34,13 @@ def containers(settings: Settings) -> Iterator[Settings]:
     with ExitStack() as stack:
         kafka = stack.enter_context(KafkaContainer("apache/kafka:4.1.0").with_kraft())
         postgres = stack.enter_context(
-            PostgresContainer("postgres:15", username="memestream", password="memestream",
-                              dbname="memestream", driver=None)
+            PostgresContainer(
+                "postgres:15",
+                username="memestream",
+                password="memestream",
+                dbname="memestream",
+                driver=None,
+            )
         )
         redis = stack.enter_context(RedisContainer("redis:7"))
         minio = stack.enter_context(

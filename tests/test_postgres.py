@@ -36,9 +36,12 @@ def test_migrate_is_idempotent_and_records_versions(stack_settings: Settings) ->
 def test_monthly_partitions_exist_around_now(stack_settings: Settings) -> None:
     migrate(stack_settings, today=date(2031, 12, 15))
     with psycopg.connect(stack_settings.database_url) as conn:
-        names = {r[0] for r in conn.execute(
-            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'memes'::regclass"
-        )}
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'memes'::regclass"
+            )
+        }
     assert {"memes_2031_11", "memes_2031_12", "memes_2032_01", "memes_2032_03"} <= names
 
 
@@ -47,10 +50,17 @@ def _request() -> MemeRequested:
 
 
 def _rendered(request: MemeRequested) -> MemeRendered:
-    variant = ImageVariant(size="full", key=f"memes/{request.meme_id}/full.jpeg", width=600,
-                           height=600, bytes=10, media_type="image/jpeg")
-    return MemeRendered.for_request(request, status=RenderStatus.RENDERED, variants=[variant],
-                                    render_ms=3.0)
+    variant = ImageVariant(
+        size="full",
+        key=f"memes/{request.meme_id}/full.jpeg",
+        width=600,
+        height=600,
+        bytes=10,
+        media_type="image/jpeg",
+    )
+    return MemeRendered.for_request(
+        request, status=RenderStatus.RENDERED, variants=[variant], render_ms=3.0
+    )
 
 
 async def test_pending_then_rendered_then_replayed(pool: AsyncConnectionPool) -> None:
@@ -69,12 +79,19 @@ async def test_pending_then_rendered_then_replayed(pool: AsyncConnectionPool) ->
     assert record is not None
     assert record.status == "rendered"
     assert record.variants == [
-        {"size": "full", "key": f"memes/{request.meme_id}/full.jpeg", "width": 600,
-         "height": 600, "bytes": 10, "media_type": "image/jpeg"}
+        {
+            "size": "full",
+            "key": f"memes/{request.meme_id}/full.jpeg",
+            "width": 600,
+            "height": 600,
+            "bytes": 10,
+            "media_type": "image/jpeg",
+        }
     ]
     async with pool.connection() as conn:
-        cursor = await conn.execute("SELECT count(*) AS n FROM memes WHERE id = %s",
-                                    (request.meme_id,))
+        cursor = await conn.execute(
+            "SELECT count(*) AS n FROM memes WHERE id = %s", (request.meme_id,)
+        )
         assert (await cursor.fetchone())["n"] == 1
 
 
@@ -91,8 +108,10 @@ async def test_deleted_meme_stays_deleted(pool: AsyncConnectionPool) -> None:
     request = _request()
     await memes.add_pending(request)
     async with pool.connection() as conn:
-        await conn.execute("UPDATE memes SET status = 'deleted', deleted_at = %s WHERE id = %s",
-                           (datetime.now(UTC), request.meme_id))
+        await conn.execute(
+            "UPDATE memes SET status = 'deleted', deleted_at = %s WHERE id = %s",
+            (datetime.now(UTC), request.meme_id),
+        )
     await memes.record_render(request, _rendered(request))
     record = await memes.get(request.meme_id)
     assert record is not None and record.status == "deleted"

@@ -28,11 +28,13 @@ async def test_send_resolves_after_the_broker_stored_the_event(stack_settings: S
         delivery = await producer.send(MEME_VIEWS.name, event, headers=[("x-test", b"1")])
     finally:
         assert producer.close() == 0
-    consumer = Consumer({
-        "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
-        "group.id": f"test-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         consumer.assign([TopicPartition(delivery.topic, delivery.partition, delivery.offset)])
         message = consumer.poll(10)

@@ -29,19 +29,33 @@ from producers.serialization import (
     SerializationError,
 )
 
-REQUEST = MemeRequested(meme_id="0190f1e2-0000-7000-8000-000000000001", template_id="drake",
-                        texts=["top", "bottom ✓ مرحبا"], format="png", user_id="u1")
+REQUEST = MemeRequested(
+    meme_id="0190f1e2-0000-7000-8000-000000000001",
+    template_id="drake",
+    texts=["top", "bottom ✓ مرحبا"],
+    format="png",
+    user_id="u1",
+)
 SAMPLES = [
     REQUEST,
     MemeRendered.for_request(
         REQUEST,
         status=RenderStatus.RENDERED,
-        variants=[ImageVariant(size="full", key="memes/x/full.png", width=600, height=600,
-                               bytes=1234, media_type="image/png")],
+        variants=[
+            ImageVariant(
+                size="full",
+                key="memes/x/full.png",
+                width=600,
+                height=600,
+                bytes=1234,
+                media_type="image/png",
+            )
+        ],
         render_ms=4.5,
     ),
-    MemeRendered.for_request(REQUEST, status=RenderStatus.FAILED, variants=[], render_ms=0.0,
-                             error="boom"),
+    MemeRendered.for_request(
+        REQUEST, status=RenderStatus.FAILED, variants=[], render_ms=0.0, error="boom"
+    ),
     Vote(meme_id="m", user_id="u", value=-1),
     View(meme_id="m"),
     MemeDeleted(meme_id="m", deleted_by="admin"),
@@ -76,8 +90,13 @@ def test_old_writer_is_readable_by_new_reader(tmp_path: Path) -> None:
     for path in SCHEMAS_DIR.glob("*.avsc"):
         shutil.copy(path, tmp_path)
     v1 = json.loads((SCHEMAS_DIR / "View.v1.avsc").read_text())
-    v2 = {**v1, "fields": [*v1["fields"], {"name": "referrer", "type": ["null", "string"],
-                                          "default": None}]}
+    v2 = {
+        **v1,
+        "fields": [
+            *v1["fields"],
+            {"name": "referrer", "type": ["null", "string"], "default": None},
+        ],
+    }
     (tmp_path / "View.v2.avsc").write_text(json.dumps(v2))
     old = AvroCodec(SchemaRegistry.from_folder(SCHEMAS_DIR))
     new = AvroCodec(SchemaRegistry.from_folder(tmp_path))
@@ -88,8 +107,14 @@ def test_old_writer_is_readable_by_new_reader(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [None, b"", b"\x00", b"garbage that is long enough", MAGIC + b"\x00" * 8 + b"body",
-     b"{\"meme_id\": \"json\"}"],
+    [
+        None,
+        b"",
+        b"\x00",
+        b"garbage that is long enough",
+        MAGIC + b"\x00" * 8 + b"body",
+        b'{"meme_id": "json"}',
+    ],
     ids=["none", "empty", "short", "no-magic", "unknown-fingerprint", "json"],
 )
 def test_hostile_bytes_raise_serialization_error(data: bytes | None) -> None:

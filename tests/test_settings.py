@@ -28,10 +28,17 @@ def test_plan_names_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("IMAGE_QUALITY", "ultra"), ("CACHE_SIZE_MB", "0"), ("WORKER_THREADS", "-1"),
-     ("REDIS_POOL_SIZE", "lots"), ("AI_MODEL_SIZE", "huge")],
+    [
+        ("IMAGE_QUALITY", "ultra"),
+        ("CACHE_SIZE_MB", "0"),
+        ("WORKER_THREADS", "-1"),
+        ("REDIS_POOL_SIZE", "lots"),
+        ("AI_MODEL_SIZE", "huge"),
+    ],
 )
-def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+def test_invalid_values_are_rejected(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()

@@ -6,14 +6,19 @@ from confluent_kafka.admin import ConfigResource, ResourceType
 
 from domain.settings import Settings
 from producers.admin import admin_client, ensure_topics
-from producers.topics import ALL_TOPICS, DLQ_TOPICS, TOPICS, topic
 from producers.serialization import SchemaRegistry
+from producers.topics import ALL_TOPICS, DLQ_TOPICS, TOPICS, topic
 
 
 def test_design_topics_are_registered() -> None:
     names = {t.name for t in TOPICS}
     assert names == {
-        "meme.requests", "meme.rendered", "meme.votes", "meme.views", "meme.deleted", "meme.feed",
+        "meme.requests",
+        "meme.rendered",
+        "meme.votes",
+        "meme.views",
+        "meme.deleted",
+        "meme.feed",
     }
 
 

@@ -1,0 +1,158 @@
+"""POST -> Kafka -> render worker -> MinIO + PostgreSQL -> GET, all real processes."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer
+from PIL import Image
+
+from domain.events import MemeRequested
+from domain.ids import new_id
+from domain.settings import Settings
+from domain.templates import TemplateCatalog
+from producers.producer import EventProducer
+from producers.topics import MEME_REQUESTS
+from sinks.storage import object_store
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("render_worker")]
+
+
+def wait_rendered(client: httpx.Client, meme_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/meme/{meme_id}").json()
+        if body.get("status") in {"rendered", "failed"}:
+            return body
+        time.sleep(0.1)
+    raise TimeoutError(f"{meme_id} was not rendered within {timeout}s")
+
+
+def _box_mask(template_id: str, margin: int) -> np.ndarray:
+    template = TemplateCatalog.default().get(template_id)
+    mask = np.zeros((template.height, template.width), dtype=bool)
+    for box in template.boxes:
+        mask[
+            max(0, box.y - margin) : box.y + box.height + margin,
+            max(0, box.x - margin) : box.x + box.width + margin,
+        ] = True
+    return mask
+
+
+def test_generate_renders_stores_and_serves_the_meme(
+    api_url: str, stack_settings: Settings
+) -> None:
+    template = TemplateCatalog.default().get("classic")
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        accepted = client.post(
+            "/api/meme/generate",
+            json={"template_id": "classic", "texts": ["TOP TEXT HERE", "AND BOTTOM TEXT"]},
+        )
+        assert accepted.status_code == 202, accepted.text
+        body = accepted.json()
+        meme_id = body["meme_id"]
+        assert accepted.headers["location"] == body["status_url"] == f"/api/meme/{meme_id}"
+
+        meme = wait_rendered(client, meme_id)
+        assert meme["status"] == "rendered", meme
+        assert set(meme["images"]) == {"full", "medium", "thumb"}
+        assert meme["texts"] == ["TOP TEXT HERE", "AND BOTTOM TEXT"]
+
+        image_response = client.get(f"/api/meme/{meme_id}/image")
+        assert image_response.status_code == 200
+        assert image_response.headers["content-type"] == meme["images"]["full"]["media_type"]
+        thumb = client.get(f"/api/meme/{meme_id}/image", params={"size": "thumb"})
+        assert Image.open(io.BytesIO(thumb.content)).width < template.width
+
+        redirect = client.get(f"/api/meme/{meme_id}/image", params={"redirect": "true"})
+        assert redirect.status_code == 307
+        assert httpx.get(redirect.headers["location"]).content == image_response.content
+
+    image = Image.open(io.BytesIO(image_response.content))
+    image.load()
+    assert image.size == (template.width, template.height)
+    rendered = np.asarray(image.convert("RGB"), dtype=np.int16)
+    blank = np.asarray(template.image().convert("RGB"), dtype=np.int16)
+    diff = np.abs(rendered - blank).mean(axis=2)
+    top = template.boxes[0]
+    in_box = diff[top.y : top.y + top.height, top.x : top.x + top.width]
+    assert in_box.mean() > 8, "the text box should contain drawn text"
+    assert (in_box > 100).mean() > 0.02, "text pixels should contrast strongly"
+    outside = diff[~_box_mask("classic", margin=12)]
+    assert outside.mean() < 4, "pixels away from the text boxes should be the template's"
+
+    store = object_store(stack_settings)
+    for info in meme["images"].values():
+        assert info["bytes"] > 0
+    stored = store.get(f"memes/{meme_id}/full.{meme['images']['full']['media_type'].split('/')[1]}")
+    assert stored.data == image_response.content
+    with psycopg.connect(stack_settings.database_url) as conn:
+        row = conn.execute("SELECT status, template_id FROM memes WHERE id = %s", (meme_id,))
+        assert row.fetchone() == ("rendered", "classic")
+
+
+async def test_unrenderable_request_becomes_a_failed_meme(
+    api_url: str, stack_settings: Settings
+) -> None:
+    """A well-formed event the renderer refuses is a `failed` meme with the reason."""
+    producer = EventProducer(stack_settings, client_id="test-e2e")
+    request = MemeRequested(meme_id=new_id(), template_id="no-such-template", texts=["x"])
+    try:
+        await producer.send(MEME_REQUESTS.name, request)
+    finally:
+        producer.close()
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        outcome = wait_rendered(client, request.meme_id)
+        assert outcome["status"] == "failed"
+        assert "no-such-template" in outcome["error"]
+        image = client.get(f"/api/meme/{request.meme_id}/image")
+        assert image.status_code == 409
+        assert image.json()["type"].endswith("/meme-failed")
+
+
+def test_malformed_event_goes_to_the_dlq_and_the_worker_keeps_running(
+    api_url: str, stack_settings: Settings
+) -> None:
+    key = f"poison-{uuid.uuid4()}".encode()
+    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers})
+    producer.produce("meme.requests", key=key, value=b"\xc3\x01 definitely not avro")
+    producer.produce("meme.requests", key=key + b"-empty", value=None)
+    assert producer.flush(10) == 0
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
+            "group.id": f"test-dlq-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe(["meme.requests.dlq"])
+    found: dict[bytes, dict[str, bytes]] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while len(found) < 2 and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error() or not message.key().startswith(key):
+                continue
+            found[message.key()] = dict(message.headers() or [])
+            if message.key() == key:
+                assert message.value() == b"\xc3\x01 definitely not avro"
+    finally:
+        consumer.close()
+    assert set(found) == {key, key + b"-empty"}
+    headers = found[key]
+    assert headers["dlq.error.class"] == b"SerializationError"
+    assert headers["dlq.original.topic"] == b"meme.requests"
+    assert b"bad magic" in headers["dlq.error.message"] or b"schema" in headers["dlq.error.message"]
+
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        accepted = client.post(
+            "/api/meme/generate", json={"template_id": "drake", "texts": ["still", "alive"]}
+        )
+        assert wait_rendered(client, accepted.json()["meme_id"])["status"] == "rendered"

@@ -1,0 +1,142 @@
+"""The REST API's validation and failure answers, in-process against the real stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from domain.ids import new_id
+from domain.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def client(stack_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(stack_settings)) as client:
+        yield client
+
+
+def assert_problem(response, status: int, slug: str) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["type"].endswith("/" + slug)
+    assert body["status"] == status and body["title"]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("payload", "slug"),
+    [
+        ({"template_id": "nope", "texts": ["a"]}, "unknown-template"),
+        ({"template_id": "drake", "texts": ["a", "b", "c", "d"]}, "too-many-texts"),
+        ({"template_id": "drake", "texts": ["x" * 501]}, "text-too-long"),
+    ],
+)
+def test_semantic_errors(client: TestClient, payload: dict, slug: str) -> None:
+    assert_problem(client.post("/api/meme/generate", json=payload), 422, slug)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"template_id": "drake", "texts": []},
+        {"template_id": "drake", "texts": ["", "   "]},
+        {"template_id": "drake", "texts": "not a list"},
+        {"template_id": 42, "texts": ["a"]},
+        {"template_id": "drake", "texts": [None]},
+        {"template_id": "drake", "texts": ["a"], "extra": 1},
+        {"template_id": "../etc/passwd", "texts": ["a"]},
+        {"template_id": "drake", "texts": ["bell \x07 char"]},
+        {"template_id": "drake", "texts": ["a"], "format": "bmp"},
+        {"texts": ["a"]},
+        [],
+    ],
+)
+def test_invalid_bodies_are_422(client: TestClient, payload: object) -> None:
+    body = assert_problem(client.post("/api/meme/generate", json=payload), 422, "validation-error")
+    assert body["errors"]
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    response = client.post(
+        "/api/meme/generate",
+        content=b'{"template_id": "drake", "texts": [',
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed-json")
+
+
+def test_oversize_body_is_413(client: TestClient, stack_settings: Settings) -> None:
+    huge = b'{"template_id": "drake", "texts": ["' + b"a" * stack_settings.max_body_bytes + b'"]}'
+    response = client.post(
+        "/api/meme/generate", content=huge, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_oversize_chunked_body_is_413(client: TestClient, stack_settings: Settings) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"template_id": "drake", "texts": ["'
+        for _ in range(stack_settings.max_body_bytes // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"]}'
+
+    response = client.post(
+        "/api/meme/generate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_unknown_and_malformed_ids_are_404(client: TestClient) -> None:
+    assert_problem(client.get(f"/api/meme/{new_id()}"), 404, "meme-not-found")
+    assert_problem(client.get("/api/meme/not-an-id"), 404, "meme-not-found")
+    assert_problem(
+        client.get("/api/meme/6f1c1c1e-8d0e-4c3a-9a3e-2f3b1a1d4e5f"), 404, "meme-not-found"
+    )
+    assert_problem(client.get(f"/api/meme/{new_id()}/image"), 404, "meme-not-found")
+
+
+def test_bad_image_size_is_422(client: TestClient) -> None:
+    assert_problem(client.get(f"/api/meme/{new_id()}/image?size=huge"), 422, "validation-error")
+
+
+def test_accepted_request_is_pending_until_rendered(client: TestClient) -> None:
+    accepted = client.post("/api/meme/generate", json={"template_id": "drake", "texts": ["a"]})
+    assert accepted.status_code == 202
+    meme = client.get(accepted.json()["status_url"])
+    assert meme.status_code == 200
+    assert meme.json()["status"] in {"pending", "rendered"}
+
+
+def test_kafka_down_is_503_with_retry_after(stack_settings: Settings) -> None:
+    settings = stack_settings.model_copy(
+        update={"kafka_bootstrap_servers": "127.0.0.1:1", "kafka_delivery_timeout_ms": 1000}
+    )
+    with TestClient(create_app(settings)) as dead:
+        response = dead.post("/api/meme/generate", json={"template_id": "drake", "texts": ["a"]})
+    body = assert_problem(response, 503, "service-unavailable")
+    assert response.headers["retry-after"].isdigit()
+    assert body["service"] == "kafka"
+
+
+def test_postgres_down_still_accepts_generation(stack_settings: Settings) -> None:
+    settings = stack_settings.model_copy(
+        update={"database_url": "postgresql://memestream:memestream@127.0.0.1:1/memestream"}
+    )
+    with TestClient(create_app(settings)) as degraded:
+        accepted = degraded.post(
+            "/api/meme/generate", json={"template_id": "drake", "texts": ["a"]}
+        )
+        assert accepted.status_code == 202
+        assert_problem(degraded.get(accepted.json()["status_url"]), 503, "service-unavailable")
+        assert degraded.get("/ready").status_code == 503
+        assert degraded.get("/health").status_code == 200
+
+
+def test_openapi_documents_the_generate_endpoint(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/api/meme/generate"]["post"]
+    assert "202" in operation["responses"] and "503" in operation["responses"]
