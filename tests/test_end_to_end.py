@@ -17,7 +17,7 @@ from domain.events import MemeRequested
 from domain.ids import new_id
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
-from producers.producer import EventProducer
+from producers.serialization import AvroCodec
 from producers.topics import MEME_REQUESTS
 from sinks.storage import object_store
 
@@ -97,16 +97,12 @@ def test_generate_renders_stores_and_serves_the_meme(
         assert row.fetchone() == ("rendered", "classic")
 
 
-async def test_unrenderable_request_becomes_a_failed_meme(
-    api_url: str, stack_settings: Settings
-) -> None:
+def test_unrenderable_request_becomes_a_failed_meme(api_url: str, stack_settings: Settings) -> None:
     """A well-formed event the renderer refuses is a `failed` meme with the reason."""
-    producer = EventProducer(stack_settings, client_id="test-e2e")
     request = MemeRequested(meme_id=new_id(), template_id="no-such-template", texts=["x"])
-    try:
-        await producer.send(MEME_REQUESTS.name, request)
-    finally:
-        producer.close()
+    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers})
+    producer.produce(MEME_REQUESTS.name, key=request.key, value=AvroCodec().encode(request))
+    assert producer.flush(10) == 0
     with httpx.Client(base_url=api_url, timeout=10) as client:
         outcome = wait_rendered(client, request.meme_id)
         assert outcome["status"] == "failed"

@@ -39,7 +39,8 @@ def test_monthly_partitions_exist_around_now(stack_settings: Settings) -> None:
         names = {
             r[0]
             for r in conn.execute(
-                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'memes'::regclass"
+                "SELECT inhrelid::regclass::text FROM pg_inherits"
+                " WHERE inhparent = 'memes'::regclass"
             )
         }
     assert {"memes_2031_11", "memes_2031_12", "memes_2032_01", "memes_2032_03"} <= names
