@@ -1,0 +1,37 @@
+# One image for every Memestream process: the API (the default command), the workers
+# (`python -m streams worker --role <role>`) and the one-shot `memestream migrate|topics`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Fonts the renderer draws captions with (Latin, most scripts, colour emoji).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        fonts-dejavu-core fonts-noto-color-emoji fonts-noto-core \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 10001 --user-group app
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so a source change does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies'].get('otlp', [])))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+# The source. Editable install: the code finds schemas/ and templates/ next to its packages
+# (domain.settings.PROJECT_ROOT), so the tree stays in /app.
+COPY . .
+RUN pip install --no-deps -e . \
+    && install -m 0755 deploy/docker/entrypoint.sh /usr/local/bin/memestream-entrypoint \
+    && python -m compileall -q api domain producers sinks streams memestream
+
+USER app
+EXPOSE 8000 6066 6067 6068
+ENTRYPOINT ["memestream-entrypoint"]
+CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]

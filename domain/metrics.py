@@ -1,0 +1,422 @@
+"""Every Prometheus metric of the platform in one place: dashboards and alerts share one contract.
+
+Why one module: Grafana panels, the alert rules in `deploy/prometheus/` and the KEDA Prometheus
+triggers in `deploy/strimzi/` name these metrics; tests check those names against this registry.
+Code elsewhere imports the objects below and never creates its own metric.
+
+Multi-process: the API may run several uvicorn workers and the render worker renders in a process
+pool, so a metric observed in a child must reach `/metrics`. prometheus-client handles that
+when `PROMETHEUS_MULTIPROC_DIR` is set *before* `prometheus_client` is first imported (it picks
+its value class at import time): every process then writes mmap files there and
+`render_metrics()` merges them. Gauges say how to merge (`livesum`, `livemax`, ...); call
+`mark_process_dead(pid)` when a child exits and `reset_multiproc_dir()` once at start-up (the
+container entrypoint does it), so stale files of earlier processes never leak into sums.
+
+Label hygiene: `route` is the route template (`/api/meme/{meme_id}`), never the raw path;
+`partition` is the partition number as a string. Unbounded values (ids) are never labels.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+NAMESPACE = "memestream"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Declared name (counters with `_total`) -> label names; filled by the factories below so tests
+# can check that dashboards, alerts and KEDA queries only use labels a metric really has.
+LABELS: dict[str, tuple[str, ...]] = {}
+_METRICS: list[Counter | Gauge | Histogram] = []
+_DECLARED: dict[int, str] = {}
+
+# Buckets, chosen around the targets in DESIGN.md so the interesting quantiles fall inside a
+# bucket and not in +Inf: API p95 < 50 ms cached / < 500 ms overall; render and generation
+# p95 < 1 s (plan: 3 s); feed delivery p99 < 100 ms; inference p95 < 300 ms.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+GENERATION_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+FEED_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+SINK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FRESHNESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+# prometheus-client writes its per-process files as soon as a metric is created; make sure the
+# folder exists even when no entrypoint prepared it (it is only created, never emptied, here).
+if _multiproc := os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()):
+    Path(_multiproc).mkdir(parents=True, exist_ok=True)
+
+
+def _name(name: str) -> str:
+    return f"{NAMESPACE}_{name}"
+
+
+def _register(metric: Any, name: str, labels: tuple[str, ...]) -> None:
+    LABELS[name] = labels
+    _METRICS.append(metric)
+    _DECLARED[id(metric)] = name
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+    metric = Counter(_name(name), doc, labels)
+    _register(metric, _name(name), labels)
+    return metric
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...], mode: str) -> Gauge:
+    metric = Gauge(_name(name), doc, labels, multiprocess_mode=mode)
+    _register(metric, _name(name), labels)
+    return metric
+
+
+def _histogram(
+    name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+) -> Histogram:
+    metric = Histogram(_name(name), doc, labels, buckets=buckets)
+    _register(metric, _name(name), labels)
+    return metric
+
+
+# --- HTTP (RED per route) ------------------------------------------------------------------
+HTTP_REQUESTS = _counter(
+    "http_requests_total",
+    "HTTP requests by route template and status code.",
+    ("method", "route", "status"),
+)
+HTTP_REQUEST_DURATION = _histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration by route template.",
+    ("method", "route"),
+    HTTP_BUCKETS,
+)
+HTTP_IN_PROGRESS = _gauge(
+    "http_requests_in_progress",
+    "HTTP requests being served (the route is known only after).",
+    ("method",),
+    "livesum",
+)
+RATE_LIMITED = _counter(
+    "rate_limited_total",
+    "Requests refused with 429, by limit scope (user, ip).",
+    ("scope",),
+)
+
+# --- Generation and rendering ----------------------------------------------------------------
+MEMES_REQUESTED = _counter(
+    "memes_requested_total",
+    "Generation requests acknowledged by Kafka (endpoint: generate, batch).",
+    ("endpoint",),
+)
+MEMES_GENERATED = _counter(
+    "memes_generated_total",
+    "Generations finished, by outcome (rendered, failed, rejected).",
+    ("status",),
+)
+RENDER_DURATION = _histogram(
+    "render_duration_seconds",
+    "Time to render one meme (decode, text, effects, encode).",
+    ("format",),
+    RENDER_BUCKETS,
+)
+GENERATION_LATENCY = _histogram(
+    "generation_latency_seconds",
+    "Request accepted by the API to MemeRendered produced.",
+    (),
+    GENERATION_BUCKETS,
+)
+RENDER_INPUT_BYTES = _counter(
+    "render_input_bytes_total",
+    "Image bytes fed into decode, effects and encode.",
+    (),
+)
+
+# --- Kafka consumers and producers -----------------------------------------------------------
+CONSUMER_LAG = _gauge(
+    "consumer_lag",
+    "Messages behind the partition's high watermark, per consumer group.",
+    ("group", "topic", "partition"),
+    "livemax",
+)
+EVENTS_CONSUMED = _counter(
+    "events_consumed_total",
+    "Events consumed, by consumer group and topic.",
+    ("group", "topic"),
+)
+EVENT_PROCESSING_DURATION = _histogram(
+    "event_processing_seconds",
+    "Time an agent spends on one event.",
+    ("group", "topic"),
+    RENDER_BUCKETS,
+)
+EVENTS_PRODUCED = _counter(
+    "events_produced_total",
+    "Events acknowledged by Kafka, by topic.",
+    ("topic",),
+)
+PRODUCE_ERRORS = _counter(
+    "produce_errors_total",
+    "Events Kafka did not acknowledge, by topic and error.",
+    ("topic", "reason"),
+)
+DLQ_MESSAGES = _counter(
+    "dlq_messages_total",
+    "Poison messages sent to a dead-letter topic, by source topic and reason.",
+    ("topic", "reason"),
+)
+QUEUE_DEPTH = _gauge(
+    "queue_depth",
+    "Items waiting in an in-process queue (render_pool, inference, feed, analytics).",
+    ("queue",),
+    "livesum",
+)
+
+# --- Caches ----------------------------------------------------------------------------------
+CACHE_HITS = _counter("cache_hits_total", "Cache hits, by cache name.", ("cache",))
+CACHE_MISSES = _counter("cache_misses_total", "Cache misses, by cache name.", ("cache",))
+
+# --- Live feed -------------------------------------------------------------------------------
+LIVE_CONNECTIONS = _gauge(
+    "live_connections",
+    "Open live-feed connections, by transport (sse, websocket).",
+    ("transport",),
+    "livesum",
+)
+FEED_DELIVERY_LATENCY = _histogram(
+    "feed_delivery_seconds",
+    "Feed event produced to written to a client connection.",
+    ("transport",),
+    FEED_BUCKETS,
+)
+FEED_DISCONNECTS = _counter(
+    "feed_disconnects_total",
+    "Feed connections closed by the server, by reason.",
+    ("reason",),
+)
+
+# --- AI inference ----------------------------------------------------------------------------
+INFERENCE_DURATION = _histogram(
+    "inference_duration_seconds",
+    "Time of one inference batch, by task and model size.",
+    ("task", "model_size"),
+    INFERENCE_BUCKETS,
+)
+INFERENCE_BATCH_SIZE = _histogram(
+    "inference_batch_size",
+    "Items per inference batch.",
+    ("task",),
+    BATCH_SIZE_BUCKETS,
+)
+INFERENCE_FALLBACKS = _counter(
+    "inference_fallbacks_total",
+    "Inference answered by a fallback (smaller model, heuristic).",
+    ("task", "fallback"),
+)
+
+# --- Trending and sinks ----------------------------------------------------------------------
+TRENDING_FRESHNESS = _histogram(
+    "trending_freshness_seconds",
+    "Vote or view accepted to the trending set updated.",
+    ("window",),
+    FRESHNESS_BUCKETS,
+)
+SINK_WRITE_DURATION = _histogram(
+    "sink_write_duration_seconds",
+    "Time of one write to a store (batch or single).",
+    ("sink", "operation"),
+    SINK_BUCKETS,
+)
+SINK_ERRORS = _counter("sink_errors_total", "Failed writes to a store.", ("sink",))
+STORE_UP = _gauge(
+    "store_up",
+    "1 when the last probe of a store succeeded, else 0.",
+    ("store",),
+    "livemin",
+)
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+def record_cache(cache: str, hit: bool) -> None:
+    """One call per lookup, so the hit ratio is hits / (hits + misses) on the dashboard."""
+    (CACHE_HITS if hit else CACHE_MISSES).labels(cache=cache).inc()
+
+
+@contextmanager
+def live_connection(transport: str) -> Iterator[None]:
+    """Counts a feed connection for as long as the block runs, even when it ends in error."""
+    gauge = LIVE_CONNECTIONS.labels(transport=transport)
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+
+
+def set_consumer_lag(group: str, topic: str, partition: int, lag: int) -> None:
+    """Lag of one assigned partition; KEDA scales on the same quantity read from Kafka."""
+    CONSUMER_LAG.labels(group=group, topic=topic, partition=str(partition)).set(max(lag, 0))
+
+
+def observe_http(method: str, route: str, status: int, seconds: float) -> None:
+    """Records one finished request (R, E and D of RED in one call)."""
+    HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    HTTP_REQUEST_DURATION.labels(method=method, route=route).observe(seconds)
+
+
+def multiproc_dir() -> Path | None:
+    """The multi-process folder if this process runs in multi-process mode."""
+    raw = os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower())
+    return Path(raw) if raw else None
+
+
+def reset_multiproc_dir() -> None:
+    """Empties the multi-process folder: call once before any metric process starts."""
+    folder = multiproc_dir()
+    if folder is None:
+        return
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drops a dead child's `live*` gauge files so it no longer counts in sums."""
+    if multiproc_dir() is not None:
+        multiprocess.mark_process_dead(pid)
+
+
+def registry() -> CollectorRegistry:
+    """The registry `/metrics` exposes: merged files when multi-process, else the default."""
+    if multiproc_dir() is None:
+        return REGISTRY
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)
+    return merged
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """Body and content type of `/metrics` (the API's route and the worker's web server)."""
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def exposed_families(text: str | None = None) -> dict[str, str]:
+    """Name -> type of every `# TYPE` line of an exposition (default: this process, all metrics).
+
+    Unobserved labelled metrics have no samples but still their `# TYPE` line, so this lists
+    the whole catalogue. Counters appear as `x_total` or `x` depending on the exposition version.
+    """
+    body = text if text is not None else generate_latest(REGISTRY).decode()
+    families: dict[str, str] = {}
+    for line in body.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            families[name] = kind
+    return families
+
+
+def sample_names(families: dict[str, str] | None = None) -> set[str]:
+    """Every series name a query may use (`_total`, `_bucket`, `_count`, ... included)."""
+    names: set[str] = set()
+    for name, kind in (families if families is not None else exposed_families()).items():
+        names.add(name)
+        if kind == "counter":
+            base = name.removesuffix("_total")
+            names.update({f"{base}_total", f"{base}_created"})
+        elif kind in ("histogram", "summary"):
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_count", "_sum", "_created"))
+    return names
+
+
+def series_labels() -> dict[str, frozenset[str]]:
+    """Series name -> label names a selector may use on it (`le` on histogram buckets)."""
+    out: dict[str, frozenset[str]] = {}
+    for metric in _METRICS:
+        labels = frozenset(LABELS[metric_key(metric)])
+        for sample_name in metric_series(metric):
+            out[sample_name] = labels | ({"le"} if sample_name.endswith("_bucket") else set())
+    return out
+
+
+def metric_key(metric: Counter | Gauge | Histogram) -> str:
+    """The key of a metric in LABELS: the name it was declared with."""
+    return _DECLARED[id(metric)]
+
+
+def metric_series(metric: Counter | Gauge | Histogram) -> tuple[str, ...]:
+    """The series names one metric object exposes."""
+    name = metric_key(metric)
+    if isinstance(metric, Counter):
+        return (name,)
+    if isinstance(metric, Histogram):
+        return (f"{name}_bucket", f"{name}_count", f"{name}_sum")
+    return (name,)
+
+
+# --- ASGI middleware -------------------------------------------------------------------------
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HttpMetricsMiddleware:
+    """Pure-ASGI RED metrics and request ids, without importing the web framework.
+
+    The route label is the matched route's template (Starlette puts the route in the scope), or
+    `unmatched`, so random paths never create new series. The request id comes from the
+    `x-request-id` header or is made here, is bound for the request's logs, and is echoed back.
+    """
+
+    def __init__(self, app: ASGIApp, skip: tuple[str, ...] = ("/metrics",)) -> None:
+        self.app = app
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("path") in self.skip:
+            await self.app(scope, receive, send)
+            return
+        from domain.logs import REQUEST_ID_HEADER, bound_request_id, new_request_id
+
+        raw = dict(scope.get("headers") or ()).get(REQUEST_ID_HEADER.encode())
+        request_id = raw.decode("latin-1")[:128] if raw else new_request_id()
+        method = str(scope.get("method", "GET"))
+        status = 500
+        started = time.perf_counter()
+        in_progress = HTTP_IN_PROGRESS.labels(method=method)
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers") or [])
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        in_progress.inc()
+        try:
+            with bound_request_id(request_id):
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            in_progress.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            observe_http(method, str(template), status, time.perf_counter() - started)
