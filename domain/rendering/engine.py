@@ -1,0 +1,247 @@
+"""Render a meme: template (or upload) + captions -> encoded full, medium and thumb.
+
+Module-level functions with picklable arguments and results, so the worker can
+run them in a `ProcessPoolExecutor`; each process keeps its own caches of decoded
+templates and fonts. Anything a caller could get wrong surfaces as a
+`RenderError` with a reason; unexpected failures are wrapped too, so a bad
+request can never take the worker down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+from PIL import Image
+
+from domain.rendering.animation import check_frame_cap, gif_palette, normalise_durations
+from domain.rendering.errors import (
+    ImageTooLarge,
+    InvalidBox,
+    InvalidOptions,
+    InvalidText,
+    RenderError,
+    TemplateNotFound,
+)
+from domain.rendering.filters import Filter, apply_filters, parse_filters
+from domain.rendering.formats import PRESETS, encode, normalise_format
+from domain.rendering.options import (
+    SIZE_LIMITS,
+    SIZES,
+    EncodedImage,
+    RenderedMeme,
+    RenderOptions,
+)
+from domain.rendering.sizing import scale_box, shrink_full, shrink_variant
+from domain.rendering.text import clean_text
+from domain.rendering.typesetting import TextLayer, typeset
+from domain.settings import ImageQuality, get_settings
+from domain.templates import TemplateCatalog, TextBox, UnknownTemplate
+from domain.templates.frames import Frames
+
+#: Hard cap on client-defined boxes per upload.
+MAX_BOXES = 20
+_BOX_FIELDS = {f.name for f in fields(TextBox)}
+
+
+def render_meme(
+    template_id: str, texts: Sequence[str], options: RenderOptions | None = None
+) -> RenderedMeme:
+    """Render `texts` into the template's boxes (texts[i] -> boxes[i])."""
+    start = time.perf_counter()
+    opts = options or RenderOptions()
+    try:
+        template = TemplateCatalog.default().get(template_id)
+    except UnknownTemplate as exc:
+        raise TemplateNotFound(str(exc)) from None
+
+    def run() -> RenderedMeme:
+        _check_texts(texts, template.boxes)  # refuse bad text before any pixel work
+        return _render(template.frames(), template.boxes, texts, opts, start)
+
+    return _guarded(run)
+
+
+def render_upload(
+    image_bytes: bytes,
+    boxes: Sequence[TextBox | Mapping[str, Any]],
+    options: RenderOptions | None = None,
+    *,
+    texts: Sequence[str] | None = None,
+    content_type: str | None = None,
+) -> RenderedMeme:
+    """Render text onto an uploaded image with client-defined boxes.
+
+    Boxes may be TextBox objects or dicts of TextBox fields plus an optional
+    `text`; `texts`, if given, overrides those. `content_type` is checked against
+    the file's real signature.
+    """
+    from domain.rendering.decode import decode
+
+    start = time.perf_counter()
+    opts = options or RenderOptions()
+
+    def run() -> RenderedMeme:
+        frames = decode(image_bytes, claimed_type=content_type, max_frames=opts.max_frames,
+                        target_side=SIZE_LIMITS["full"])
+        w, h = frames.source_size or frames.images[0].size
+        parsed, box_texts = _parse_boxes(boxes, w, h)
+        return _render(frames, parsed, list(texts) if texts is not None else box_texts, opts,
+                       start)
+
+    return _guarded(run)
+
+
+def _guarded(run: Any) -> RenderedMeme:
+    try:
+        result: RenderedMeme = run()
+        return result
+    except RenderError:
+        raise
+    except MemoryError as exc:
+        raise ImageTooLarge("rendering needs too much memory") from exc
+    except Exception as exc:  # the worker must survive anything
+        raise RenderError(f"internal rendering error: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_texts(texts: Sequence[str], boxes: Sequence[TextBox]) -> None:
+    if isinstance(texts, str):
+        raise InvalidText("texts must be a list of strings, not one string")
+    if len(texts) > len(boxes):
+        raise InvalidText(f"{len(texts)} texts given but the image has {len(boxes)} text boxes")
+    for i, (box, raw) in enumerate(zip(boxes, texts, strict=False)):
+        clean_text(raw, i, uppercase=box.uppercase)
+
+
+def _render(
+    frames: Frames,
+    boxes: Sequence[TextBox],
+    texts: Sequence[str],
+    opts: RenderOptions,
+    start: float,
+) -> RenderedMeme:
+    _check_texts(texts, boxes)
+    fmt, quality, sizes, filters = _resolve(opts, frames.animated)
+    check_frame_cap(len(frames.images), opts.max_frames)
+    images = frames.images if fmt != "jpeg" else frames.images[:1]
+    # Shrink oversized inputs before drawing, so text is rasterised at output size.
+    base = shrink_full(images, SIZE_LIMITS["full"])
+    scale = base[0].width / (frames.source_size or images[0].size)[0]
+    layers: list[TextLayer] = []
+    warnings: list[str] = []
+    if fmt == "jpeg" and frames.animated:
+        warnings.append("JPEG cannot animate: the first frame was rendered")
+    for i, (box, raw) in enumerate(zip(boxes, texts, strict=False)):
+        text = clean_text(raw, i, uppercase=box.uppercase)
+        layer = typeset(scale_box(box, scale), text)
+        if layer is not None:
+            layers.append(layer)
+            if layer.fitted.truncated:
+                warnings.append(f"text {i + 1} did not fit box {box.name!r} and was shortened")
+    composed = [_compose(im, layers, filters) for im in base]
+    variants = {}
+    palette = None
+    if fmt == "gif":
+        palette = gif_palette(composed, PRESETS[quality].gif_colors)
+    durations = normalise_durations(frames.durations, len(composed))
+    by_size: dict[tuple[int, int], EncodedImage] = {}
+    # Largest first, each size reduced from the previous one: thumb from medium is 4x cheaper.
+    source = composed
+    for name in sorted(sizes, key=lambda n: -SIZE_LIMITS[n]):
+        scaled = composed if name == "full" else shrink_variant(source, SIZE_LIMITS[name])
+        source = scaled
+        size = scaled[0].size
+        if size not in by_size:  # e.g. a 480 px template's medium is its full size
+            by_size[size] = encode(scaled, durations, fmt, quality,
+                                   loop=frames.loop, palette=palette)
+        variants[name] = by_size[size]
+    return RenderedMeme(
+        variants={name: variants[name] for name in sizes},
+        render_ms=(time.perf_counter() - start) * 1000,
+        animated=len(composed) > 1,
+        frame_count=len(composed),
+        warnings=tuple(warnings),
+    )
+
+
+def _resolve(
+    opts: RenderOptions, animated: bool
+) -> tuple[str, ImageQuality, tuple[str, ...], list[Filter]]:
+    fmt = normalise_format(opts.format) if opts.format else ("gif" if animated else "jpeg")
+    try:
+        quality = ImageQuality(opts.quality or get_settings().image_quality)
+    except ValueError as exc:
+        raise InvalidOptions(f"unknown quality {opts.quality!r}") from exc
+    sizes = tuple(dict.fromkeys(opts.sizes))
+    bad = [s for s in sizes if s not in SIZES]
+    if bad or not sizes:
+        raise InvalidOptions(f"sizes must be a non-empty subset of {', '.join(SIZES)}")
+    if not 1 <= opts.max_frames <= 1000:
+        raise InvalidOptions("max_frames must be in 1..1000")
+    return fmt, quality, sizes, parse_filters(opts.filters)
+
+
+def _compose(
+    frame: Image.Image, layers: Sequence[TextLayer], filters: Sequence[Filter]
+) -> Image.Image:
+    im = frame.copy() if frame.mode == "RGB" else frame.convert("RGB")
+    for layer in layers:
+        layer.apply(im)
+    return apply_filters(im, filters) if filters else im
+
+
+def _parse_boxes(
+    boxes: Sequence[TextBox | Mapping[str, Any]], width: int, height: int
+) -> tuple[list[TextBox], list[str]]:
+    if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Sequence):
+        raise InvalidBox("boxes must be a list")
+    if not boxes:
+        raise InvalidBox("at least one text box is required")
+    if len(boxes) > MAX_BOXES:
+        raise InvalidBox(f"at most {MAX_BOXES} text boxes")
+    parsed: list[TextBox] = []
+    texts: list[str] = []
+    for i, raw in enumerate(boxes):
+        if isinstance(raw, TextBox):
+            box, text = raw, ""
+        elif isinstance(raw, Mapping):
+            values = dict(raw)
+            text = values.pop("text", "") or ""
+            values.setdefault("name", f"text{i + 1}")
+            unknown = set(values) - _BOX_FIELDS
+            if unknown:
+                raise InvalidBox(f"box {i + 1}: unknown fields {sorted(unknown)}")
+            if values.get("gradient") is not None:
+                values["gradient"] = tuple(values["gradient"])
+            try:
+                box = TextBox(**values)
+            except TypeError as exc:
+                raise InvalidBox(f"box {i + 1}: {exc}") from exc
+        else:
+            raise InvalidBox(f"box {i + 1} must be an object")
+        _check_box(i, box, width, height)
+        parsed.append(box)
+        texts.append(text)
+    return parsed, texts
+
+
+def _check_box(i: int, box: TextBox, width: int, height: int) -> None:
+    for name in ("x", "y", "width", "height", "max_font_size", "min_font_size", "max_lines"):
+        if not isinstance(getattr(box, name), int) or isinstance(getattr(box, name), bool):
+            raise InvalidBox(f"box {i + 1}: {name} must be an integer")
+    if box.width < 1 or box.height < 1:
+        raise InvalidBox(f"box {i + 1} has zero size ({box.width}x{box.height})")
+    if box.x < 0 or box.y < 0 or box.x + box.width > width or box.y + box.height > height:
+        raise InvalidBox(f"box {i + 1} lies outside the {width}x{height} image")
+    if box.align not in ("left", "center", "right"):
+        raise InvalidBox(f"box {i + 1}: align must be left, center or right")
+    if box.valign not in ("top", "middle", "bottom"):
+        raise InvalidBox(f"box {i + 1}: valign must be top, middle or bottom")
+    if not 1 <= box.max_lines <= 20:
+        raise InvalidBox(f"box {i + 1}: max_lines must be 1..20")
+    if not 4 <= box.min_font_size <= box.max_font_size <= 400:
+        raise InvalidBox(f"box {i + 1}: font sizes must satisfy 4 <= min <= max <= 400")
+    if not isinstance(box.rotation, (int, float)) or abs(box.rotation) > 360:
+        raise InvalidBox(f"box {i + 1}: rotation must be a number of degrees in [-360, 360]")

@@ -1,0 +1,142 @@
+"""Image filters applied to every frame: blur, sharpen, edges, grayscale, deep fry,
+crop, rotate, flip.
+
+Filters are given as short strings so they travel in events unchanged:
+``"blur"``, ``"blur:6"``, ``"sharpen"``, ``"edges"``, ``"grayscale"``, ``"deepfry"``,
+``"crop:x,y,w,h"`` (pixels of the rendered meme), ``"rotate:90"`` (degrees,
+counter-clockwise), ``"flip:horizontal"`` / ``"flip:vertical"``. They apply to
+the finished meme, text included, in the order given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from domain.rendering.errors import InvalidOptions
+
+MAX_FILTERS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    name: str
+    args: tuple[float, ...] = ()
+
+    def __call__(self, im: Image.Image) -> Image.Image:
+        return _APPLY[self.name](im, self.args)
+
+
+def parse_filters(specs: Sequence[str]) -> list[Filter]:
+    """Validate filter strings up front so a bad one fails before any pixel work."""
+    if len(specs) > MAX_FILTERS:
+        raise InvalidOptions(f"at most {MAX_FILTERS} filters per render")
+    return [parse_filter(s) for s in specs]
+
+
+def parse_filter(spec: str) -> Filter:
+    if not isinstance(spec, str):
+        raise InvalidOptions(f"filter must be a string, got {type(spec).__name__}")
+    name, _, raw = spec.strip().lower().partition(":")
+    name = {"greyscale": "grayscale", "gray": "grayscale", "edge": "edges",
+            "deep-fry": "deepfry", "deep_fry": "deepfry", "mirror": "flip"}.get(name, name)
+    if name not in _APPLY:
+        raise InvalidOptions(f"unknown filter {name!r}; use one of {', '.join(sorted(_APPLY))}")
+    if name == "flip":
+        direction = raw or "horizontal"
+        if direction not in ("horizontal", "vertical", "h", "v"):
+            raise InvalidOptions("flip takes 'horizontal' or 'vertical'")
+        return Filter(name, (0.0 if direction.startswith("h") else 1.0,))
+    try:
+        args = tuple(float(a) for a in raw.split(",")) if raw else ()
+    except ValueError as exc:
+        raise InvalidOptions(f"bad arguments for filter {name!r}: {raw!r}") from exc
+    _check(name, args)
+    return Filter(name, args)
+
+
+def _check(name: str, args: tuple[float, ...]) -> None:
+    if name == "blur" and args and not 0 < args[0] <= 50:
+        raise InvalidOptions("blur radius must be in (0, 50]")
+    if name == "crop" and (len(args) != 4 or args[2] < 1 or args[3] < 1 or min(args) < 0):
+        raise InvalidOptions("crop takes x,y,width,height with positive width and height")
+    if name == "rotate" and len(args) != 1:
+        raise InvalidOptions("rotate takes an angle in degrees, e.g. rotate:90")
+    if name in ("sharpen", "edges", "grayscale") and args:
+        raise InvalidOptions(f"{name} takes no arguments")
+    if name == "deepfry" and args and not 0 < args[0] <= 3:
+        raise InvalidOptions("deepfry strength must be in (0, 3]")
+
+
+def apply_filters(im: Image.Image, filters: Sequence[Filter]) -> Image.Image:
+    for f in filters:
+        im = f(im)
+    return im
+
+
+def _blur(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    return im.filter(ImageFilter.GaussianBlur(args[0] if args else 3))
+
+
+def _sharpen(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
+    return im.filter(ImageFilter.UnsharpMask(radius=2, percent=160, threshold=2))
+
+
+def _edges(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
+    return im.filter(ImageFilter.FIND_EDGES)
+
+
+def _grayscale(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
+    return im.convert("L").convert("RGB")
+
+
+def _deepfry(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    """Oversaturate, crank contrast, sharpen hard and posterise: the 'deep-fried' look."""
+    k = args[0] if args else 1.0
+    im = ImageEnhance.Color(im).enhance(1 + 2.5 * k)
+    im = ImageEnhance.Contrast(im).enhance(1 + 0.8 * k)
+    im = im.filter(ImageFilter.UnsharpMask(radius=3, percent=int(200 * k), threshold=0))
+    r, g, b = im.split()
+    r = r.point(lambda v: min(255, int(v * (1 + 0.25 * k))))
+    im = Image.merge("RGB", (r, g, b))
+    return ImageOps.posterize(im, max(2, 6 - int(2 * k)))
+
+
+def _crop(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    x, y, w, h = (int(a) for a in args)
+    box = (max(0, x), max(0, y), min(im.width, x + w), min(im.height, y + h))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise InvalidOptions(f"crop {x},{y},{w},{h} is outside the {im.width}x{im.height} image")
+    return im.crop(box)
+
+
+def _rotate(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    angle = args[0] % 360
+    exact = {90.0: Image.Transpose.ROTATE_90, 180.0: Image.Transpose.ROTATE_180,
+             270.0: Image.Transpose.ROTATE_270}
+    if angle == 0:
+        return im
+    if angle in exact:
+        return im.transpose(exact[angle])
+    return im.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+
+
+def _flip(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    vertical = bool(args and args[0])
+    return im.transpose(
+        Image.Transpose.FLIP_TOP_BOTTOM if vertical else Image.Transpose.FLIP_LEFT_RIGHT
+    )
+
+
+_APPLY: dict[str, Callable[[Image.Image, tuple[float, ...]], Image.Image]] = {
+    "blur": _blur,
+    "sharpen": _sharpen,
+    "edges": _edges,
+    "grayscale": _grayscale,
+    "deepfry": _deepfry,
+    "crop": _crop,
+    "rotate": _rotate,
+    "flip": _flip,
+}

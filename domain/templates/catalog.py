@@ -1,0 +1,171 @@
+"""Load the template catalogue from `templates/<id>/config.yaml` folders.
+
+config.yaml keys: name, tags, category, size [w, h], description, optional
+`animation: {frames, duration_ms}`, optional `image:` (a file in the folder, for
+uploaded templates) or `artwork:` (our own drawing recipe), optional
+`box_defaults:` and `boxes:` (list of TextBox fields in template pixels).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from domain.templates.model import Template, TextBox
+
+TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+MAX_TEMPLATE_SIDE = 4096
+MAX_TEMPLATE_FRAMES = 200
+_BOX_FIELDS = {f.name for f in fields(TextBox)}
+
+
+class UnknownTemplate(LookupError):
+    """No template with this id; `template_id` says which one was asked for."""
+
+    def __init__(self, template_id: str) -> None:
+        super().__init__(template_id)
+        self.template_id = template_id
+
+    def __str__(self) -> str:
+        return f"unknown template {self.template_id!r}"
+
+
+class TemplateConfigError(ValueError):
+    """A config.yaml that cannot describe a usable template."""
+
+
+def templates_dir() -> Path:
+    from domain.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT / "templates"
+
+
+class TemplateCatalog:
+    """Every template by id; immutable after loading, safe to share between threads."""
+
+    _default: TemplateCatalog | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, templates: Iterable[Template]) -> None:
+        self._by_id: dict[str, Template] = {}
+        for t in templates:
+            if t.id in self._by_id:
+                raise TemplateConfigError(f"duplicate template id {t.id!r}")
+            self._by_id[t.id] = t
+
+    @classmethod
+    def default(cls) -> TemplateCatalog:
+        """The project's catalogue, loaded once per process."""
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls.load(templates_dir())
+        return cls._default
+
+    @classmethod
+    def load(cls, root: Path) -> TemplateCatalog:
+        configs = sorted(root.glob("*/config.yaml"))
+        return cls(load_template(p) for p in configs)
+
+    def get(self, template_id: str) -> Template:
+        try:
+            return self._by_id[template_id]
+        except (KeyError, TypeError):
+            raise UnknownTemplate(str(template_id)) from None
+
+    def __contains__(self, template_id: object) -> bool:
+        return template_id in self._by_id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def all(self) -> list[Template]:
+        return list(self._by_id.values())
+
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+
+def load_template(config_path: Path) -> Template:
+    """Parse and validate one config.yaml; the folder name is the id."""
+    template_id = config_path.parent.name
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TemplateConfigError(f"{config_path}: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise TemplateConfigError(f"{config_path}: expected a mapping")
+    try:
+        return template_from_config(template_id, raw, config_path.parent)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TemplateConfigError(f"{config_path}: {exc}") from exc
+
+
+def template_from_config(
+    template_id: str, raw: Mapping[str, Any], folder: Path | None = None
+) -> Template:
+    if not TEMPLATE_ID.match(template_id):
+        raise ValueError(f"bad template id {template_id!r} (lowercase letters, digits, '-')")
+    width, height = (int(v) for v in raw["size"])
+    if not (16 <= width <= MAX_TEMPLATE_SIDE and 16 <= height <= MAX_TEMPLATE_SIDE):
+        raise ValueError(f"size {width}x{height} outside 16..{MAX_TEMPLATE_SIDE}")
+    animation = raw.get("animation") or {}
+    frame_count = int(animation.get("frames", 1))
+    if not 1 <= frame_count <= MAX_TEMPLATE_FRAMES:
+        raise ValueError(f"frames must be 1..{MAX_TEMPLATE_FRAMES}")
+    source = None
+    if raw.get("image"):
+        if folder is None:
+            raise ValueError("image: needs a template folder")
+        source = (folder / str(raw["image"])).resolve()
+        if source.parent != folder.resolve():
+            raise ValueError("image: must be a file inside the template folder")
+    elif not isinstance(raw.get("artwork"), Mapping):
+        raise ValueError("either image: or artwork: is required")
+    defaults = dict(raw.get("box_defaults") or {})
+    boxes = [_box(i, {**defaults, **b}, width, height) for i, b in enumerate(raw.get("boxes", []))]
+    if not boxes:
+        raise ValueError("at least one text box is required")
+    return Template(
+        id=template_id,
+        name=str(raw.get("name", template_id)),
+        tags=[str(t) for t in raw.get("tags", [])],
+        category=str(raw.get("category", "misc")),
+        width=width,
+        height=height,
+        boxes=boxes,
+        animated=frame_count > 1,
+        frame_count=frame_count,
+        frame_duration_ms=int(animation.get("duration_ms", 80)),
+        description=str(raw.get("description", "")),
+        artwork=dict(raw.get("artwork") or {}),
+        source=source,
+    )
+
+
+def _box(index: int, raw: Mapping[str, Any], width: int, height: int) -> TextBox:
+    unknown = set(raw) - _BOX_FIELDS
+    if unknown:
+        raise ValueError(f"box {index}: unknown keys {sorted(unknown)}")
+    values = dict(raw)
+    values.setdefault("name", f"text{index + 1}")
+    if "gradient" in values and values["gradient"] is not None:
+        values["gradient"] = tuple(values["gradient"])
+    box = TextBox(**values)
+    if box.width <= 0 or box.height <= 0:
+        raise ValueError(f"box {box.name!r}: width and height must be positive")
+    if box.x < 0 or box.y < 0 or box.x + box.width > width or box.y + box.height > height:
+        raise ValueError(f"box {box.name!r} lies outside the {width}x{height} image")
+    if box.align not in ("left", "center", "right"):
+        raise ValueError(f"box {box.name!r}: align must be left, center or right")
+    if box.valign not in ("top", "middle", "bottom"):
+        raise ValueError(f"box {box.name!r}: valign must be top, middle or bottom")
+    if not 1 <= box.max_lines <= 20:
+        raise ValueError(f"box {box.name!r}: max_lines must be 1..20")
+    return box
