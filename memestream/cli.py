@@ -1,0 +1,359 @@
+"""The `memestream` command: run the local stack, the API and the workers.
+
+`memestream up` is the one command a developer needs: it starts every store, migrates
+Postgres, creates the Kafka topics, then runs the API and a render worker until Ctrl-C,
+which stops what `up` started (stores that were already running are left running).
+`up --detach` leaves everything in the background; `down` stops it all.
+
+Parts written by other modules (migrations, topic creation) are imported lazily, so
+the stack commands work even before those modules exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from domain.settings import PROJECT_ROOT, Settings, get_settings
+from loadgen.cli import app as loadgen_app
+from memestream.ai_cli import app as ai_app
+from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
+from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
+from memestream.stack.process import ManagedProcess, ServiceError
+
+app = typer.Typer(
+    help="Memestream: a meme platform built as a streaming data platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stack_app = typer.Typer(help="Start, stop and inspect the local stores only.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(loadgen_app, name="loadgen")
+app.add_typer(ai_app, name="ai")
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATE_STYLE: dict[State, str] = {
+    State.RUNNING: "green",
+    State.READY: "green",
+    State.EXTERNAL: "cyan",
+    State.STARTING: "yellow",
+    State.STALE: "red",
+    State.STOPPED: "dim",
+}
+
+ServiceArgs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help=f"Services to act on (default: all of {', '.join(SERVICE_NAMES)}).",
+        show_default=False,
+    ),
+]
+
+
+def _status_table(statuses: Sequence[Status], title: str = "Memestream") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("service", style="bold")
+    table.add_column("url")
+    table.add_column("state")
+    table.add_column("pid", justify="right")
+    for st in statuses:
+        style = STATE_STYLE.get(st.state, "")
+        table.add_row(
+            st.name, st.url, f"[{style}]{st.state}[/{style}]", str(st.pid) if st.pid else "-"
+        )
+    return table
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _stack_call(action: Callable[[], list[Status]], title: str) -> list[Status]:
+    """Run a stack action, always print the table, exit non-zero if any service failed."""
+    try:
+        statuses = action()
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+    except StackError as exc:
+        console.print(_status_table(exc.statuses, title))
+        raise _fail(str(exc)) from exc
+    console.print(_status_table(statuses, title))
+    return statuses
+
+
+def _optional(module: str, attr: str) -> Callable[..., Any] | None:
+    """`module.attr`, or None when that module itself is not written yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module == missing or module.startswith(missing + "."):
+            return None
+        raise
+    fn: Callable[..., Any] = getattr(mod, attr)
+    return fn
+
+
+def _run_migrations(settings: Settings) -> None:
+    migrate = _optional("sinks.postgres", "migrate")
+    if migrate is None:
+        console.print("[yellow]skipped migrations:[/yellow] sinks.postgres is not there yet")
+        return
+    migrate(settings)
+    console.print("migrations: [green]up to date[/green]")
+    seed_templates = _optional("sinks.postgres.templates", "seed_templates")
+    if seed_templates is not None:
+        console.print(f"templates: [green]{seed_templates(settings)} seeded[/green]")
+    _apply_clickhouse_schema(settings)
+
+
+def _apply_clickhouse_schema(settings: Settings) -> None:
+    """Creates the analytics tables; the client is closed at once, which releases a chDB
+    folder (one process per folder) for the analytics worker that `up` starts next."""
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+    from sinks.clickhouse import apply_schema, get_client
+
+    try:
+        client = get_client(settings)
+    except ClickHouseError as exc:
+        # A running analytics worker owns the chDB folder and applies the schema itself.
+        console.print(f"[yellow]skipped ClickHouse schema:[/yellow] {exc}")
+        return
+    try:
+        applied = apply_schema(client)
+    finally:
+        client.close()
+    console.print(f"clickhouse: [green]{len(applied)} statements applied[/green]")
+
+
+def _ensure_topics(settings: Settings) -> None:
+    ensure_topics = _optional("producers.admin", "ensure_topics")
+    if ensure_topics is None:
+        console.print("[yellow]skipped topics:[/yellow] producers.admin is not there yet")
+        return
+    ensure_topics(settings)
+    console.print("topics: [green]created or already there[/green]")
+
+
+def _app_processes(settings: Settings, stack: Stack) -> list[ManagedProcess]:
+    """The API and every worker that has a pid file (or is the default render worker)."""
+    procs: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
+    run_dir = stack.layout.root / "run"
+    roles = {"render"}
+    if run_dir.is_dir():
+        roles |= {p.stem.removeprefix("worker-") for p in run_dir.glob("worker-*.pid")}
+    procs += [WorkerProcess(settings, stack.layout, role) for role in sorted(roles)]
+    return procs
+
+
+def _app_statuses(settings: Settings, stack: Stack) -> list[Status]:
+    return [p.status() for p in _app_processes(settings, stack)]
+
+
+# `memestream stack ...`
+
+
+@stack_app.command("start")
+def stack_start(services: ServiceArgs = None) -> None:
+    """Start the stores (idempotent: healthy ones are reused, stale ones restarted)."""
+    stack = Stack(get_settings())
+    with console.status("starting the stack (first run fetches Kafka and builds MinIO)..."):
+        _stack_call(lambda: stack.start(services), "stack")
+
+
+@stack_app.command("stop")
+def stack_stop(services: ServiceArgs = None) -> None:
+    """Stop the stores (SIGTERM, wait, then SIGKILL); their data stays."""
+    stack = Stack(get_settings())
+    _stack_call(lambda: stack.stop(services), "stack")
+
+
+@stack_app.command("status")
+def stack_status(services: ServiceArgs = None) -> None:
+    """Show each store's URL, state and pid."""
+    stack = Stack(get_settings())
+    _stack_call(lambda: stack.status(services), "stack")
+
+
+# Top-level commands.
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so `up` shuts down the same way for both."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.command()
+def up(
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run a Faust worker.")
+    ] = True,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="Worker role(s) to run (default: render).")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Leave everything running and return.")
+    ] = False,
+) -> None:
+    """Start the stack, migrate, create topics, run the API and a worker; Ctrl-C stops."""
+    settings = get_settings()
+    stack = Stack(settings)
+    roles = role or ["render"]
+    before = {st.name: st.state for st in stack.status()}
+    started_here = [name for name, state in before.items() if state != State.RUNNING]
+    apps: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
+    if worker:
+        apps += [WorkerProcess(settings, stack.layout, r) for r in roles]
+
+    with _sigterm_as_interrupt():
+        try:
+            with console.status("starting the stack..."):
+                stack.start()
+            _run_migrations(settings)
+            _ensure_topics(settings)
+            with console.status("starting the API and workers..."):
+                for proc in apps:
+                    proc.start()
+        except KeyboardInterrupt:
+            _shutdown(stack, apps, started_here)
+            raise typer.Exit(130) from None
+        except (ServiceError, StackError) as exc:
+            _shutdown(stack, apps, started_here)
+            raise _fail(str(exc)) from exc
+
+        console.print(_status_table([*stack.status(), *(p.status() for p in apps)]))
+        console.print(f"logs: {stack.layout.root / 'logs'}")
+        if detach:
+            console.print("running in the background; stop with [bold]memestream down[/bold]")
+            return
+        console.print("press Ctrl-C to stop")
+        code = 0
+        try:
+            while True:
+                dead = [p for p in apps if p.process() is None]
+                if dead:
+                    for p in dead:
+                        err_console.print(f"[red]{p.name} exited[/red]; see {p.console_log_path}")
+                    code = 1
+                    break
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        _shutdown(stack, apps, started_here)
+        if code:
+            raise typer.Exit(code)
+
+
+def _shutdown(stack: Stack, apps: Sequence[ManagedProcess], stack_services: Sequence[str]) -> None:
+    """Stop the apps, then the stores `up` itself started, ignoring further Ctrl-Cs."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with console.status("stopping..."):
+            for proc in reversed(apps):
+                proc.stop()
+            if stack_services:
+                with contextlib.suppress(StackError):
+                    stack.stop(stack_services)
+        console.print("stopped")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@app.command()
+def down() -> None:
+    """Stop the API and workers left by `up --detach`, then the whole stack."""
+    settings = get_settings()
+    stack = Stack(settings)
+    apps = _app_processes(settings, stack)
+    for proc in reversed(apps):
+        proc.stop()
+    _stack_call(lambda: [*stack.stop(), *(p.status() for p in apps)], "stopped")
+
+
+@app.command()
+def status() -> None:
+    """Show the stores, the API and the workers."""
+    settings = get_settings()
+    stack = Stack(settings)
+    console.print(_status_table([*stack.status(), *_app_statuses(settings, stack)]))
+
+
+@app.command()
+def api() -> None:
+    """Run the API server in the foreground (uvicorn)."""
+    argv = api_command(get_settings())
+    os.chdir(PROJECT_ROOT)
+    os.execv(argv[0], argv)
+
+
+@app.command("worker")
+def worker_cmd(
+    role: Annotated[str, typer.Option("--role", help="Which agents to run.")] = "render",
+) -> None:
+    """Run one Faust worker in the foreground."""
+    argv = worker_command(role)
+    os.chdir(PROJECT_ROOT)
+    os.execv(argv[0], argv)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the PostgreSQL migrations and the ClickHouse schema."""
+    _run_migrations(get_settings())
+
+
+@app.command()
+def topics(
+    create: Annotated[
+        bool, typer.Option("--create/--no-create", help="Create missing topics in Kafka first.")
+    ] = True,
+) -> None:
+    """Create the registry's topics in Kafka (idempotent) and list them."""
+    if create:
+        _ensure_topics(get_settings())
+    from producers.topics import ALL_TOPICS
+
+    table = Table(title="topics", title_justify="left")
+    for column in ("topic", "partitions", "value", "retention", "cleanup"):
+        table.add_column(column)
+    for spec in ALL_TOPICS:
+        days = spec.retention_ms / 86_400_000
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.value_schema or "bytes",
+            f"{days:g}d",
+            spec.config()["cleanup.policy"],
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app(prog_name="memestream")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The platform's own processes (API, Faust workers) supervised like the stores.
+
+`memestream up` runs them as background processes with pid files in the stack folder,
+so `up --detach` can leave them running and `down` can find and stop them later.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from domain.settings import PROJECT_ROOT, Settings
+from memestream.stack.health import http_ok
+from memestream.stack.layout import StackLayout
+from memestream.stack.process import ManagedProcess
+
+
+def api_command(settings: Settings) -> list[str]:
+    """The API server's command line, shared by `up` and `memestream api`."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:app",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+    ]
+
+
+def worker_command(role: str) -> list[str]:
+    """One Faust worker's command line, shared by `up` and `memestream worker`."""
+    return [sys.executable, "-m", "streams", "worker", "--role", role]
+
+
+class ApiProcess(ManagedProcess):
+    start_timeout = 60.0
+    stop_timeout = 20.0
+
+    def __init__(self, settings: Settings, layout: StackLayout) -> None:
+        super().__init__("api", layout)
+        self.settings = settings
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    @property
+    def port(self) -> int:
+        return self.settings.api_port
+
+    def cwd(self) -> Path:
+        return PROJECT_ROOT
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONUNBUFFERED": "1"}
+
+    def command(self) -> list[str]:
+        return api_command(self.settings)
+
+    def healthy(self) -> bool:
+        # The API binds api_host (maybe not 127.0.0.1), so skip the loopback port probe.
+        try:
+            return self.check_health()
+        except Exception:
+            return False
+
+    def check_health(self) -> bool:
+        return http_ok(f"{self.url}/health")
+
+
+class WorkerProcess(ManagedProcess):
+    """A Faust worker of one role; healthy while its process lives (it has no port of ours)."""
+
+    start_timeout = 10.0
+    stop_timeout = 30.0  # Faust commits offsets and leaves the group on SIGTERM
+    min_uptime = 3.0
+
+    def __init__(self, settings: Settings, layout: StackLayout, role: str) -> None:
+        super().__init__(f"worker-{role}", layout)
+        self.role = role
+        self.settings = settings
+
+    @property
+    def url(self) -> str:
+        return f"role={self.role}"
+
+    def cwd(self) -> Path:
+        return PROJECT_ROOT
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONUNBUFFERED": "1"}
+
+    def command(self) -> list[str]:
+        return worker_command(self.role)
+
+    def check_health(self) -> bool:
+        return self.process() is not None
