@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Fonts the renderer draws captions with (Latin, most scripts, colour emoji).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        fonts-dejavu-core fonts-noto-color-emoji fonts-noto-core \
+        fonts-dejavu-core fonts-dejavu-extra fonts-noto-core fonts-noto-extra \
+        fonts-noto-color-emoji fonts-bebas-neue fonts-comic-neue \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 --user-group app
