@@ -8,10 +8,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import problems
+from api import observability, problems
+from api.data_layer import DataLayer
 from api.dependencies import Services
+from api.feed import FeedRelay
 from api.limits import BodySizeLimit
-from api.routes import health, memes
+from api.ratelimit import RateLimitHeaders
+from api.routes import (
+    ai,
+    analytics,
+    auth,
+    bare,
+    export,
+    feed,
+    health,
+    memes,
+    search,
+    templates,
+    trending,
+    votes,
+    web,
+)
+from domain.ai.service import AIService
 from domain.settings import Settings, get_settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
@@ -25,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        observability.start(settings)
         pool = create_pool(settings)
         # The API starts even while PostgreSQL is down: generation still reaches Kafka.
         await pool.open(wait=False)
@@ -37,23 +56,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             memes=MemeRepository(pool),
             storage=storage,
             catalog=TemplateCatalog.default(),
+            data=await DataLayer.open(settings, pool, producer, storage),
+            feed=FeedRelay(settings, producer),
+            ai=AIService(settings, TemplateCatalog.default()),
         )
+        await app.state.services.feed.start()
         try:
             yield
         finally:
+            await app.state.services.feed.stop()
+            await app.state.services.ai.aclose()
+            await app.state.services.data.close()
             await asyncio.to_thread(producer.close)
             await pool.close()
+            observability.flush()
 
     app = FastAPI(
         title="Memestream",
         version="0.1.0",
         summary="Meme generation as a stream: requests, votes and views through Kafka.",
         lifespan=lifespan,
+        telemetry=observability.TELEMETRY,
     )
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitHeaders)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(search.router)
+    app.include_router(analytics.router)
+    # Before any `/api/meme/{meme_id}` route, which would shadow `/api/meme/trending`.
+    app.include_router(trending.router)
+    # POST /api/meme/caption and POST /api/templates/suggest (no GET route to shadow).
+    app.include_router(ai.router)
+    app.include_router(bare.router)
+    app.include_router(templates.router)
+    app.include_router(export.router)
+    app.include_router(votes.router)
     app.include_router(memes.router)
+    app.include_router(feed.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
+    # Last, so its middlewares are outermost and see every response.
+    observability.install(app)
+    # Outermost of all: the live feed's long-lived streams skip the per-request stack.
+    feed.install_fast_path(app)
     return app
 
 

@@ -8,6 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from api.data_layer import DataLayer
+from api.feed import FeedRelay
+from domain.ai.service import AIService
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
@@ -23,9 +26,13 @@ class Services:
     memes: MemeRepository
     storage: ObjectStore
     catalog: TemplateCatalog
+    data: DataLayer | None = None  # Redis, users, votes, templates, views, analytics
+    feed: FeedRelay | None = None  # the live feed relay (api/feed), started by the lifespan
+    ai: AIService | None = None  # captions and template suggestions (domain/ai), lazy models
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a sync dependency would cost a thread-pool hop on every request.
     return request.app.state.services
 
 

@@ -6,7 +6,7 @@ import unicodedata
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.settings import ImageQuality
 
@@ -33,24 +33,33 @@ class GenerateRequest(BaseModel):
     )
 
     template_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    texts: list[str] = Field(min_length=1, max_length=20)
+    texts: list[str] = Field(default_factory=list, max_length=20)
     format: ImageFormat | None = None
     quality: ImageQuality | None = None
+    # AI (domain/ai): fill every empty box with a suggested caption about `topic` (default:
+    # the given texts, else the template's name) before the request is produced.
+    auto_caption: bool = False
+    topic: str | None = Field(None, max_length=200)
 
     @field_validator("texts")
     @classmethod
     def texts_are_printable(cls, texts: list[str]) -> list[str]:
-        texts = [_check_text(t) for t in texts]
-        if not any(t.strip() for t in texts):
-            raise ValueError("at least one text must be non-empty")
-        return texts
+        return [_check_text(t) for t in texts]
+
+    @model_validator(mode="after")
+    def some_text_or_auto_caption(self) -> GenerateRequest:
+        if not self.auto_caption and not any(t.strip() for t in self.texts):
+            raise ValueError("at least one text must be non-empty (or set auto_caption)")
+        return self
 
 
 class GenerateAccepted(BaseModel):
     meme_id: str
-    status: Literal["pending"] = "pending"
+    # "pending" unless `?wait=` saw the render finish; then `meme` holds the result.
+    status: Literal["pending", "rendered", "failed", "rejected", "flagged"] = "pending"
     status_url: str
     image_url: str
+    meme: MemeView | None = None
 
 
 class ImageInfo(BaseModel):
@@ -63,7 +72,8 @@ class ImageInfo(BaseModel):
 
 class MemeView(BaseModel):
     id: str
-    status: Literal["pending", "rendered", "failed", "deleted"]
+    # rejected: moderation refused it (`error` says why); flagged: rendered, held for review.
+    status: Literal["pending", "rendered", "failed", "deleted", "rejected", "flagged"]
     template_id: str
     texts: list[str]
     format: str | None
@@ -72,6 +82,39 @@ class MemeView(BaseModel):
     render_ms: float | None
     error: str | None
     images: dict[str, ImageInfo]
+    sentiment: str | None = None  # negative, neutral or positive (domain/ai/sentiment.py)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"template_id": "drake", "texts": ["Tests", "Memes"]},
+                        {"template_id": "two-buttons", "texts": ["Ship", "Sleep"]},
+                    ]
+                }
+            ]
+        },
+    )
+
+    items: list[GenerateRequest] = Field(min_length=1, max_length=100)
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: int  # 202 accepted, else the item's problem status
+    meme_id: str | None = None
+    status_url: str | None = None
+    problem: dict[str, object] | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
 
 
 class Health(BaseModel):

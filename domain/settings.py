@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # share partitions with a running `memestream up`.
     consumer_group_prefix: str = "memestream"
     kafka_auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+    # How long a dead worker keeps its partitions before the group rebalances (Faust's
+    # broker_session_timeout); chaos tests shorten it so a SIGKILLed worker is replaced fast.
+    kafka_session_timeout_s: float = Field(60.0, ge=6, le=300)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
     redis_url: str = "redis://127.0.0.1:16379/0"
@@ -74,6 +77,10 @@ class Settings(BaseSettings):
     s3_bucket: str = "memes"
     s3_region: str = "us-east-1"
     storage_path: Path = Path(".stack/data/objects")
+    # Lifecycle (sinks/storage/lifecycle.py): rendered images older than S3_COLD_AFTER_DAYS move to
+    # S3_COLD_TIER (a storage class or MinIO remote tier) when it is set.
+    s3_cold_tier: str | None = None
+    s3_cold_after_days: int = Field(90, ge=1)
 
     # Processes.
     api_host: str = "127.0.0.1"
@@ -81,11 +88,80 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, ge=1, le=65535)
     worker_id: str = "memestream"
 
+    # Live feed (api/feed): how `meme.feed` reaches API replicas (each reads Kafka itself, or
+    # one bridge per partition publishes to a NATS JetStream stream every replica follows) and
+    # what each replica keeps so a reconnecting client resumes without missing events.
+    feed_transport: str = Field("kafka", pattern="^(kafka|nats)$")
+    feed_topic: str = "meme.feed"
+    feed_nats_stream: str = "MEMESTREAM_FEED"
+    feed_nats_subject: str = "memestream.feed"
+    feed_history_size: int = Field(5000, ge=1, le=1_000_000)
+    # Frames a client may lag (x 1 KiB of unsent bytes once written directly) before it is
+    # dropped as a slow consumer.
+    feed_client_queue: int = Field(256, ge=1, le=100_000)
+    feed_heartbeat_s: float = Field(15.0, gt=0)
+    feed_retry_ms: int = Field(2000, ge=0)
+    feed_presence_ttl_s: int = Field(30, ge=2)
+    feed_draft_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+
     # Limits.
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_text_length: int = Field(500, ge=1)
     max_text_boxes: int = Field(10, ge=1)
     generation_timeout_s: float = Field(10.0, gt=0)
+
+    # Data layer and API (issue 4): Redis cache, rate limits (GCRA per user or IP, fail open
+    # when Redis is down), sessions, idempotency, views, analytics reads.
+    meme_cache_ttl_s: int = Field(300, ge=1)
+    # Per-process copy in front of Redis: other processes' deletes show within this time.
+    meme_local_cache_ttl_s: float = Field(2.0, ge=0)
+    rate_limit_enabled: bool = True
+    rate_limit_reads_per_minute: int = Field(1200, ge=1)
+    rate_limit_writes_per_minute: int = Field(120, ge=1)
+    session_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    recent_memes_max: int = Field(1000, ge=1)
+    view_queue_size: int = Field(10_000, ge=1)
+    max_wait_s: float = Field(30.0, gt=0)
+    # Where the API reads analytics when CLICKHOUSE_URL is chdb:// (the analytics worker owns
+    # the chDB folder); unset means the analytics worker's web port on 127.0.0.1.
+    analytics_worker_url: str | None = None
+    analytics_batch_size: int = Field(5000, ge=1)
+    analytics_flush_interval_s: float = Field(1.0, gt=0)
+    # Template uploads are spooled here and removed after use; a cleanup task empties leftovers.
+    upload_tmp_dir: Path = Path(".stack/tmp/uploads")
+
+    # Trending (streams/trending): sets `trending:{window}` hold the top N; events later than
+    # the grace period behind their partition's newest event time are not counted.
+    trending_top_n: int = Field(100, ge=1, le=100_000)
+    trending_grace_s: float = Field(120.0, ge=0)
+    trending_view_weight: float = Field(0.1, ge=0)
+    trending_batch_max: int = Field(2000, ge=1)
+    trending_batch_within_s: float = Field(0.05, gt=0)
+    trending_tick_s: float = Field(5.0, gt=0)
+
+    # AI (domain/ai): captions, template suggestion, moderation, sentiment. Models come from the
+    # installed model wheels and `memestream ai prepare`'s cache (under cache_dir); never a hub.
+    # AI_MODEL_SIZE picks the largest model tried per task (domain/ai/registry.py says what each
+    # size means); AI_MODEL_DIRS adds local folders: {"caption:medium": "/models/smollm2-360m"}.
+    ai_enabled: bool = True
+    ai_model_dirs: dict[str, Path] = Field(default_factory=dict)
+    ai_memory_budget_mb: int = Field(2048, ge=16)
+    ai_max_batch: int = Field(16, ge=1, le=256)
+    ai_max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    ai_timeout_s: float = Field(2.0, gt=0)
+    ai_caption_timeout_s: float = Field(20.0, gt=0)
+    ai_caption_tokens_per_box: int = Field(16, ge=4, le=128)
+    ai_torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    # Moderation: at or above `reject` the meme is `rejected` (with the reason), at or above
+    # `flag` it is `flagged` for review, below it passes. Image scores are Open-NSFW's P(nsfw).
+    moderation_image_reject: float = Field(0.8, ge=0, le=1)
+    moderation_image_flag: float = Field(0.3, ge=0, le=1)
+    moderation_text_reject: float = Field(0.9, ge=0, le=1)
+    moderation_text_flag: float = Field(0.6, ge=0, le=1)
+    # false: a meme made from a catalogue template reuses its template's image score (its only
+    # user-made pixels are the texts, which are moderated); true: every rendered image is scored.
+    moderation_image_every_meme: bool = False
 
     # Local stack and tests.
     stack_dir: Path = Path(".stack")

@@ -1,35 +1,67 @@
-"""Memes: generate (produce to Kafka), read status and metadata, fetch image bytes."""
+"""Memes: generate (produce to Kafka), batch, read status and metadata, fetch image bytes, delete.
+
+Auth: reading and generating are open to anonymous callers (rate-limited by IP); generated memes
+are owned by the caller when authenticated; deleting needs the owner or an admin.
+Reads go through the Redis meme cache (final states only) and count a view, fire-and-forget.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 from psycopg_pool import PoolTimeout
 
+from api.auth import DataDep, Principal, PrincipalDep, UserDep
+from api.auto_caption import fill_empty_boxes
 from api.dependencies import ServicesDep
-from api.models import GenerateAccepted, GenerateRequest, ImageInfo, ImageSize, MemeView
+from api.idempotency import IdempotentCall
+from api.models import (
+    BatchItemResult,
+    BatchRequest,
+    BatchResult,
+    GenerateAccepted,
+    GenerateRequest,
+    ImageInfo,
+    ImageSize,
+    MemeView,
+)
 from api.problems import Problem, unavailable
-from domain.events import MemeRequested
-from domain.ids import is_valid_id, new_id
+from api.ratelimit import RateLimited
+from domain.events import MemeDeleted, MemeRequested
+from domain.ids import derived_id, is_valid_id, new_id
+from domain.metrics import MEMES_REQUESTED
 from domain.templates import UnknownTemplate
 from producers.producer import ProducerUnavailable
-from producers.topics import MEME_REQUESTS
+from producers.topics import MEME_DELETED, MEME_REQUESTS
+from sinks.postgres.lifecycle import add_pending_many, recent_rendered, soft_delete
 from sinks.postgres.memes import MemeRecord
+from sinks.redis import REDIS_ERRORS
+from sinks.redis.status import StatusWaiter
 from sinks.storage import ObjectNotFound
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/meme", tags=["memes"])
+router = APIRouter(prefix="/api/meme", tags=["memes"], dependencies=[RateLimited])
+FINAL = frozenset({"rendered", "failed", "rejected", "flagged"})  # flagged: rendered, in review
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retried POST safe: the same key and body get the first answer",
+    ),
+]
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"description": "Malformed JSON"},
     413: {"description": "Body too large"},
     422: {"description": "Invalid request (unknown template, too many or too long texts)"},
+    429: {"description": "Rate limited; retry after `Retry-After` seconds"},
     503: {"description": "Kafka or a store is unavailable; retry after `Retry-After` seconds"},
 }
 
@@ -57,39 +89,214 @@ def _check_texts(request: GenerateRequest, services: ServicesDep) -> None:
         raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
 
 
-@router.post(
-    "/generate",
-    status_code=202,
-    response_model=GenerateAccepted,
-    responses=PROBLEM_RESPONSES,
-    summary="Request a meme; answers once Kafka has the request",
-)
-async def generate(
-    body: GenerateRequest, services: ServicesDep, request: Request, response: Response
-) -> GenerateAccepted:
-    _check_texts(body, services)
-    event = MemeRequested(
+def _request_event(body: GenerateRequest, request: Request, principal: Principal) -> MemeRequested:
+    return MemeRequested(
         meme_id=new_id(),
         template_id=body.template_id,
         texts=body.texts,
         format=body.format,
         quality=body.quality.value if body.quality else None,
+        user_id=principal.user_id,
         request_id=request.headers.get("x-request-id"),
     )
+
+
+def _accepted(meme_id: str) -> GenerateAccepted:
+    status_url = f"/api/meme/{meme_id}"
+    return GenerateAccepted(meme_id=meme_id, status_url=status_url, image_url=f"{status_url}/image")
+
+
+@router.post(
+    "/generate",
+    status_code=202,
+    response_model=GenerateAccepted,
+    responses={
+        **PROBLEM_RESPONSES,
+        200: {"description": "`?wait=` saw the render finish: `meme` holds it"},
+        409: {"description": "The first request with this Idempotency-Key still runs"},
+    },
+    summary="Request a meme; answers once Kafka has the request",
+    description=(
+        "Answers 202 once Kafka acknowledged the request. With `wait=N` (seconds) it waits up "
+        "to N s for the render and answers 200 with the meme when it finished in time. "
+        "Anonymous callers are limited by IP; authenticated callers own the meme."
+    ),
+)
+async def generate(
+    body: GenerateRequest,
+    services: ServicesDep,
+    data: DataDep,
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    wait: Annotated[
+        float, Query(ge=0, le=30, description="Seconds to wait for the render (0: do not wait)")
+    ] = 0,
+) -> GenerateAccepted | JSONResponse:
+    _check_texts(body, services)
+    call = await IdempotentCall.begin(request, principal, data, body)
+    if isinstance(call, JSONResponse):
+        return call
     try:
-        await services.producer.send(MEME_REQUESTS.name, event)
-    except ProducerUnavailable as exc:
-        log.warning("generation not accepted, Kafka unavailable: %s", exc)
-        raise unavailable("kafka") from exc
+        body = await fill_empty_boxes(body, services)  # auto_caption (domain/ai)
+        status, accepted = await _generate(body, services, data, principal, request, wait)
+    except BaseException:
+        if call is not None:
+            await call.fail()
+        raise
+    if call is not None:
+        await call.finish(status, accepted.model_dump(mode="json"))
+    response.status_code = status
+    response.headers["Location"] = accepted.status_url
+    return accepted
+
+
+async def _generate(
+    body: GenerateRequest,
+    services: ServicesDep,
+    data: DataDep,
+    principal: Principal,
+    request: Request,
+    wait_s: float,
+) -> tuple[int, GenerateAccepted]:
+    event = _request_event(body, request, principal)
+    async with contextlib.AsyncExitStack() as stack:
+        waiter = None
+        if wait_s > 0:
+            # Subscribe before producing, so a fast render cannot finish unheard.
+            with contextlib.suppress(*REDIS_ERRORS):
+                waiter = await stack.enter_async_context(StatusWaiter(data.redis, event.meme_id))
+        try:
+            await services.producer.send(MEME_REQUESTS.name, event)
+        except ProducerUnavailable as exc:
+            log.warning("generation not accepted, Kafka unavailable: %s", exc)
+            raise unavailable("kafka") from exc
+        MEMES_REQUESTED.labels(endpoint="generate").inc()
+        try:
+            await services.memes.add_pending(event)
+        except (psycopg.Error, PoolTimeout) as exc:
+            # Kafka has the request; the worker writes the row when PostgreSQL is back.
+            log.warning("pending row for %s not written: %s", event.meme_id, exc)
+        accepted = _accepted(event.meme_id)
+        if wait_s > 0:
+            record = await _await_final(event.meme_id, services, waiter, wait_s)
+            if record is not None:
+                accepted.status = record.status  # type: ignore[assignment]
+                accepted.meme = _view(record)
+                return 200, accepted
+    return 202, accepted
+
+
+async def _await_final(
+    meme_id: str, services: ServicesDep, waiter: StatusWaiter | None, wait_s: float
+) -> MemeRecord | None:
+    """The meme once rendered or failed, else None after `wait_s`.
+
+    Pub/sub wakes the waiter at once; PostgreSQL, polled every half second, is the fallback
+    when Redis or the publisher (the analytics worker) is away.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait_s, services.settings.max_wait_s)
+    while True:
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            record = await services.memes.get(meme_id)
+            if record is not None and record.status in FINAL:
+                return record
+        left = deadline - loop.time()
+        if left <= 0:
+            return None
+        pause = min(0.5, left)
+        if waiter is None:
+            await asyncio.sleep(pause)
+            continue
+        try:
+            await waiter.next(pause)
+        except REDIS_ERRORS:
+            waiter = None
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchResult,
+    responses={
+        **PROBLEM_RESPONSES,
+        207: {"model": BatchResult, "description": "Some items were rejected: see `results`"},
+    },
+    summary="Request up to 100 memes at once; per-item results",
+)
+async def batch(
+    body: BatchRequest,
+    services: ServicesDep,
+    data: DataDep,
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchResult | JSONResponse:
+    call = await IdempotentCall.begin(request, principal, data, body)
+    if isinstance(call, JSONResponse):
+        return call
     try:
-        await services.memes.add_pending(event)
+        result = await _batch(body, services, principal, request)
+    except BaseException:
+        if call is not None:
+            await call.fail()
+        raise
+    status = 202 if result.rejected == 0 else 207
+    if call is not None:
+        await call.finish(status, result.model_dump(mode="json"))
+    response.status_code = status
+    return result
+
+
+async def _batch(
+    body: BatchRequest, services: ServicesDep, principal: Principal, request: Request
+) -> BatchResult:
+    results: list[BatchItemResult] = []
+    events: list[tuple[int, MemeRequested]] = []
+    items = await asyncio.gather(*(fill_empty_boxes(i, services) for i in body.items))
+    for index, item in enumerate(items):
+        try:
+            _check_texts(item, services)
+        except Problem as problem:
+            results.append(
+                BatchItemResult(index=index, status=problem.status, problem=problem.body())
+            )
+            continue
+        events.append((index, _request_event(item, request, principal)))
+    sent = await asyncio.gather(
+        *(services.producer.send(MEME_REQUESTS.name, e) for _, e in events),
+        return_exceptions=True,
+    )
+    accepted: list[MemeRequested] = []
+    for (index, event), outcome in zip(events, sent, strict=True):
+        if isinstance(outcome, BaseException):
+            problem = unavailable("kafka")
+            results.append(
+                BatchItemResult(index=index, status=problem.status, problem=problem.body())
+            )
+            continue
+        accepted.append(event)
+        results.append(
+            BatchItemResult(
+                index=index,
+                status=202,
+                meme_id=event.meme_id,
+                status_url=f"/api/meme/{event.meme_id}",
+            )
+        )
+    if events and not accepted:
+        raise unavailable("kafka")
+    MEMES_REQUESTED.labels(endpoint="batch").inc(len(accepted))
+    try:
+        await add_pending_many(services.pool, accepted)
     except (psycopg.Error, PoolTimeout) as exc:
-        # Kafka has the request; the worker writes the row when PostgreSQL is back.
-        log.warning("pending row for %s not written: %s", event.meme_id, exc)
-    status_url = f"/api/meme/{event.meme_id}"
-    response.headers["Location"] = status_url
-    return GenerateAccepted(
-        meme_id=event.meme_id, status_url=status_url, image_url=f"{status_url}/image"
+        log.warning("pending rows of a batch not written: %s", exc)
+    results.sort(key=lambda r: r.index)
+    return BatchResult(
+        accepted=len(accepted), rejected=len(results) - len(accepted), results=results
     )
 
 
@@ -97,7 +304,10 @@ async def _load(meme_id: str, services: ServicesDep) -> MemeRecord:
     if not is_valid_id(meme_id):
         raise Problem(404, "meme-not-found", "No such meme", f"{meme_id!r} is not a meme id")
     try:
-        record = await services.memes.get(meme_id)
+        if services.data is not None:
+            record = await services.data.cache.read_through(meme_id, services.memes.get)
+        else:
+            record = await services.memes.get(meme_id)
     except ValueError as exc:  # a UUID that is not a v7 id can never be ours
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
     except (psycopg.Error, PoolTimeout) as exc:
@@ -107,9 +317,52 @@ async def _load(meme_id: str, services: ServicesDep) -> MemeRecord:
     return record
 
 
-@router.get("/{meme_id}", response_model=MemeView, responses={404: {}, 503: {}})
-async def get_meme(meme_id: str, services: ServicesDep) -> MemeView:
+@router.get(
+    "/recent",
+    response_model=list[MemeView],
+    responses={429: {}, 503: {}},
+    summary="The newest rendered memes, newest first (Redis list, PostgreSQL fallback)",
+)
+async def recent(
+    services: ServicesDep,
+    data: DataDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[MemeView]:
+    try:
+        ids = await data.recent.list(limit)
+    except REDIS_ERRORS:
+        ids = []
+    try:
+        if ids:
+            loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
+            records = [r for r in loaded if r is not None and r.status == "rendered"]
+        else:
+            records = await recent_rendered(services.pool, limit)
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise unavailable("postgres") from exc
+    return [_view(r) for r in records]
+
+
+@router.get(
+    "/{meme_id}",
+    response_class=Response,
+    responses={
+        200: {"model": MemeView, "description": "The meme"},
+        404: {"description": "No such meme"},
+        429: {},
+        503: {},
+    },
+    summary="A meme's status and metadata (counts a view)",
+)
+async def get_meme(meme_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     record = await _load(meme_id, services)
+    if services.data is not None and record.status == "rendered":
+        services.data.views.count(record.id, principal.user_id)
+    # Serialized once here: the hottest read skips FastAPI's second validation of the model.
+    return Response(_view(record).model_dump_json(), media_type="application/json")
+
+
+def _view(record: MemeRecord) -> MemeView:
     images = {
         v["size"]: ImageInfo(
             url=f"/api/meme/{record.id}/image?size={v['size']}",
@@ -131,7 +384,60 @@ async def get_meme(meme_id: str, services: ServicesDep) -> MemeView:
         render_ms=record.render_ms,
         error=record.error,
         images=images,
+        sentiment=record.sentiment,
     )
+
+
+@router.delete(
+    "/{meme_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        401: {"description": "Not logged in"},
+        403: {"description": "Only the owner or an admin may delete"},
+        404: {"description": "No such meme"},
+        503: {"description": "PostgreSQL or Kafka is unavailable; retry (deletes are idempotent)"},
+    },
+    summary="Delete a meme: tombstone event, cache and image cleanup (owner or admin)",
+)
+async def delete_meme(
+    meme_id: str, services: ServicesDep, data: DataDep, principal: UserDep
+) -> Response:
+    if not is_valid_id(meme_id):
+        raise Problem(404, "meme-not-found", "No such meme", f"{meme_id!r} is not a meme id")
+    try:
+        record = await services.memes.get(meme_id)
+    except ValueError as exc:
+        raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise unavailable("postgres") from exc
+    if record is None:
+        raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
+    if record.owner_id != principal.user_id and not principal.is_admin:
+        raise Problem(403, "forbidden", "Not your meme", "only its owner or an admin may delete it")
+    try:
+        await soft_delete(services.pool, meme_id)
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise unavailable("postgres") from exc
+    # Derived id: a retried delete produces the same event, which every sink dedupes.
+    tombstone = MemeDeleted(
+        event_id=derived_id(meme_id, "deleted"), meme_id=meme_id, deleted_by=principal.user_id
+    )
+    try:
+        await services.producer.send(MEME_DELETED.name, tombstone)
+    except ProducerUnavailable as exc:
+        raise unavailable("kafka") from exc
+    try:
+        await data.cache.invalidate(meme_id)
+        await data.recent.remove(meme_id)
+    except REDIS_ERRORS as exc:  # the cache entry expires within MEME_CACHE_TTL_S
+        log.warning("cache entry of deleted meme %s not dropped: %s", meme_id, exc)
+    for variant in record.variants:
+        try:
+            await asyncio.to_thread(services.storage.delete, variant["key"])
+        except Exception as exc:  # an orphan image is unreachable: the row says deleted
+            log.warning("image %s of deleted meme not removed: %s", variant["key"], exc)
+    return Response(status_code=204)
 
 
 @router.get(
@@ -152,6 +458,8 @@ async def get_image(
         )
     if record.status == "failed":
         raise Problem(409, "meme-failed", "The meme failed to render", record.error)
+    if record.status == "rejected":
+        raise Problem(409, "meme-rejected", "Moderation rejected the meme", record.error)
     variant = next((v for v in record.variants if v["size"] == size), None)
     if variant is None:
         raise Problem(404, "size-not-found", "No image of that size", f"no {size!r} image")

@@ -53,9 +53,9 @@ class EventWriter:
         self._rows[row[_EVENT_ID]] = row
 
     def due(self) -> bool:
-        if not self._rows:
+        if not self._rows or self._first_at is None:
             return False
-        age = self.clock() - (self._first_at or self.clock())
+        age = self.clock() - self._first_at
         return len(self._rows) >= self.max_rows or age >= self.max_age_s
 
     async def flush(self) -> int:

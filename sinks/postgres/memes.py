@@ -27,6 +27,7 @@ class MemeRecord:
     error: str | None
     rendered_at: datetime | None
     updated_at: datetime
+    sentiment: str | None = None  # negative, neutral, positive (migration 0004)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> MemeRecord:
@@ -35,7 +36,7 @@ class MemeRecord:
 
 _COLUMNS = (
     "id, created_at, template_id, texts, status, owner_id, format, variants, render_ms, error,"
-    " rendered_at, updated_at"
+    " rendered_at, updated_at, sentiment"
 )
 
 
@@ -61,29 +62,38 @@ class MemeRepository:
             )
 
     async def record_render(self, request: MemeRequested, outcome: MemeRendered) -> None:
-        """Upserts the render's outcome; a deleted meme stays deleted."""
+        """Upserts the render's outcome (with moderation and sentiment); deleted stays deleted."""
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO memes (id, created_at, template_id, texts, status, owner_id, format,"
-                " variants, render_ms, error, rendered_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " variants, render_ms, error, rendered_at, sentiment, sentiment_score,"
+                " moderation, moderation_score, moderation_reason)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id, created_at) DO UPDATE SET"
                 " status = EXCLUDED.status, variants = EXCLUDED.variants,"
                 " render_ms = EXCLUDED.render_ms, error = EXCLUDED.error,"
-                " rendered_at = EXCLUDED.rendered_at, updated_at = now()"
+                " rendered_at = EXCLUDED.rendered_at, sentiment = EXCLUDED.sentiment,"
+                " sentiment_score = EXCLUDED.sentiment_score, moderation = EXCLUDED.moderation,"
+                " moderation_score = EXCLUDED.moderation_score,"
+                " moderation_reason = EXCLUDED.moderation_reason, updated_at = now()"
                 " WHERE memes.status <> 'deleted'",
                 (
                     request.meme_id,
                     id_time(request.meme_id),
                     request.template_id,
                     request.texts,
-                    outcome.status.value,
+                    outcome.meme_status,
                     request.user_id,
                     request.format,
                     Jsonb([asdict(v) for v in outcome.variants]),
                     outcome.render_ms,
                     outcome.error,
                     outcome.occurred_at,
+                    outcome.sentiment,
+                    outcome.sentiment_score,
+                    outcome.moderation,
+                    outcome.moderation_score,
+                    outcome.moderation_reason,
                 ),
             )
 

@@ -1,0 +1,95 @@
+"""Rate limits per user (when authenticated) or per IP: GCRA in Redis, one round trip.
+
+Reads (GET, HEAD) and writes have separate budgets (`RATE_LIMIT_READS_PER_MINUTE`,
+`RATE_LIMIT_WRITES_PER_MINUTE`), bursts up to the per-minute budget. A refused request gets 429
+problem+json with `Retry-After`; every limited response carries `RateLimit-Limit`,
+`RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` (IETF draft names).
+Redis down: limits fail OPEN (requests pass, unlimited) — availability of reads and generation
+matters more than exact limits for the minutes Redis is away; the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import get_principal
+from api.problems import Problem
+from domain.metrics import RATE_LIMITED
+from sinks.redis import REDIS_ERRORS
+from sinks.redis.ratelimit import Decision
+
+log = logging.getLogger(__name__)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def limit_headers(decision: Decision, period_s: int = 60) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(math.ceil(decision.reset_after_s)),
+        "RateLimit-Policy": f"{decision.limit};w={period_s}",
+    }
+
+
+async def rate_limit(request: Request) -> None:
+    """Only the request as parameter: it runs on every API request (see `get_principal`)."""
+    services = request.app.state.services
+    settings = services.settings
+    if not settings.rate_limit_enabled:
+        return
+    principal = await get_principal(request)
+    data = services.data
+    write = request.method not in READ_METHODS
+    limit = settings.rate_limit_writes_per_minute if write else settings.rate_limit_reads_per_minute
+    key = f"{'w' if write else 'r'}:{principal.limit_key}"
+    try:
+        decision = await data.limiter.hit(key, limit=limit)
+    except REDIS_ERRORS as exc:
+        log.warning("rate limit not applied (Redis unavailable, failing open): %s", exc)
+        return
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        scope = "user" if principal.authenticated else "ip"
+        RATE_LIMITED.labels(scope=scope).inc()
+        retry = max(1, math.ceil(decision.retry_after_s))
+        raise Problem(
+            429,
+            "rate-limited",
+            "Too many requests",
+            f"at most {limit} {'writes' if write else 'reads'} per minute per {scope}",
+            headers={**limit_headers(decision), "Retry-After": str(retry)},
+            retry_after=retry,
+        )
+
+
+RateLimited = Depends(rate_limit)
+
+
+class RateLimitHeaders:
+    """Adds the RateLimit headers of the request's decision to any response (also raw ones)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision = scope.get("state", {}).get("rate_limit")
+                if decision is not None:
+                    headers = list(message.get("headers") or [])
+                    present = {k.lower() for k, _ in headers}
+                    for name, value in limit_headers(decision).items():
+                        if name.lower().encode() not in present:
+                            headers.append((name.lower().encode(), value.encode()))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,37 @@
+"""Meme search: full-text over captions (PostgreSQL tsvector + GIN), rendered memes only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import psycopg
+from fastapi import APIRouter, Query
+from psycopg_pool import PoolTimeout
+
+from api.dependencies import ServicesDep
+from api.models import MemeView
+from api.problems import unavailable
+from api.ratelimit import RateLimited
+from api.routes.memes import _view
+from sinks.postgres.search import search_memes
+
+router = APIRouter(prefix="/api/search", tags=["search"], dependencies=[RateLimited])
+
+
+@router.get(
+    "/memes",
+    response_model=list[MemeView],
+    responses={422: {}, 429: {}, 503: {}},
+    summary='Search captions (web-search syntax: "a phrase", -exclude, or)',
+)
+async def search(
+    services: ServicesDep,
+    q: Annotated[str, Query(min_length=1, max_length=200, examples=["monday coffee"])],
+    template_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[MemeView]:
+    try:
+        records = await search_memes(services.pool, q, limit=limit, template_id=template_id)
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise unavailable("postgres") from exc
+    return [_view(r) for r in records]

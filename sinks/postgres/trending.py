@@ -1,0 +1,35 @@
+"""Trending from PostgreSQL's `trending_daily` view: the last resort when Redis is down or empty.
+
+The view holds net votes per meme and day (refreshed periodically), so a window maps to whole
+days: 1h and 24h read today and yesterday, 7d the last eight days; the ranking is net votes,
+ties by meme id (descending, as a Redis ZREVRANGE orders them, so a rewarmed set pages alike).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+WINDOW_DAYS = {"1h": 1, "24h": 1, "7d": 7}
+
+
+def first_day(window: str, today: date | None = None) -> date:
+    today = today or datetime.now(UTC).date()
+    return today - timedelta(days=WINDOW_DAYS[window])
+
+
+async def top_memes(
+    pool: AsyncConnectionPool, window: str, offset: int, limit: int
+) -> list[tuple[str, float]]:
+    async with pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            "SELECT meme_id::text AS meme_id, sum(score) AS score, sum(votes) AS votes"
+            " FROM trending_daily WHERE day >= %s GROUP BY meme_id"
+            " ORDER BY score DESC, meme_id DESC OFFSET %s LIMIT %s",
+            (first_day(window), offset, limit),
+        )
+        rows = await cursor.fetchall()
+    return [(r["meme_id"], float(r["score"])) for r in rows]

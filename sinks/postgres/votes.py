@@ -1,0 +1,101 @@
+"""Votes in PostgreSQL: one row per user and meme, changed in place; the daily trending view.
+
+Why PostgreSQL holds votes although Kafka carries them: "one vote per user and meme" is a
+uniqueness rule, and only the source of truth can enforce it atomically. The `meme.votes` event
+is produced after the row is written, carrying the user's current value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from psycopg_pool import AsyncConnectionPool
+
+from domain.ids import id_time
+
+
+@dataclass(frozen=True, slots=True)
+class VoteOutcome:
+    previous: int
+    current: int
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.current
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    up: int
+    down: int
+
+    @property
+    def score(self) -> int:
+        return self.up - self.down
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTrend:
+    day: date
+    meme_id: str
+    score: float
+    votes: int
+
+
+class VoteRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def cast(self, meme_id: str, user_id: str, value: int) -> VoteOutcome:
+        """Sets the user's vote (1 or -1), or withdraws it (0); returns before and after."""
+        if value not in (-1, 0, 1):
+            raise ValueError("a vote is -1, 0 or 1")
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT value FROM votes WHERE meme_id = %s AND user_id = %s FOR UPDATE",
+                (meme_id, user_id),
+            )
+            row = await cursor.fetchone()
+            previous = int(row["value"]) if row else 0
+            if value == 0:
+                await conn.execute(
+                    "DELETE FROM votes WHERE meme_id = %s AND user_id = %s", (meme_id, user_id)
+                )
+            elif value != previous:
+                await conn.execute(
+                    "INSERT INTO votes (meme_id, user_id, meme_created_at, value)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (meme_id, user_id)"
+                    " DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                    (meme_id, user_id, id_time(meme_id), value),
+                )
+        return VoteOutcome(previous=previous, current=value)
+
+    async def tally(self, meme_id: str) -> Tally:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FILTER (WHERE value > 0) AS up,"
+                " count(*) FILTER (WHERE value < 0) AS down FROM votes WHERE meme_id = %s",
+                (meme_id,),
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return Tally(up=int(row["up"]), down=int(row["down"]))
+
+
+async def refresh_trending_daily(pool: AsyncConnectionPool) -> None:
+    """Recomputes `trending_daily` without blocking its readers."""
+    async with pool.connection() as conn:
+        await conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY trending_daily")
+
+
+async def trending_daily(pool: AsyncConnectionPool, day: date, limit: int = 50) -> list[DailyTrend]:
+    """The day's best-scored memes from the materialized view (the fallback of Redis)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT day, meme_id, score, votes FROM trending_daily WHERE day = %s"
+            " ORDER BY score DESC, votes DESC LIMIT %s",
+            (day, limit),
+        )
+        rows = await cursor.fetchall()
+    return [DailyTrend(**{**r, "meme_id": str(r["meme_id"])}) for r in rows]

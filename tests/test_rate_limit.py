@@ -1,0 +1,134 @@
+"""Rate limits (GCRA in Redis, one round trip): 429 + Retry-After + RateLimit headers, per IP
+for anonymous callers and per user when authenticated, failing open when Redis is down.
+
+The app here runs on Redis database 9, flushed first, so other suites' traffic (all from
+127.0.0.1 or `testclient`) never shares its budgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from domain.settings import Settings
+from sinks.redis import create_redis
+from sinks.redis.ratelimit import RateLimiter
+
+DRAKE = {"template_id": "drake", "texts": ["a", "b"]}
+
+
+def private_redis(settings: Settings) -> Settings:
+    base = settings.redis_url.rsplit("/", 1)[0]
+    return settings.model_copy(update={"redis_url": f"{base}/9"})
+
+
+def flush(settings: Settings) -> None:
+    async def run() -> None:
+        redis = create_redis(settings)
+        try:
+            await redis.flushdb()
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def limited(stack_settings: Settings) -> Iterator[TestClient]:
+    settings = private_redis(stack_settings).model_copy(
+        update={"rate_limit_writes_per_minute": 3, "rate_limit_reads_per_minute": 4}
+    )
+    flush(settings)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+async def test_gcra_allows_the_budget_then_refuses_with_retry_after(
+    stack_settings: Settings,
+) -> None:
+    settings = private_redis(stack_settings)
+    redis = create_redis(settings)
+    try:
+        await redis.delete("rl:unit:5:5:60")
+        limiter = RateLimiter(redis)
+        decisions = [await limiter.hit("unit", limit=5, period_s=60) for _ in range(6)]
+    finally:
+        await redis.aclose()
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    assert 11 < decisions[5].retry_after_s <= 12.1  # one emission interval: 60 s / 5
+
+
+def test_429_problem_with_headers_then_separate_budgets(
+    limited: TestClient,
+) -> None:
+    reads = [limited.get("/api/search/memes", params={"q": "x"}) for _ in range(5)]
+    assert [r.status_code for r in reads] == [200, 200, 200, 200, 429]
+    assert reads[0].headers["ratelimit-limit"] == "4"
+    assert reads[0].headers["ratelimit-remaining"] == "3"
+    assert reads[0].headers["ratelimit-policy"] == "4;w=60"
+    refused = reads[4]
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    body = refused.json()
+    assert body["type"].endswith("/rate-limited") and body["status"] == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-remaining"] == "0"
+    # Writes have their own budget; headers also reach raw (non-JSON-model) responses.
+    accepted = limited.post("/api/meme/generate", json=DRAKE)
+    assert accepted.status_code == 202 and accepted.headers["ratelimit-limit"] == "3"
+
+
+def test_authenticated_users_are_limited_per_user_not_per_ip(limited: TestClient) -> None:
+    name = "rl_user_" + uuid.uuid4().hex[:8]
+    credentials = {"username": name, "password": "correct horse battery"}
+    assert limited.post("/api/auth/register", json=credentials).status_code == 201
+    token = limited.post("/api/auth/login", json=credentials).json()["token"]
+    limited.cookies.clear()
+    assert limited.post("/api/meme/generate", json=DRAKE).status_code == 202
+    assert limited.post("/api/meme/generate", json=DRAKE).status_code == 429  # the IP's 4th
+    as_user = {"Authorization": f"Bearer {token}"}
+    assert limited.post("/api/meme/generate", json=DRAKE, headers=as_user).status_code == 202
+
+
+def test_limits_fail_open_when_redis_is_down(stack_settings: Settings) -> None:
+    settings = stack_settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "rate_limit_reads_per_minute": 1}
+    )
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/api/search/memes", params={"q": "x"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert "ratelimit-limit" not in answers[0].headers
+
+
+async def test_generous_limits_lease_tokens_without_exceeding_the_limit(
+    stack_settings: Settings,
+) -> None:
+    settings = private_redis(stack_settings)
+    redis = create_redis(settings)
+    key = f"lease-{uuid.uuid4().hex[:6]}"
+    try:
+        limiter = RateLimiter(redis)
+        calls = 0
+        script = limiter._script
+
+        async def counted(**kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await script(**kwargs)
+
+        limiter._script = counted  # type: ignore[assignment]
+        assert limiter.lease_size(1000) == 10
+        decisions = [await limiter.hit(key, limit=1000, burst=25) for _ in range(30)]
+        # 10 + 10 leased, then the burst (25) allows only 5 more: 1 each.
+        assert [d.allowed for d in decisions] == [True] * 25 + [False] * 5
+        assert calls < 30
+        # Another process (a second limiter) sees the same, exhausted budget.
+        other = RateLimiter(redis)
+        assert not (await other.hit(key, limit=1000, burst=25)).allowed
+    finally:
+        await redis.aclose()

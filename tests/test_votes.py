@@ -1,0 +1,104 @@
+"""Votes: one per user and meme, changeable; PostgreSQL first, then `meme.votes`; the daily view."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from domain.events import Vote
+from domain.ids import new_id
+from domain.settings import Settings
+from producers.topics import MEME_VOTES
+from sinks.postgres.pool import create_pool
+from sinks.postgres.votes import refresh_trending_daily, trending_daily
+from tests.data_helpers import events_for, insert_meme, kafka_tail, register
+
+
+@pytest.fixture(scope="module")
+def client(stack_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(stack_settings)) as client:
+        yield client
+
+
+def vote(client: TestClient, meme_id: str, value: int, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    return client.post(f"/api/meme/{meme_id}/vote", json={"value": value}, headers=headers)
+
+
+def test_one_vote_per_user_changeable_and_withdrawable(
+    client: TestClient, stack_settings: Settings
+) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    client.cookies.clear()
+    meme_id = insert_meme(stack_settings)
+    first = vote(client, meme_id, 1, alice["headers"])
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "meme_id": meme_id,
+        "value": 1,
+        "previous": 0,
+        "up": 1,
+        "down": 0,
+        "score": 1,
+    }
+    again = vote(client, meme_id, 1, alice["headers"]).json()
+    assert (again["up"], again["previous"]) == (1, 1)  # the same user counts once
+    assert vote(client, meme_id, 1, bob["headers"]).json()["up"] == 2
+    changed = vote(client, meme_id, -1, alice["headers"]).json()
+    assert (changed["up"], changed["down"], changed["score"]) == (1, 1, 0)
+    withdrawn = vote(client, meme_id, 0, alice["headers"]).json()
+    assert (withdrawn["up"], withdrawn["down"], withdrawn["previous"]) == (1, 0, -1)
+
+
+def test_a_vote_reaches_kafka_with_the_current_value(
+    client: TestClient, stack_settings: Settings
+) -> None:
+    user = register(client)
+    client.cookies.clear()
+    meme_id = insert_meme(stack_settings)
+    with kafka_tail(stack_settings, MEME_VOTES.name) as tail:
+        assert vote(client, meme_id, -1, user["headers"]).status_code == 200
+        events = events_for(tail, meme_id)
+    assert len(events) == 1
+    event = events[0]
+    assert isinstance(event, Vote)
+    assert (event.user_id, event.value) == (user["id"], -1)
+
+
+def test_vote_errors(client: TestClient, stack_settings: Settings) -> None:
+    user = register(client)
+    client.cookies.clear()
+    rendered = insert_meme(stack_settings)
+    anonymous = vote(client, rendered, 1, {})
+    assert anonymous.status_code == 401
+    assert vote(client, new_id(), 1, user["headers"]).status_code == 404
+    assert vote(client, "not-an-id", 1, user["headers"]).status_code == 404
+    pending = insert_meme(stack_settings, status="pending")
+    assert vote(client, pending, 1, user["headers"]).json()["type"].endswith("/meme-not-votable")
+    assert vote(client, rendered, 2, user["headers"]).status_code == 422
+    deleted = insert_meme(stack_settings, status="deleted")
+    assert vote(client, deleted, 1, user["headers"]).status_code == 404
+
+
+def test_trending_daily_view_scores_net_votes(client: TestClient, stack_settings: Settings) -> None:
+    users = [register(client, "v") for _ in range(3)]
+    client.cookies.clear()
+    meme_id = insert_meme(stack_settings)
+    for user, value in zip(users, (1, 1, -1), strict=True):
+        assert vote(client, meme_id, value, user["headers"]).status_code == 200
+
+    async def read() -> list:  # type: ignore[type-arg]
+        pool = create_pool(stack_settings)
+        await pool.open()
+        try:
+            await refresh_trending_daily(pool)
+            return await trending_daily(pool, datetime.now(UTC).date(), limit=100_000)
+        finally:
+            await pool.close()
+
+    rows = {r.meme_id: r for r in asyncio.run(read())}
+    assert rows[meme_id].score == 1.0 and rows[meme_id].votes == 3
