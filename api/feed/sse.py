@@ -1,0 +1,102 @@
+"""The SSE response: the hub writes the socket directly (api/feed/direct.py) and the
+connection's task only waits for the disconnect; without a direct transport, the task drains
+the client's mailbox instead.
+
+Hand-rolled on raw ASGI rather than sse-starlette or StreamingResponse: those add a task group,
+a ping task and a disconnect task per connection, and the budget here is 25 KB per connection
+at 20,000 connections. What it keeps of the protocol: `retry:` hint first, every feed event
+with `id:`, heartbeats that are id-only events (so `Last-Event-ID` advances even on a quiet
+channel, keeping resume inside the history) plus a comment, and named `reload` / `close`
+events that say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from api.feed.direct import SSE, DirectWriter, sse_transport
+from api.feed.hub import Client, Frame, Hub
+from api.feed.messages import Message
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def control_frame(event: str, body: dict[str, object], event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n".encode() if event_id else b""
+    return head + f"event: {event}\n".encode() + b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def encode(frame: Frame) -> bytes:
+    return frame.sse if isinstance(frame, Message) else frame.encode()
+
+
+class EventStream(Response):
+    def __init__(self, hub: Hub, client: Client, preamble: bytes, direct_limit: int = 0) -> None:
+        self.hub = hub
+        self.client = client
+        self.preamble = preamble
+        self.direct_limit = direct_limit
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, client = self.hub, self.client
+        mailbox = client.mailbox
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.preamble, "more_body": True})
+        except BaseException:
+            hub.disconnect(client)
+            raise
+        transport = sse_transport(send) if self.direct_limit else None
+        if transport is not None and mailbox.closed is None:
+            await self._direct(receive, DirectWriter(SSE, transport, self.direct_limit))
+            return
+        watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        try:
+            while True:
+                batch = await mailbox.get_batch()
+                if mailbox.closed is not None:
+                    if mailbox.closed != "disconnected":
+                        body = {"reason": mailbox.closed, "cursor": str(hub.cursor)}
+                        chunk = control_frame("close", body)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    break
+                chunk = b"".join(map(encode, batch))
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not client.killed:
+                raise
+            # A stalled slow consumer: our own cancellation, the connection just goes away.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        finally:
+            hub.disconnect(client)
+            watcher.cancel()
+
+    async def _direct(self, receive: Receive, writer: DirectWriter) -> None:
+        """The hub writes this client's socket; this task only waits for the disconnect."""
+        self.client.go_direct(writer)
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            self.hub.disconnect(self.client)
+
+    async def _watch(self, receive: Receive) -> None:
+        with contextlib.suppress(Exception):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        self.hub.disconnect(self.client)

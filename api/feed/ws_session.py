@@ -1,0 +1,314 @@
+"""One WebSocket connection's protocol: JSON text frames, every reply through the mailbox so
+replies and feed events reach the client in the order they happened.
+
+Client -> server (`ref` is echoed in the reply):
+  {"type":"hello","user_id":"anon-..."}                        -> {"type":"welcome",...}
+  {"type":"subscribe","channels":[...],"last_event_id":"k:..."} -> {"type":"subscribed",...}
+      then missed events, or {"type":"reload","reason":"gap-too-old"}
+  {"type":"unsubscribe","channels":[...]}                      -> {"type":"unsubscribed",...}
+  {"type":"ping","ts":...}                                     -> {"type":"pong","ts":...,"cursor"}
+  {"type":"vote","meme_id":...,"value":1,"vote_id":uuid}       -> {"type":"ack","ok":true|false}
+  {"type":"presence","room":"meme:..."}                        -> {"type":"presence","count":n}
+  {"type":"draft.join","draft":id}    -> joins room draft:<id>, {"type":"draft","snapshot":true}
+  {"type":"draft.update","draft":id,"fields":{...}} -> ack with version; room gets "draft"
+Server -> client, unprompted: {"type":"event","id":...,"data":{...}}, {"type":"presence"},
+  {"type":"draft"}, {"type":"heartbeat","cursor":...}, {"type":"close","reason":...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from api.feed.cursor import BadCursor, Cursor
+from api.feed.direct import WS, DirectWriter, ws_transport
+from api.feed.drafts import DraftError
+from api.feed.history import GapTooOld
+from api.feed.hub import Client, Frame
+from api.feed.messages import Message, valid_channel
+from api.feed.presence import is_presence_room
+from api.feed.relay import FeedRelay
+from api.feed.votes import VoteRejected, build_vote
+from producers.producer import ProducerUnavailable
+from sinks.redis.client import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+MAX_FRAME = 64 * 1024
+MAX_CHANNELS = 200
+CLOSE_CODES = {"slow-consumer": 4008, "server-shutdown": 1012}
+
+
+#: Casts a vote frame and returns the ack's fields; the route supplies the accounts-aware one.
+Voter = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+class WsSession:
+    def __init__(
+        self, relay: FeedRelay, websocket: WebSocket, client: Client, voter: Voter | None = None
+    ) -> None:
+        self.relay = relay
+        self.voter = voter
+        self.hub = relay.hub
+        self.websocket = websocket
+        self.client = client
+        self.user_id: str | None = None
+
+    def reply(self, frame: dict[str, Any]) -> None:
+        self.control(orjson.dumps(frame).decode())
+
+    def control(self, frame: Frame) -> None:
+        """A reply or a replayed event: in order with the live events around it."""
+        client = self.client
+        if client.writer is None:
+            client.mailbox.put_control(frame)
+        elif not client.writer(frame):
+            self.hub.drop_slow(client)
+
+    async def send_loop(self) -> None:
+        mailbox = self.client.mailbox
+        send = self.websocket.send_text
+        while True:
+            batch: list[Frame] = await mailbox.get_batch()
+            if mailbox.closed is not None:
+                code = CLOSE_CODES.get(mailbox.closed)
+                if code is not None:
+                    await self.websocket.close(code=code, reason=mailbox.closed)
+                return
+            for frame in batch:
+                await send(frame.ws if isinstance(frame, Message) else frame)
+
+    async def receive_loop(self) -> None:
+        while True:
+            raw = await self.websocket.receive_text()
+            ref = None
+            try:
+                if len(raw) > MAX_FRAME:
+                    raise ProtocolError(f"frames are at most {MAX_FRAME} bytes")
+                try:
+                    frame = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise ProtocolError("frames are JSON objects") from exc
+                if not isinstance(frame, dict):
+                    raise ProtocolError("frames are JSON objects")
+                ref = frame.get("ref")
+                await self.handle(frame, ref)
+            except ProtocolError as exc:
+                self.reply({"type": "error", "ref": ref, "error": str(exc)})
+
+    async def handle(self, frame: dict[str, Any], ref: object) -> None:
+        match frame.get("type"):
+            case "hello":
+                user_id = frame.get("user_id")
+                if user_id is not None and not isinstance(user_id, str):
+                    raise ProtocolError("user_id is a string")
+                self.user_id = user_id
+                self.reply(
+                    {
+                        "type": "welcome",
+                        "ref": ref,
+                        "client": self.client.id,
+                        "cursor": str(self.hub.cursor),
+                    }
+                )
+            case "subscribe":
+                self.subscribe(self.channels(frame), frame.get("last_event_id"), ref)
+            case "unsubscribe":
+                channels = self.channels(frame)
+                self.hub.unsubscribe(self.client, channels)
+                self.reply({"type": "unsubscribed", "ref": ref, "channels": channels})
+            case "ping":
+                self.reply(
+                    {
+                        "type": "pong",
+                        "ref": ref,
+                        "ts": frame.get("ts"),
+                        "cursor": str(self.hub.cursor),
+                    }
+                )
+            case "vote":
+                await self.vote(frame, ref)
+            case "presence":
+                room = frame.get("room")
+                if not isinstance(room, str) or not is_presence_room(room):
+                    raise ProtocolError("room is a meme:<id> or draft:<id> channel")
+                count = await self.redis_call(self.relay.presence.count(room), ref)
+                if count is not None:
+                    self.reply({"type": "presence", "ref": ref, "room": room, "count": count})
+            case "draft.join":
+                await self.draft_join(frame, ref)
+            case "draft.update":
+                await self.draft_update(frame, ref)
+            case other:
+                raise ProtocolError(f"unknown frame type {other!r}")
+
+    def channels(self, frame: dict[str, Any]) -> list[str]:
+        channels = frame.get("channels")
+        if (
+            not isinstance(channels, list)
+            or not channels
+            or len(channels) > MAX_CHANNELS
+            or not all(isinstance(c, str) and valid_channel(c) for c in channels)
+        ):
+            raise ProtocolError(
+                "channels: 1-200 of new, trending, votes, meme:<id>, user:<id>, draft:<id>"
+            )
+        return channels
+
+    def subscribe(self, channels: list[str], last_event_id: object, ref: object) -> None:
+        """Replay and subscribe without an await between them: no event can fall in between."""
+        missed: list[Message] = []
+        reload = False
+        if last_event_id is not None:
+            try:
+                missed = self.hub.replay(
+                    self.client, Cursor.parse(str(last_event_id)), set(channels)
+                )
+            except (GapTooOld, BadCursor):
+                reload = True
+        self.hub.subscribe(self.client, channels)
+        self.reply(
+            {
+                "type": "subscribed",
+                "ref": ref,
+                "channels": channels,
+                "cursor": str(self.hub.cursor),
+                "replayed": len(missed),
+            }
+        )
+        if reload:
+            self.reply({"type": "reload", "reason": "gap-too-old", "cursor": str(self.hub.cursor)})
+        for message in missed:
+            self.control(message)
+
+    async def vote(self, frame: dict[str, Any], ref: object) -> None:
+        frame = {**frame, "user_id": frame.get("user_id") or self.user_id}
+        if self.voter is not None:
+            result = await self.voter(frame)
+        else:
+            result = await self.vote_to_kafka(frame)
+        self.reply({"type": "ack", "ref": ref, **result})
+
+    async def vote_to_kafka(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Without the accounts layer: the Vote goes straight to `meme.votes`."""
+        try:
+            vote = build_vote(
+                frame.get("meme_id"),
+                frame.get("user_id"),
+                frame.get("value"),
+                frame.get("vote_id"),
+            )
+        except VoteRejected as exc:
+            return {"ok": False, "error": str(exc), "retry": False}
+        try:
+            await self.relay.votes.cast(vote)
+        except ProducerUnavailable as exc:
+            log.warning("vote over WebSocket not stored: %s", exc)
+            return {
+                "ok": False,
+                "vote_id": vote.event_id,
+                "error": "kafka-unavailable",
+                "retry": True,
+            }
+        return {"ok": True, "vote_id": vote.event_id, "meme_id": vote.meme_id, "value": vote.value}
+
+    async def draft_join(self, frame: dict[str, Any], ref: object) -> None:
+        draft_id = frame.get("draft")
+        try:
+            state = await self.relay.drafts.get(str(draft_id))
+        except DraftError as exc:
+            raise ProtocolError(str(exc)) from exc
+        except REDIS_ERRORS:
+            self.reply(
+                {
+                    "type": "ack",
+                    "ref": ref,
+                    "ok": False,
+                    "error": "redis-unavailable",
+                    "retry": True,
+                }
+            )
+            return
+        self.hub.subscribe(self.client, [f"draft:{draft_id}"])
+        self.reply({"type": "draft", "ref": ref, "snapshot": True, **state.body()})
+
+    async def draft_update(self, frame: dict[str, Any], ref: object) -> None:
+        draft_id = frame.get("draft")
+        try:
+            state = await self.relay.drafts.update(str(draft_id), frame.get("fields"))
+        except DraftError as exc:
+            self.reply({"type": "ack", "ref": ref, "ok": False, "error": str(exc), "retry": False})
+            return
+        except REDIS_ERRORS:
+            self.reply(
+                {
+                    "type": "ack",
+                    "ref": ref,
+                    "ok": False,
+                    "error": "redis-unavailable",
+                    "retry": True,
+                }
+            )
+            return
+        self.reply(
+            {"type": "ack", "ref": ref, "ok": True, "draft": draft_id, "version": state.version}
+        )
+        body = {**state.body(), "by": self.client.id}
+        await self.relay.rooms.publish(f"draft:{draft_id}", "draft", body)
+
+    async def redis_call(self, call: Any, ref: object) -> Any:
+        try:
+            return await call
+        except REDIS_ERRORS:
+            self.reply(
+                {
+                    "type": "ack",
+                    "ref": ref,
+                    "ok": False,
+                    "error": "redis-unavailable",
+                    "retry": True,
+                }
+            )
+            return None
+
+
+async def serve(
+    relay: FeedRelay, websocket: WebSocket, voter: Voter | None = None, raw_send: Any = None
+) -> None:
+    """Runs a connection until either side closes it.
+
+    With uvicorn's own `send` (`raw_send`, from FeedFastPath) and no compression extension,
+    the hub writes frames straight to the socket and this task only reads; otherwise a second
+    task drains the client's mailbox through ASGI.
+    """
+    await websocket.accept()
+    hub = relay.hub
+    client = hub.connect()
+    session = WsSession(relay, websocket, client, voter)
+    transport = ws_transport(raw_send) if raw_send is not None else None
+    sender = None
+    if transport is not None:
+        client.go_direct(DirectWriter(WS, transport, relay.direct_limit))
+    else:
+        sender = asyncio.create_task(session.send_loop())
+    try:
+        await session.receive_loop()
+    except WebSocketDisconnect:
+        pass
+    except asyncio.CancelledError:
+        if not client.killed:
+            raise
+        # A stalled slow consumer: our own cancellation, the connection just goes away.
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+    finally:
+        hub.disconnect(client)
+        if sender is not None:
+            sender.cancel()

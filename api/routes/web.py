@@ -1,0 +1,101 @@
+"""The web editor (`/`) and live feed page (`/feed`): static ES modules, no build step.
+
+Plain modules load fast enough here (a dozen small files over HTTP/1.1 keep-alive, cached by
+ETag), so a bundler would not pay for itself. Template previews render the blank template
+server-side (`Template.image()`), resized and cached per process, so the picker never ships
+template artwork it does not show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+
+from api.dependencies import ServicesDep
+from api.problems import Problem
+from domain.templates import TemplateCatalog, UnknownTemplate
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+router = APIRouter(tags=["web"])
+PREVIEW_WIDTHS = (160, 320, 640, 1024)
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC_DIR)
+
+
+@router.get("/", include_in_schema=False)
+async def editor() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/feed", include_in_schema=False)
+async def feed_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "feed.html", headers={"Cache-Control": "no-cache"})
+
+
+@lru_cache(maxsize=256)
+def _preview(catalog: TemplateCatalog, template_id: str, width: int) -> bytes:
+    return _encode(catalog.get(template_id).image(), width)
+
+
+def _encode(image: Image.Image, width: int) -> bytes:
+    if image.width > width:
+        image = image.resize((width, max(1, round(image.height * width / image.width))))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "WEBP", quality=80, method=4)
+    return out.getvalue()
+
+
+async def _uploaded_preview(services: ServicesDep, template_id: str, width: int) -> bytes | None:
+    """Uploaded templates live in object storage; previews of them are made on demand."""
+    if services.data is None:
+        return None
+    try:
+        record = await services.data.templates.get(template_id)
+        if record is None or not record.image_key:
+            return None
+        stored = await asyncio.to_thread(services.storage.get, record.image_key)
+    except Exception:  # a store that is down only costs the thumbnail
+        return None
+
+    def render() -> bytes:
+        with Image.open(io.BytesIO(stored.data)) as image:
+            image.seek(0)
+            return _encode(image.convert("RGB"), width)
+
+    return await asyncio.to_thread(render)
+
+
+@router.get(
+    "/api/templates/{template_id}/preview",
+    responses={200: {"content": {"image/webp": {}}}, 404: {}},
+    response_class=Response,
+    summary="The blank template, rendered, at most `width` pixels wide (WebP)",
+)
+async def template_preview(
+    template_id: str,
+    services: ServicesDep,
+    request: Request,
+    width: Annotated[int, Query(ge=16, le=2048)] = 320,
+) -> Response:
+    width = next((w for w in PREVIEW_WIDTHS if w >= width), PREVIEW_WIDTHS[-1])
+    try:
+        data = await asyncio.to_thread(_preview, services.catalog, template_id, width)
+    except UnknownTemplate as exc:
+        data = await _uploaded_preview(services, template_id, width)
+        if data is None:
+            raise Problem(404, "template-not-found", "No such template", str(exc)) from exc
+    etag = f'"{template_id}-{width}-{len(data)}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="image/webp", headers=headers)

@@ -1,0 +1,589 @@
+// The meme editor: pick a template, type captions (the canvas follows every keystroke),
+// drag/resize/pinch the text boxes, filter (in a Web Worker), crop and rotate, undo/redo,
+// drafts saved in the browser and optionally shared live over the feed socket.
+import { api, deviceId, mountAccount } from "./api.js";
+import { FeedSocket } from "./feed-socket.js";
+import { notify } from "./notify.js";
+import { OfflineQueue } from "./offline-queue.js";
+import { TemplatePicker } from "./picker.js";
+import { drawBox } from "./text-layout.js";
+import { UndoStack } from "./undo.js";
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("canvas");
+const ctx = canvas.getContext("2d");
+const stage = $("stage");
+const undo = new UndoStack();
+const worker = new Worker("/static/js/filters-worker.js");
+const generateQueue = new OfflineQueue("generate");
+const draftQueue = new OfflineQueue("drafts");
+const DRAFT_KEY = "memestream:draft";
+
+let state = emptyState();
+let template = null; // the API's template record
+let base = null; // the template image, decoded
+let processed = null; // base after rotate, crop and filter (a canvas)
+let filterJob = 0;
+let cropping = false;
+let shared = null; // {id, versions: {field: v}, me}
+
+function emptyState() {
+  return { templateId: null, boxes: [], filter: "none", amount: 0.6, rotation: 0, crop: null };
+}
+
+const socket = new FeedSocket({ channels: [], userId: deviceId() });
+window.memestream = { socket, get state() { return state; }, undo };
+mountAccount($("account"));
+
+// ---- state changes -------------------------------------------------------------------
+function change(mutate, { coalesce = null, pixels = false } = {}) {
+  undo.record(state, coalesce);
+  const before = state;
+  state = structuredClone(state);
+  mutate(state);
+  afterChange(before, pixels);
+}
+
+function restore(next) {
+  if (!next) return;
+  const pixels = next.rotation !== state.rotation || JSON.stringify(next.crop) !== JSON.stringify(state.crop)
+    || next.filter !== state.filter || next.amount !== state.amount;
+  const before = state;
+  state = next;
+  if (next.templateId !== before.templateId) return loadTemplate(next.templateId, next);
+  afterChange(before, pixels);
+}
+
+function afterChange(before, pixels) {
+  syncInputs();
+  if (pixels) reprocess();
+  else draw();
+  saveDraftSoon();
+  shareChanges(before, state);
+}
+
+// ---- template loading ------------------------------------------------------------------
+const picker = new TemplatePicker($("template-grid"), $("template-search"), (t) => {
+  if (t.id === state.templateId) return;
+  undo.record(state);
+  loadTemplate(t.id);
+});
+
+async function loadTemplate(id, preset = null) {
+  template = picker.all.find((t) => t.id === id) || (await api(`/api/templates/${id}`));
+  const img = new Image();
+  img.src = `/api/templates/${id}/preview?width=1024`;
+  await img.decode();
+  base = img;
+  const scale = img.naturalWidth / template.width;
+  state = preset || {
+    ...emptyState(),
+    templateId: id,
+    boxes: template.boxes.map((b) => ({
+      name: b.name, text: "",
+      x: Math.round(b.x * scale), y: Math.round(b.y * scale),
+      width: Math.round(b.width * scale), height: Math.round(b.height * scale),
+      align: b.align || "center", valign: b.valign || "middle",
+      color: b.color || "#ffffff", outline: b.outline_color ?? "#000000",
+      font: b.font || "impact", uppercase: b.uppercase ?? true,
+      maxFont: Math.round((b.max_font_size || 96) * scale), minFont: 8,
+      maxLines: b.max_lines || 4,
+    })),
+  };
+  picker.selected = id;
+  $("template-name").textContent = template.name;
+  buildTextInputs();
+  syncInputs();
+  await reprocess();
+  saveDraftSoon();
+}
+
+// ---- pixels: rotate, crop, filter (worker) -------------------------------------------
+async function reprocess() {
+  if (!base) return;
+  const turn = ((state.rotation % 360) + 360) % 360;
+  const w0 = base.naturalWidth;
+  const h0 = base.naturalHeight;
+  const rotated = document.createElement("canvas");
+  [rotated.width, rotated.height] = turn % 180 ? [h0, w0] : [w0, h0];
+  const r = rotated.getContext("2d");
+  r.translate(rotated.width / 2, rotated.height / 2);
+  r.rotate((turn * Math.PI) / 180);
+  r.drawImage(base, -w0 / 2, -h0 / 2);
+  let out = rotated;
+  if (state.crop) {
+    const { x, y, w, h } = state.crop;
+    out = document.createElement("canvas");
+    out.width = w;
+    out.height = h;
+    out.getContext("2d").drawImage(rotated, x, y, w, h, 0, 0, w, h);
+  }
+  if (state.filter !== "none") {
+    const job = ++filterJob;
+    const image = out.getContext("2d").getImageData(0, 0, out.width, out.height);
+    const result = await new Promise((resolve) => {
+      const onMessage = ({ data }) => {
+        if (data.id !== job) return;
+        worker.removeEventListener("message", onMessage);
+        resolve(data.image);
+      };
+      worker.addEventListener("message", onMessage);
+      worker.postMessage({ id: job, image, filter: state.filter, amount: state.amount },
+                         [image.data.buffer]);
+    });
+    if (job !== filterJob) return; // a newer edit superseded this one
+    out.getContext("2d").putImageData(result, 0, 0);
+  }
+  processed = out;
+  canvas.width = out.width;
+  canvas.height = out.height;
+  draw();
+}
+
+function draw() {
+  if (!processed) return;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.drawImage(processed, 0, 0);
+  for (const box of state.boxes) drawBox(ctx, box);
+  canvas.dataset.rendered = String(Number(canvas.dataset.rendered || 0) + 1);
+  placeOverlays();
+}
+
+// ---- overlays: drag, resize, pinch --------------------------------------------------
+function scale() {
+  return canvas.clientWidth / canvas.width || 1;
+}
+
+function placeOverlays() {
+  const s = scale();
+  const offsetX = canvas.offsetLeft;
+  const offsetY = canvas.offsetTop;
+  let overlays = [...stage.querySelectorAll(".box")];
+  while (overlays.length > state.boxes.length) overlays.pop().remove();
+  state.boxes.forEach((box, i) => {
+    let el = overlays[i];
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "box";
+      el.dataset.index = String(i);
+      el.dataset.testid = `box-${i}`;
+      el.tabIndex = 0;
+      const handle = document.createElement("div");
+      handle.className = "handle";
+      handle.dataset.testid = `box-${i}-resize`;
+      el.append(handle);
+      attachGestures(el);
+      stage.append(el);
+    }
+    el.style.left = `${offsetX + box.x * s}px`;
+    el.style.top = `${offsetY + box.y * s}px`;
+    el.style.width = `${box.width * s}px`;
+    el.style.height = `${box.height * s}px`;
+    el.dataset.x = String(box.x);
+    el.dataset.y = String(box.y);
+  });
+}
+
+function attachGestures(el) {
+  const pointers = new Map();
+  let start = null;
+  el.addEventListener("pointerdown", (e) => {
+    if (cropping) return;
+    e.preventDefault();
+    el.setPointerCapture(e.pointerId);
+    el.focus();
+    pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    const i = Number(el.dataset.index);
+    start = {
+      state: structuredClone(state), box: { ...state.boxes[i] }, i,
+      mode: e.target.classList.contains("handle") ? "resize" : "move",
+      pointers: new Map([...pointers].map(([k, v]) => [k, { ...v }])),
+    };
+  });
+  el.addEventListener("pointermove", (e) => {
+    if (!start || !pointers.has(e.pointerId)) return;
+    pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    const s = scale();
+    const box = state.boxes[start.i];
+    if (pointers.size >= 2 && start.pointers.size >= 2) {
+      // Pinch: the box grows or shrinks about its centre by the fingers' spread.
+      const [a, b] = [...pointers.values()];
+      const [a0, b0] = [...start.pointers.values()];
+      const ratio = Math.hypot(a.x - b.x, a.y - b.y) / Math.max(1, Math.hypot(a0.x - b0.x, a0.y - b0.y));
+      const cx = start.box.x + start.box.width / 2;
+      const cy = start.box.y + start.box.height / 2;
+      box.width = Math.max(20, Math.round(start.box.width * ratio));
+      box.height = Math.max(20, Math.round(start.box.height * ratio));
+      box.x = Math.round(cx - box.width / 2);
+      box.y = Math.round(cy - box.height / 2);
+    } else {
+      const p0 = start.pointers.values().next().value;
+      const dx = (e.clientX - p0.x) / s;
+      const dy = (e.clientY - p0.y) / s;
+      if (start.mode === "resize") {
+        box.width = Math.max(20, Math.round(start.box.width + dx));
+        box.height = Math.max(20, Math.round(start.box.height + dy));
+      } else {
+        box.x = Math.round(start.box.x + dx);
+        box.y = Math.round(start.box.y + dy);
+      }
+    }
+    clampBox(box);
+    draw();
+  });
+  const end = (e) => {
+    if (!pointers.delete(e.pointerId) || pointers.size || !start) return;
+    const moved = JSON.stringify(start.state.boxes) !== JSON.stringify(state.boxes);
+    if (moved) {
+      undo.record(start.state);
+      const before = start.state;
+      afterChange(before, false);
+    }
+    start = null;
+  };
+  el.addEventListener("pointerup", end);
+  el.addEventListener("pointercancel", end);
+  el.addEventListener("touchmove", (e) => e.preventDefault(), { passive: false });
+}
+
+function clampBox(box) {
+  box.width = Math.min(box.width, canvas.width);
+  box.height = Math.min(box.height, canvas.height);
+  box.x = Math.min(Math.max(box.x, 0), canvas.width - box.width);
+  box.y = Math.min(Math.max(box.y, 0), canvas.height - box.height);
+}
+
+// ---- crop ------------------------------------------------------------------------------
+const cropRect = $("crop-rect");
+let cropStart = null;
+stage.addEventListener("pointerdown", (e) => {
+  if (!cropping || e.target.closest(".box")) return;
+  stage.setPointerCapture(e.pointerId);
+  const r = canvas.getBoundingClientRect();
+  cropStart = { x: e.clientX - r.left, y: e.clientY - r.top };
+});
+stage.addEventListener("pointermove", (e) => {
+  if (!cropStart) return;
+  const r = canvas.getBoundingClientRect();
+  const x = Math.min(Math.max(e.clientX - r.left, 0), r.width);
+  const y = Math.min(Math.max(e.clientY - r.top, 0), r.height);
+  Object.assign(cropRect.style, {
+    left: `${canvas.offsetLeft + Math.min(x, cropStart.x)}px`,
+    top: `${canvas.offsetTop + Math.min(y, cropStart.y)}px`,
+    width: `${Math.abs(x - cropStart.x)}px`, height: `${Math.abs(y - cropStart.y)}px`,
+  });
+  cropRect.hidden = false;
+  cropStart.end = { x, y };
+});
+stage.addEventListener("pointerup", () => {
+  if (!cropStart?.end) return (cropStart = null);
+  const s = scale();
+  const { x: x0, y: y0 } = cropStart;
+  const { x: x1, y: y1 } = cropStart.end;
+  cropStart = null;
+  cropRect.hidden = true;
+  setCropping(false);
+  const w = Math.round(Math.abs(x1 - x0) / s);
+  const h = Math.round(Math.abs(y1 - y0) / s);
+  if (w < 16 || h < 16) return;
+  const dx = Math.round(Math.min(x0, x1) / s);
+  const dy = Math.round(Math.min(y0, y1) / s);
+  const prior = state.crop || { x: 0, y: 0 };
+  change((st) => {
+    st.crop = { x: prior.x + dx, y: prior.y + dy, w, h };
+    for (const box of st.boxes) {
+      box.x -= dx;
+      box.y -= dy;
+    }
+  }, { pixels: true });
+});
+
+function setCropping(on) {
+  cropping = on;
+  $("crop").setAttribute("aria-pressed", String(on));
+  stage.classList.toggle("cropping", on);
+}
+
+// ---- inputs ----------------------------------------------------------------------------
+function buildTextInputs() {
+  const host = $("texts");
+  host.replaceChildren();
+  state.boxes.forEach((box, i) => {
+    const label = document.createElement("label");
+    label.textContent = box.name;
+    const input = document.createElement("textarea");
+    input.id = `text-${i}`;
+    input.dataset.testid = `text-${i}`;
+    input.rows = 2;
+    input.maxLength = 500;
+    input.addEventListener("input", () =>
+      change((st) => { st.boxes[i].text = input.value; }, { coalesce: `text-${i}` }));
+    label.append(input);
+    host.append(label);
+  });
+}
+
+function syncInputs() {
+  if ($("texts").children.length !== state.boxes.length) buildTextInputs();
+  state.boxes.forEach((box, i) => {
+    const input = $(`text-${i}`);
+    if (input && input.value !== box.text) input.value = box.text;
+  });
+  $("filter").value = state.filter;
+  $("amount").value = String(Math.round(state.amount * 100));
+}
+
+$("filter").addEventListener("change", (e) =>
+  change((st) => { st.filter = e.target.value; }, { pixels: true }));
+$("amount").addEventListener("input", (e) =>
+  change((st) => { st.amount = Number(e.target.value) / 100; }, { pixels: true, coalesce: "amount" }));
+const rotate = (deg) => change((st) => {
+  st.rotation = (st.rotation + deg + 360) % 360;
+  st.crop = null; // a crop is in the rotated frame: it does not survive another turn
+}, { pixels: true });
+$("rotate-left").addEventListener("click", () => rotate(-90));
+$("rotate-right").addEventListener("click", () => rotate(90));
+$("crop").addEventListener("click", () => setCropping(!cropping));
+$("reset-view").addEventListener("click", () =>
+  change((st) => { st.rotation = 0; st.crop = null; st.filter = "none"; }, { pixels: true }));
+$("undo").addEventListener("click", () => restore(undo.undo(state)));
+$("redo").addEventListener("click", () => restore(undo.redo(state)));
+$("generate").addEventListener("click", () => generate());
+$("share").addEventListener("click", () => share());
+$("download").addEventListener("click", () => {
+  const a = document.createElement("a");
+  a.href = canvas.toDataURL("image/png");
+  a.download = `${state.templateId || "meme"}.png`;
+  a.click();
+});
+
+document.addEventListener("keydown", (e) => {
+  const mod = e.ctrlKey || e.metaKey;
+  const typing = e.target.matches("input, textarea, select");
+  if (mod && e.key.toLowerCase() === "z") {
+    e.preventDefault();
+    restore(e.shiftKey ? undo.redo(state) : undo.undo(state));
+  } else if (mod && e.key.toLowerCase() === "y") {
+    e.preventDefault();
+    restore(undo.redo(state));
+  } else if (mod && e.key === "Enter") {
+    e.preventDefault();
+    generate();
+  } else if (mod && e.key.toLowerCase() === "s") {
+    e.preventDefault();
+    saveDraft();
+    notify("Draft saved");
+  } else if (!typing && e.key === "/") {
+    e.preventDefault();
+    $("template-search").focus();
+  } else if (!typing && e.key.toLowerCase() === "r") {
+    rotate(e.shiftKey ? -90 : 90);
+  } else if (e.target.classList?.contains("box") && e.key.startsWith("Arrow")) {
+    e.preventDefault();
+    const i = Number(e.target.dataset.index);
+    const step = e.shiftKey ? 10 : 1;
+    const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step],
+                       ArrowDown: [0, step] }[e.key];
+    change((st) => { st.boxes[i].x += dx; st.boxes[i].y += dy; }, { coalesce: `nudge-${i}` });
+  }
+});
+window.addEventListener("resize", placeOverlays);
+
+// ---- drafts: local autosave, shared editing --------------------------------------------
+let saveTimer = null;
+function saveDraftSoon() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(saveDraft, 300);
+}
+
+function saveDraft() {
+  if (!state.templateId) return;
+  localStorage.setItem(DRAFT_KEY, JSON.stringify({ state, savedAt: Date.now() }));
+  $("draft-state").textContent = "draft saved";
+}
+
+const fieldsOf = (st) => {
+  const fields = { template: st.templateId };
+  st.boxes.forEach((b, i) => {
+    fields[`text.${i}`] = b.text;
+    fields[`box.${i}`] = `${b.x},${b.y},${b.width},${b.height}`;
+  });
+  return fields;
+};
+
+function shareChanges(before, after) {
+  if (!shared) return;
+  const old = fieldsOf(before);
+  const now = fieldsOf(after);
+  const fields = Object.fromEntries(Object.entries(now).filter(([k, v]) => old[k] !== v));
+  if (!Object.keys(fields).length) return;
+  if (!socket.online) {
+    draftQueue.put(`${shared.id}:${Date.now()}`, { draft: shared.id, fields });
+    $("draft-state").textContent = "offline: changes queued";
+    return;
+  }
+  socket.request({ type: "draft.update", draft: shared.id, fields }).then((ack) => {
+    for (const k of Object.keys(fields)) shared.versions[k] = ack.version;
+  }).catch(() => draftQueue.put(`${shared.id}:${Date.now()}`, { draft: shared.id, fields }));
+}
+
+async function applyShared(frame) {
+  if (!shared || frame.draft !== shared.id || (frame.by && frame.by === shared.me)) return;
+  const incoming = Object.entries(frame.fields).filter(([k, f]) => f.v > (shared.versions[k] || 0));
+  if (!incoming.length) return;
+  for (const [k, f] of incoming) shared.versions[k] = f.v;
+  const values = Object.fromEntries(incoming.map(([k, f]) => [k, f.value]));
+  if (values.template && values.template !== state.templateId) await loadTemplate(values.template);
+  const before = state;
+  state = structuredClone(state);
+  for (const [k, value] of Object.entries(values)) {
+    const [kind, index] = k.split(".");
+    const box = state.boxes[Number(index)];
+    if (!box) continue;
+    if (kind === "text") box.text = String(value ?? "");
+    if (kind === "box") [box.x, box.y, box.width, box.height] = String(value).split(",").map(Number);
+  }
+  syncInputs();
+  draw();
+  saveDraftSoon();
+  void before;
+}
+
+async function joinShared(id) {
+  const welcome = await socket.request({ type: "hello", user_id: deviceId() });
+  shared = { id, versions: {}, me: welcome.client };
+  const snapshot = await socket.request({ type: "draft.join", draft: id });
+  if (snapshot.version === 0) {
+    shareChanges(emptyState(), state); // a new shared draft starts from what we have
+  } else {
+    await applyShared(snapshot);
+  }
+  $("draft-state").textContent = `shared draft ${id}`;
+}
+
+async function share() {
+  const id = shared?.id || crypto.randomUUID().slice(0, 12);
+  history.replaceState(null, "", `/?draft=${id}`);
+  await joinShared(id);
+  try {
+    await navigator.clipboard?.writeText(location.href);
+    notify("Link copied: whoever opens it edits this draft with you");
+  } catch {
+    notify(`Share this link: ${location.href}`);
+  }
+}
+
+socket.addEventListener("draft", (e) => applyShared(e.detail));
+socket.addEventListener("open", async () => {
+  const id = new URLSearchParams(location.search).get("draft");
+  if (id) await joinShared(id).catch(() => {});
+  for (const item of draftQueue.items()) {
+    try {
+      await socket.request({ type: "draft.update", draft: item.draft, fields: item.fields });
+      draftQueue.remove(item.id);
+    } catch {
+      break;
+    }
+  }
+  flushGenerations();
+});
+
+// ---- generate: optimistic card, confirmed by the feed -----------------------------------
+const made = new Map();
+
+function madeCard(memeId, preview) {
+  const li = document.createElement("li");
+  li.dataset.testid = "made-meme";
+  li.dataset.status = "pending";
+  if (memeId) li.dataset.memeId = memeId;
+  li.innerHTML = `<img alt=""><span class="status">rendering…</span>`;
+  li.querySelector("img").src = preview;
+  $("made").prepend(li);
+  return li;
+}
+
+function settle(memeId, status) {
+  const li = made.get(memeId);
+  if (!li || li.dataset.status !== "pending") return;
+  li.dataset.status = status;
+  li.querySelector(".status").textContent = status;
+  if (status === "rendered") {
+    const img = li.querySelector("img");
+    const real = new Image();
+    real.onload = () => { img.src = real.src; };
+    real.src = `/api/meme/${memeId}/image?size=thumb`;
+    notify("Your meme is live in the feed");
+  } else {
+    notify("The render failed", { kind: "error" });
+  }
+  socket.unsubscribe([`meme:${memeId}`]);
+}
+
+socket.addEventListener("event", (e) => {
+  const data = e.detail.data;
+  if (made.has(data.meme_id) && (data.kind === "rendered" || data.kind === "failed")) {
+    settle(data.meme_id, data.kind);
+  }
+});
+
+async function submit(body, li) {
+  const accepted = await api("/api/meme/generate", { method: "POST", body });
+  li.dataset.memeId = accepted.meme_id;
+  made.set(accepted.meme_id, li);
+  socket.subscribe([`meme:${accepted.meme_id}`]);
+  // The socket may be down: poll as a fallback until the feed or the API says it is done.
+  for (let i = 0; i < 60 && li.dataset.status === "pending"; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    try {
+      const meme = await api(`/api/meme/${accepted.meme_id}`);
+      if (meme.status !== "pending") settle(accepted.meme_id, meme.status);
+    } catch { /* keep waiting */ }
+  }
+}
+
+async function generate() {
+  if (!state.templateId) return notify("Pick a template first", { kind: "warn" });
+  const texts = state.boxes.map((b) => b.text);
+  if (!texts.some((t) => t.trim())) return notify("Write a caption first", { kind: "warn" });
+  const body = { template_id: state.templateId, texts };
+  const li = madeCard(null, canvas.toDataURL("image/jpeg", 0.6));
+  if (!navigator.onLine) {
+    generateQueue.put(crypto.randomUUID(), { body });
+    li.remove();
+    return notify("Offline: the meme is generated when you are back", { kind: "warn" });
+  }
+  try {
+    await submit(body, li);
+  } catch (err) {
+    li.dataset.status = "failed";
+    li.querySelector(".status").textContent = err.message;
+    notify(`Not generated: ${err.message}`, { kind: "error" });
+  }
+}
+
+async function flushGenerations() {
+  for (const item of generateQueue.items()) {
+    generateQueue.remove(item.id);
+    submit(item.body, madeCard(null, "")).catch((err) => notify(err.message, { kind: "error" }));
+  }
+}
+window.addEventListener("online", flushGenerations);
+
+// ---- start -----------------------------------------------------------------------------
+(async () => {
+  socket.start();
+  try {
+    await picker.load();
+  } catch (err) {
+    notify(`Templates unavailable: ${err.message}`, { kind: "error" });
+    return;
+  }
+  const saved = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null");
+  const first = saved?.state?.templateId && picker.all.some((t) => t.id === saved.state.templateId)
+    ? saved.state.templateId : picker.all[0]?.id;
+  if (!first) return;
+  await loadTemplate(first, saved?.state?.templateId === first ? saved.state : null);
+  picker.pick(first);
+  if (saved) $("draft-state").textContent = "draft restored";
+  document.body.dataset.ready = "true";
+})();

@@ -1,0 +1,403 @@
+"""Live feed at scale: 10,000 SSE then 10,000 more WebSocket clients on ONE API process.
+
+Clients run in two separate processes on the same machine (loopback only, a bounded number
+of connections), speaking raw HTTP/SSE and raw RFC 6455 so the client side stays cheap. Each
+broadcast is a FeedEvent produced to a private feed topic carrying its send time
+(`time.time()` in the `score` field); a client's latency is its receive time minus that, so
+the figure is the whole path: producer -> Kafka -> the API's relay -> every client socket.
+
+Figures: delivery p50/p99 at 10,000 SSE and at 20,000 SSE + WebSocket, the API process's RSS
+per connection (RSS growth over the idle baseline divided by connections) and whether all
+20,000 were held (connected, still open after the broadcasts, counted by the server).
+`BENCH_QUICK=1` uses 2,000 + 2,000 clients. Raises RLIMIT_NOFILE (root may) first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import re
+import resource
+import sys
+import time
+from multiprocessing.connection import Connection
+
+import httpx
+import psutil
+from confluent_kafka.admin import NewTopic
+
+from benchmarks._platform import LOGS, _process, _wait_http, free_port, store_env
+from benchmarks._result import Result, emit
+from domain.events import FeedEvent, FeedKind
+from domain.ids import new_id
+from domain.settings import get_settings
+from producers.admin import admin_client
+from producers.producer import EventProducer
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+PER_KIND = 2_000 if QUICK else 10_000
+BROADCASTS = 20
+BROADCAST_GAP_S = 0.25
+CONNECT_BATCH = 250
+SCORE = re.compile(rb'"score":([0-9.eE+-]+)')
+WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+SUBSCRIBE = b'{"type":"subscribe","channels":["new"]}'
+
+
+def raise_fd_limit(want: int = 65_536) -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, PermissionError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---- clients (run in child processes) ------------------------------------------------------
+class Stats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.connected = 0
+        self.failed = 0
+        self.closed = 0
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame; the all-zero mask key keeps the payload as is (RFC 6455 allows it)."""
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, kind: str, port: int, stats: Stats, ready: asyncio.Future[bool]) -> None:
+        self.kind, self.port, self.stats, self.ready = kind, port, stats, ready
+        self.buffer = bytearray()
+        self.open = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.kind == "sse":
+            request = b"GET /api/feed/stream?channels=new HTTP/1.1\r\nHost: bench\r\n\r\n"
+        else:
+            request = (
+                b"GET /api/feed/ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: "
+                + WS_KEY
+                + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+        transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.buffer += data
+        if not self.open:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.buffer[: self.buffer.find(b"\r\n")])
+            del self.buffer[: end + 4]
+            ok = b" 200 " in status if self.kind == "sse" else b" 101 " in status
+            if not ok:
+                self.ready.done() or self.ready.set_result(False)
+                return
+            self.open = True
+            if self.kind == "ws":
+                assert self.transport is not None
+                self.transport.write(masked(0x1, SUBSCRIBE))
+            self.ready.done() or self.ready.set_result(True)
+        if self.kind == "sse":
+            cut = self.buffer.rfind(b"\n\n")
+            if cut < 0:
+                return
+            chunk = bytes(self.buffer[: cut + 2])
+            del self.buffer[: cut + 2]
+            for match in SCORE.finditer(chunk):
+                self.stats.latencies.append(now - float(match.group(1)))
+        else:
+            self.frames(now)
+
+    def frames(self, now: float) -> None:
+        buf = self.buffer
+        while len(buf) >= 2:
+            opcode, n, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    return
+                n, at = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    return
+                n, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + n:
+                return
+            payload = bytes(buf[at : at + n])
+            del buf[: at + n]
+            if opcode == 0x1:
+                match = SCORE.search(payload)
+                if match:
+                    self.stats.latencies.append(now - float(match.group(1)))
+            elif opcode == 0x9 and self.transport is not None:
+                self.transport.write(masked(0xA, payload))
+            elif opcode == 0x8:
+                self.stats.closed += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.open:
+            self.stats.closed += 1
+        self.ready.done() or self.ready.set_result(False)
+
+
+async def client_main(kind: str, n: int, port: int, pipe: Connection) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    keep: list[Client] = []
+
+    async def one() -> None:
+        ready: asyncio.Future[bool] = loop.create_future()
+        try:
+            _, proto = await loop.create_connection(
+                lambda: Client(kind, port, stats, ready), "127.0.0.1", port
+            )
+            keep.append(proto)
+            ok = await asyncio.wait_for(ready, 60)
+        except (OSError, TimeoutError):
+            ok = False
+        if ok:
+            stats.connected += 1
+        else:
+            stats.failed += 1
+
+    for start in range(0, n, CONNECT_BATCH):
+        await asyncio.gather(*(one() for _ in range(min(CONNECT_BATCH, n - start))))
+    pipe.send(("connected", stats.connected, stats.failed))
+    commands: asyncio.Queue[str] = asyncio.Queue()
+    loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
+    while True:
+        command = await commands.get()
+        if command == "count":
+            pipe.send(("count", len(stats.latencies)))
+        elif command == "stats":
+            pipe.send(("stats", stats.latencies, stats.closed))
+            stats.latencies = []
+        elif command == "close":
+            return
+
+
+def client_process(kind: str, n: int, port: int, pipe: Connection) -> None:
+    raise_fd_limit()
+    asyncio.run(client_main(kind, n, port, pipe))
+
+
+# ---- the benchmark -------------------------------------------------------------------------
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def broadcast(producer: EventProducer, topic: str) -> None:
+    for _ in range(BROADCASTS):
+        event = FeedEvent(
+            meme_id=new_id(), kind=FeedKind.RENDERED, template_id="bench", score=time.time()
+        )
+        await producer.send(topic, event)
+        await asyncio.sleep(BROADCAST_GAP_S)
+
+
+def wait_for_deliveries(pipes: list[Connection], expected: int, limit_s: float = 30.0) -> None:
+    """Late deliveries count too: stopping early would cut the slow tail off the p99."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        got = 0
+        for pipe in pipes:
+            pipe.send("count")
+            got += pipe.recv()[1]
+        if got >= expected:
+            return
+        time.sleep(0.2)
+
+
+def gather(pipes: list[Connection]) -> tuple[list[list[float]], int]:
+    latencies, closed = [], 0
+    for pipe in pipes:
+        pipe.send("stats")
+        _, values, gone = pipe.recv()
+        latencies.append(values)
+        closed += gone
+    return latencies, closed
+
+
+def describe(name: str, values: list[float], expected: int) -> str:
+    ms = [v * 1000 for v in values]
+    return (
+        f"{name}: {len(ms):,}/{expected:,} deliveries, p50 {pct(ms, 0.5):.1f} ms, "
+        f"p99 {pct(ms, 0.99):.1f} ms, max {max(ms, default=float('nan')):.1f} ms"
+    )
+
+
+def main() -> None:
+    limit = raise_fd_limit()
+    settings = get_settings()
+    topic = f"bench.feed.{new_id()[-8:]}"
+    admin = admin_client(settings)
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(timeout=30)
+    port = free_port()
+    env = store_env(settings) | {
+        "API_PORT": str(port),
+        "FEED_TOPIC": topic,
+        "FEED_HEARTBEAT_S": "30",
+        "LOG_LEVEL": "WARNING",
+    }
+    args = [
+        "-m",
+        "uvicorn",
+        "api.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets-sansio",
+        "--backlog",
+        "4096",
+        "--no-access-log",
+        "--timeout-keep-alive",
+        "60",
+    ]
+    ctx = mp.get_context("spawn")
+    results: list[Result] = []
+    print(f"cores {os.cpu_count()}, fd limit {limit}, {PER_KIND:,} SSE + {PER_KIND:,} WS")
+    try:
+        with _process("api-feed", args, env) as api:
+            url = f"http://127.0.0.1:{port}"
+            _wait_http(f"{url}/health", api)
+            server = psutil.Process(api.pid)
+            for _ in range(50):
+                httpx.get(f"{url}/api/feed/status")
+            time.sleep(1.0)
+            base_rss = server.memory_info().rss
+            print(f"API idle RSS {base_rss / 2**20:.1f} MiB")
+            producer = EventProducer(settings, client_id="bench-feed")
+            pipes, procs = [], []
+            stages: list[tuple[str, int, list[list[float]], int]] = []
+            fanouts: list[dict[str, float]] = []
+            # One descriptor per connection: what the server's own (Kafka, Redis, PostgreSQL,
+            # ...) leave of its RLIMIT_NOFILE bounds the WebSocket count when it is < 20,000.
+            spare = limit - server.num_fds() - 64
+            counts = {"sse": min(PER_KIND, spare), "ws": min(PER_KIND, spare - PER_KIND)}
+            if counts["ws"] < PER_KIND:
+                print(f"RLIMIT_NOFILE {limit} (cannot be raised here): {counts['ws']:,} WS")
+            kinds: list[str] = []
+            for kind in ("sse", "ws"):
+                kinds.append(kind)
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=client_process, args=(kind, counts[kind], port, child))
+                proc.start()
+                started = time.monotonic()
+                _, ok, failed = parent.recv()
+                print(
+                    f"{kind}: {ok:,} connected, {failed:,} failed "
+                    f"in {time.monotonic() - started:.1f} s"
+                )
+                pipes.append(parent)
+                procs.append(proc)
+                time.sleep(2.0)
+                rss = server.memory_info().rss
+                held = httpx.get(f"{url}/api/feed/status").json()["local"]["connections"]
+                print(f"server holds {held:,} connections, RSS {rss / 2**20:.1f} MiB")
+                gather(pipes)  # drop anything from before the broadcast
+                asyncio.run(broadcast(producer, topic))
+                wait_for_deliveries(pipes, sum(counts[k] for k in kinds) * BROADCASTS)
+                latencies, closed = gather(pipes)
+                fanout = httpx.get(f"{url}/api/feed/status").json()["local"]["fanout_ms"]
+                fanouts.append(fanout)
+                print(f"  server fan-out per broadcast (ms): {fanout}")
+                stages.append((kind, held, latencies, closed))
+                for name, values in zip(("sse", "ws"), latencies, strict=False):
+                    print(describe(f"  {name}", values, counts[name] * BROADCASTS))
+                if closed:
+                    print(f"  {closed:,} connections closed by the server")
+                per_connection = (rss - base_rss) / max(held, 1)
+                print(f"  RSS per connection {per_connection / 1024:.1f} KiB")
+                stages[-1] = (kind, held, latencies, closed)
+                results_rss = per_connection
+            producer.close()
+            for pipe in pipes:
+                pipe.send("close")
+            for proc in procs:
+                proc.join(timeout=30)
+    finally:
+        admin.delete_topics([topic])
+
+    _, first_held, first_lat, _ = stages[0]
+    sse_only = first_lat[0]
+    _, all_held, all_lat, all_closed = stages[-1]
+    everything = [v for values in all_lat for v in values]
+    expected = (counts["sse"] + counts["ws"]) * BROADCASTS
+    p99_10k = pct(sse_only, 0.99) * 1000
+    p99_20k = pct(everything, 0.99) * 1000
+    results.append(
+        {
+            "target": "feed_delivery",
+            "value": round(p99_10k, 1),
+            "unit": "ms",
+            "figure": (
+                f"p50 {pct(sse_only, 0.5) * 1000:.1f} ms, p99 {p99_10k:.1f} ms at "
+                f"{first_held:,} SSE; p99 {p99_20k:.1f} ms at {all_held:,} SSE+WS; server "
+                f"fan-out p99 {fanouts[0].get('p99')} ms / {fanouts[-1].get('p99')} ms"
+            ),
+            "method": (
+                f"{BROADCASTS} FeedEvents at {1 / BROADCAST_GAP_S:.0f}/s through Kafka to one "
+                "API process; latency = client receive - producer send, loopback clients"
+            ),
+        }
+    )
+    wanted = counts["sse"] + counts["ws"]
+    held_ok = all_held == wanted and all_closed == 0 and len(everything) == expected
+    errors = (
+        "no errors"
+        if held_ok
+        else (f"{all_closed} closed, {len(everything):,}/{expected:,} delivered")
+    )
+    results.append(
+        {
+            "target": "connections",
+            "value": all_held,
+            "unit": "connections",
+            "figure": (
+                f"{all_held:,} held ({counts['sse']:,} SSE + {counts['ws']:,} WS), {errors}"
+                f"{'' if wanted == 2 * PER_KIND else f'; fd limit {limit} caps the count'}"
+            ),
+            "method": "raw SSE and RFC 6455 clients in two processes on the same machine",
+        }
+    )
+    results.append(
+        {
+            "target": "feed_rss_per_connection",
+            "value": round(results_rss / 1024, 1),
+            "unit": "KiB",
+            "figure": f"{results_rss / 1024:.1f} KiB RSS per connection at {all_held:,}",
+            "method": "API process RSS growth over its idle baseline / connections held",
+        }
+    )
+    print(f"logs in {LOGS}")
+    emit("feed", results)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--help":
+        print(__doc__)
+    else:
+        main()
