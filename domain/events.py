@@ -78,6 +78,21 @@ class MemeRendered(Event):
     requested_at: datetime
     error: str | None = None
     user_id: str | None = None
+    # v2 (domain/ai): moderation's verdict and the caption's sentiment; None when not run.
+    # A rejected meme is status FAILED + moderation "rejected", so v1 readers see a failure.
+    moderation: str | None = None  # ok, flagged, rejected
+    moderation_label: str | None = None
+    moderation_score: float | None = None
+    moderation_reason: str | None = None
+    sentiment: str | None = None  # negative, neutral, positive
+    sentiment_score: float | None = None
+
+    @property
+    def meme_status(self) -> str:
+        """The status stored for the meme: moderation's rejected / flagged win over the render."""
+        if self.moderation in ("rejected", "flagged"):
+            return self.moderation
+        return self.status.value
 
     @classmethod
     def for_request(cls, request: MemeRequested, **fields: object) -> MemeRendered:

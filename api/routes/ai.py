@@ -1,0 +1,188 @@
+"""AI helpers of the editor: caption suggestions and template suggestions.
+
+`POST /api/meme/caption` suggests one text per box of a template for a topic.
+`POST /api/templates/suggest` ranks catalogue templates for a text (JSON or form field
+`text`) or an uploaded image (form field `image`): by embedding similarity for text, by
+perceptual hash for images. Both always answer: when a model is missing, slow or failing,
+the rule-based fallback answers and `source` says `heuristic`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.dependencies import ServicesDep
+from api.problems import Problem, unavailable
+from domain.ai.service import AIService
+from domain.ai.types import Suggestion
+from domain.rendering.decode import decode
+from domain.rendering.errors import ImageTooLarge, RenderError, UnsupportedImage
+from domain.templates import UnknownTemplate
+
+router = APIRouter(tags=["ai"])
+MAX_LIMIT = 20
+
+
+class CaptionRequestBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"template_id": "drake", "topic": "unit tests"}]},
+    )
+
+    template_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    topic: str = Field(min_length=1, max_length=200)
+
+
+class CaptionOut(BaseModel):
+    template_id: str
+    texts: list[str]
+    source: str  # the model's name, or "heuristic"
+    fallback: bool
+
+
+class SuggestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "2am"}]})
+
+    text: str = Field(min_length=1, max_length=500)
+    limit: int = Field(5, ge=1, le=MAX_LIMIT)
+
+
+class SuggestionOut(BaseModel):
+    template_id: str
+    name: str
+    score: float
+
+
+class SuggestOut(BaseModel):
+    by: str  # "text" or "image"
+    source: str  # the model's name, "heuristic", or "image_hash"
+    templates: list[SuggestionOut]
+
+
+def _ai(services: ServicesDep) -> AIService:
+    ai = getattr(services, "ai", None)
+    if ai is None:
+        raise unavailable("ai")
+    return ai
+
+
+@router.post(
+    "/api/meme/caption",
+    response_model=CaptionOut,
+    responses={422: {"description": "Unknown template or invalid topic"}},
+    summary="Suggest a caption (one text per box) for a topic and template",
+)
+async def caption(body: CaptionRequestBody, services: ServicesDep) -> CaptionOut:
+    try:
+        template = services.catalog.get(body.template_id)
+    except UnknownTemplate as exc:
+        raise Problem(
+            422, "unknown-template", "Unknown template", str(exc), template_id=body.template_id
+        ) from exc
+    answer = await _ai(services).captions.suggest(body.topic, template)
+    return CaptionOut(
+        template_id=template.id,
+        texts=answer.value.texts,
+        source=answer.source,
+        fallback=answer.fallback,
+    )
+
+
+SUGGEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": SuggestBody.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "image": {"type": "string", "format": "binary"},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    },
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
+@router.post(
+    "/api/templates/suggest",
+    response_model=SuggestOut,
+    openapi_extra=SUGGEST_BODY,
+    responses={
+        413: {"description": "Image too large"},
+        415: {"description": "Not a JPEG, PNG, GIF or WebP image"},
+        422: {"description": "Neither text nor image, or a corrupt image"},
+    },
+    summary="Rank templates for a text (JSON or form) or an uploaded image (multipart)",
+)
+async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
+    ai = _ai(services)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        limit = _limit(form.get("limit"))
+        image = form.get("image")
+        if image is not None and hasattr(image, "read"):
+            data: bytes = await image.read()
+            picture = _decode(data, getattr(image, "content_type", None))
+            ranked = await ai.suggester.from_image(picture, limit)
+            return _out("image", "image_hash", ranked)
+        text = form.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise Problem(422, "nothing-to-match", "Send `text` or `image`", "both are empty")
+        body = _body({"text": text, "limit": limit})
+    else:
+        try:
+            raw = await request.json()
+        except ValueError as exc:
+            raise Problem(400, "malformed-json", "Malformed JSON", str(exc)) from exc
+        body = _body(raw)
+    ranked, source = await ai.suggester.from_text(body.text, body.limit)
+    return _out("text", source, ranked)
+
+
+def _body(raw: Any) -> SuggestBody:
+    try:
+        return SuggestBody.model_validate(raw)
+    except ValidationError as exc:
+        raise Problem(
+            422, "validation-error", "Invalid request", str(exc.errors(include_url=False))
+        ) from exc
+
+
+def _limit(raw: Any) -> int:
+    if raw is None or raw == "":
+        return 5
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = -1
+    if not 1 <= value <= MAX_LIMIT:
+        raise Problem(422, "validation-error", "Invalid limit", f"limit is 1..{MAX_LIMIT}")
+    return value
+
+
+def _decode(data: bytes, content_type: str | None) -> Any:
+    claimed = content_type if content_type and content_type.startswith("image/") else None
+    try:
+        return decode(data, claimed_type=claimed, max_frames=1, target_side=256).images[0]
+    except UnsupportedImage as exc:
+        raise Problem(415, "unsupported-image", "Unsupported image", str(exc)) from exc
+    except ImageTooLarge as exc:
+        raise Problem(413, "image-too-large", "Image too large", str(exc)) from exc
+    except RenderError as exc:
+        raise Problem(422, "corrupt-image", "Corrupt image", str(exc)) from exc
+
+
+def _out(by: str, source: str, ranked: list[Suggestion]) -> SuggestOut:
+    templates = [
+        SuggestionOut(template_id=s.template_id, name=s.name, score=s.score) for s in ranked
+    ]
+    return SuggestOut(by=by, source=source, templates=templates)
