@@ -229,6 +229,26 @@ INFERENCE_FALLBACKS = _counter(
     "Inference answered by a fallback (smaller model, heuristic).",
     ("task", "fallback"),
 )
+INFERENCE_FAILURES = _counter(
+    "inference_failures_total",
+    "Inference attempts that failed over to the next in the chain, by reason (timeout, error,"
+    " load_error, over_budget, unavailable).",
+    ("task", "model_size", "reason"),
+)
+AI_MODEL_LOAD_DURATION = _histogram(
+    "ai_model_load_seconds", "Time to load one model into memory.", ("model",), INFERENCE_BUCKETS,
+)
+AI_MODELS_LOADED_BYTES = _gauge(
+    "ai_models_loaded_bytes", "Estimated memory of the loaded models (LRU within the budget).",
+    ("model",), "livesum",
+)
+AI_MODEL_EVICTIONS = _counter(
+    "ai_model_evictions_total", "Models dropped from memory to stay within the budget.", ("model",),
+)
+MODERATION_DECISIONS = _counter(
+    "moderation_decisions_total", "Moderation outcomes, by what was checked (text, image).",
+    ("kind", "decision"),
+)
 
 # --- Trending and sinks ----------------------------------------------------------------------
 TRENDING_FRESHNESS = _histogram(

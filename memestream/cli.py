@@ -30,6 +30,7 @@ from memestream.ai_cli import app as ai_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
 from memestream.stack.process import ManagedProcess, ServiceError
+from streams.roles import ROLES
 
 app = typer.Typer(
     help="Memestream: a meme platform built as a streaming data platform.",
@@ -153,7 +154,7 @@ def _app_processes(settings: Settings, stack: Stack) -> list[ManagedProcess]:
     """The API and every worker that has a pid file (or is the default render worker)."""
     procs: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
     run_dir = stack.layout.root / "run"
-    roles = {"render"}
+    roles = set(ROLES)
     if run_dir.is_dir():
         roles |= {p.stem.removeprefix("worker-") for p in run_dir.glob("worker-*.pid")}
     procs += [WorkerProcess(settings, stack.layout, role) for role in sorted(roles)]
@@ -212,16 +213,16 @@ def up(
         bool, typer.Option("--worker/--no-worker", help="Also run a Faust worker.")
     ] = True,
     role: Annotated[
-        list[str] | None, typer.Option("--role", help="Worker role(s) to run (default: render).")
+        list[str] | None, typer.Option("--role", help="Worker role(s) to run (default: all).")
     ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Leave everything running and return.")
     ] = False,
 ) -> None:
-    """Start the stack, migrate, create topics, run the API and a worker; Ctrl-C stops."""
+    """Start the stack, migrate, create topics, run the API and every worker; Ctrl-C stops."""
     settings = get_settings()
     stack = Stack(settings)
-    roles = role or ["render"]
+    roles = role or list(ROLES)
     before = {st.name: st.state for st in stack.status()}
     started_here = [name for name, state in before.items() if state != State.RUNNING]
     apps: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from domain.settings import Settings
+from producers.kafka_security import librdkafka_security
 from producers.topics import ALL_TOPICS, TopicSpec
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **librdkafka_security(settings)}
+    )
 
 
 def ensure_topics(

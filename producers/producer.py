@@ -18,7 +18,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from domain.events import Event
+from domain.logs import request_id_from_headers, request_id_headers
+from domain.metrics import EVENTS_PRODUCED
 from domain.settings import Settings
+from domain.tracing import produce_span
+from producers.kafka_security import librdkafka_security
 from producers.serialization import AvroCodec
 
 Headers = Sequence[tuple[str, bytes]]
@@ -47,6 +51,7 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "message.timeout.ms": settings.kafka_delivery_timeout_ms,
         "queue.buffering.max.messages": 200_000,
         "logger": log,
+        **librdkafka_security(settings),
     }
 
 
@@ -65,7 +70,15 @@ class EventProducer:
             self._producer.poll(0.05)
 
     async def send(self, topic: str, event: Event, headers: Headers | None = None) -> Delivery:
-        return await self.send_raw(topic, event.key, self.codec.encode(event), headers)
+        """Produces one event inside a PRODUCER span. The caller's headers are kept; the
+        current request id is added unless the caller set one, and the trace context
+        (`traceparent`) is the PRODUCER span's, so a consumer continues this trace."""
+        value = self.codec.encode(event)
+        merged = list(headers or ())
+        if request_id_from_headers(merged) is None:
+            merged = request_id_headers(merged)
+        with produce_span(topic, merged) as (_, carried):
+            return await self.send_raw(topic, event.key, value, carried)
 
     async def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
@@ -88,7 +101,9 @@ class EventProducer:
             raise ProducerUnavailable("local produce queue is full") from exc
         except KafkaException as exc:
             raise ProducerUnavailable(str(exc)) from exc
-        return await future
+        delivery = await future
+        EVENTS_PRODUCED.labels(topic=topic).inc()
+        return delivery
 
     def pending(self) -> int:
         return len(self._producer)

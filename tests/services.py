@@ -18,7 +18,7 @@ from domain.settings import ServiceProvider, Settings, get_settings
 def local_stack(settings: Settings) -> Iterator[Settings]:
     from memestream.stack.stack import Stack
 
-    Stack(settings).start(["kafka", "postgres", "redis", "minio"])
+    Stack(settings).start(["kafka", "postgres", "redis", "minio", "nats"])
     yield settings
 
 

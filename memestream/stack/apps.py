@@ -26,6 +26,10 @@ def api_command(settings: Settings) -> list[str]:
         settings.api_host,
         "--port",
         str(settings.api_port),
+        # Feed frames are small JSON; per-message deflate costs more CPU than it saves and
+        # keeps browsers off the feed's direct-write fast path.
+        "--ws-per-message-deflate",
+        "false",
     ]
 
 

@@ -1,0 +1,105 @@
+"""Consumer lag per group, topic and partition, as a gauge the worker refreshes every few seconds.
+
+Why the admin API and not Faust's in-memory offsets: it is the quantity KEDA scales on (the
+group's committed offset against the partition's latest offset, read from Kafka), so the
+dashboards and the autoscaler agree. Each worker reports only the partitions assigned to it, so
+replicas never report the same series twice; partitions it loses are dropped from the gauge.
+A partition the group never committed counts from the offset the group would start at
+(`KAFKA_AUTO_OFFSET_RESET`): nothing behind for `latest`, the whole retained log for `earliest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import faust
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from domain.metrics import CONSUMER_LAG, set_consumer_lag
+from domain.settings import Settings
+from producers.admin import admin_client
+
+log = logging.getLogger(__name__)
+
+LAG_INTERVAL_S = 5.0
+Partition = tuple[str, int]
+
+
+class LagReader:
+    """Reads one group's lag on given partitions (blocking: call it from a thread)."""
+
+    def __init__(
+        self, admin: AdminClient, group: str, *, reset: str = "latest", timeout_s: float = 5.0
+    ) -> None:
+        self.admin = admin
+        self.group = group
+        self.reset = reset
+        self.timeout_s = timeout_s
+
+    def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec) -> dict[Partition, int]:
+        futures = self.admin.list_offsets({tp: spec for tp in tps}, request_timeout=self.timeout_s)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+    def read(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        tps = [TopicPartition(topic, partition) for topic, partition in sorted(partitions)]
+        if not tps:
+            return {}
+        request = [ConsumerGroupTopicPartitions(self.group, tps)]
+        result = self.admin.list_consumer_group_offsets(request)[self.group].result(
+            timeout=self.timeout_s
+        )
+        committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+        latest = self._offsets(tps, OffsetSpec.latest())
+        never = [tp for tp in tps if committed.get((tp.topic, tp.partition), -1) < 0]
+        if never:
+            start = (
+                self._offsets(never, OffsetSpec.earliest())
+                if self.reset == "earliest"
+                else {(tp.topic, tp.partition): latest[(tp.topic, tp.partition)] for tp in never}
+            )
+            committed.update(start)
+        return {key: max(0, high - committed[key]) for key, high in latest.items()}
+
+
+class LagGauge:
+    """Keeps `memestream_consumer_lag` equal to the last reading of the assigned partitions."""
+
+    def __init__(self, reader: LagReader) -> None:
+        self.reader = reader
+        self.reported: set[Partition] = set()
+
+    async def refresh(self, assigned: Iterable[Partition]) -> dict[Partition, int]:
+        lags = await asyncio.to_thread(self.reader.read, set(assigned))
+        for topic, partition in self.reported - lags.keys():
+            labels = (self.reader.group, topic, str(partition))
+            CONSUMER_LAG.labels(*labels).set(0)
+            CONSUMER_LAG.remove(*labels)
+        for (topic, partition), lag in lags.items():
+            set_consumer_lag(self.reader.group, topic, partition, lag)
+        self.reported = set(lags)
+        return lags
+
+
+def register(app: faust.App, settings: Settings) -> LagGauge:
+    """Adds the refresh timer to a worker's app; its group id is the app id."""
+    gauge = LagGauge(
+        LagReader(admin_client(settings), app.conf.id, reset=settings.kafka_auto_offset_reset)
+    )
+
+    @app.timer(LAG_INTERVAL_S)
+    async def consumer_lag() -> None:
+        try:
+            # Changelog topics are read, never committed: only the topics the group commits.
+            assigned = {
+                (tp.topic, tp.partition)
+                for tp in app.consumer.assignment()
+                if app.topics.acks_enabled_for(tp.topic)
+            }
+            await gauge.refresh(assigned)
+        except (KafkaException, RuntimeError) as exc:  # a metric must never stop the worker
+            log.warning("consumer lag not read: %s", exc)
+
+    return gauge

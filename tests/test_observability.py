@@ -1,0 +1,480 @@
+"""Metrics, request ids, JSON logs and traces, wired through the running code on the real stack.
+
+In-process: the API app (TestClient) with an in-memory span exporter on the process's tracer
+provider, real Kafka, and the render pipeline called on the consumed message. Subprocesses:
+the session's API (uvicorn) and render worker, for the worker's `/metrics` and the request id
+that travels through Kafka into the worker's JSON logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.app import create_app
+from domain.events import MemeRequested, View
+from domain.ids import new_id
+from domain.logs import REQUEST_ID_HEADER, JsonFormatter, bound_request_id
+from domain.metrics import CONSUMER_LAG
+from domain.settings import PROJECT_ROOT, Settings
+from domain.tracing import setup_tracing
+from producers.admin import admin_client
+from producers.producer import EventProducer
+from producers.topics import MEME_RENDERED, MEME_REQUESTS
+from sinks.postgres.memes import MemeRepository
+from sinks.postgres.pool import create_pool
+from sinks.storage import object_store
+from streams.lag import LagGauge, LagReader
+from streams.render import RenderPipeline, RenderPool
+from tests import processes
+from tests.services import environment
+
+GENERATE = {"template_id": "classic", "texts": ["ONE TRACE", "PER GENERATION"]}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one series in a Prometheus exposition, None when absent."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+def series(text: str, name: str) -> list[dict[str, str]]:
+    return [
+        s.labels
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def json_lines(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            out.append(json.loads(line[start:]))
+        except ValueError:
+            continue
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def spans(stack_settings: Settings) -> Iterator[InMemorySpanExporter]:
+    """Every span this process finishes, on whatever SDK provider the process uses."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = setup_tracing(stack_settings, service_name="memestream-test", exporter="none")
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(stack_settings: Settings, spans: InMemorySpanExporter) -> Iterator[TestClient]:
+    settings = stack_settings.model_copy(
+        update={"rate_limit_reads_per_minute": 1_000_000, "rate_limit_writes_per_minute": 1_000_000}
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+# --- API: RED metrics and request ids ----------------------------------------------------------
+def test_requests_are_counted_under_their_route_template(client: TestClient) -> None:
+    meme_id = uuid.uuid4().hex
+    labels = {"method": "GET", "route": "/api/meme/{meme_id}", "status": "404"}
+    before = sample(client.get("/metrics").text, "memestream_http_requests_total", **labels) or 0
+    assert client.get(f"/api/meme/{meme_id}").status_code == 404
+    assert client.get("/no/such/route").status_code == 404
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    body = response.text
+    assert sample(body, "memestream_http_requests_total", **labels) == before + 1
+    assert sample(body, "memestream_http_request_duration_seconds_count", method="GET")
+    assert sample(body, "memestream_http_requests_total", route="unmatched", status="404")
+    # Raw paths never become label values: one series per route, not per id.
+    assert meme_id not in body
+    assert "/no/such/route" not in body
+
+
+def test_request_id_is_echoed_or_made(client: TestClient) -> None:
+    given = client.get("/health", headers={"X-Request-ID": "obs-test-42"})
+    assert given.headers[REQUEST_ID_HEADER] == "obs-test-42"
+    made = client.get("/health")
+    assert len(made.headers[REQUEST_ID_HEADER]) == 32
+
+
+# --- one trace: API -> Kafka -> render pipeline -> stores -> Kafka -----------------------------
+def _consumer_at_end(settings: Settings, topic: str = MEME_REQUESTS.name) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"test-obs-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10)
+    assignment = []
+    for partition in metadata.topics[topic].partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        assignment.append(TopicPartition(topic, partition, high))
+    consumer.assign(assignment)
+    return consumer
+
+
+def _consume(consumer: Consumer, meme_id: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None and message.key() == meme_id.encode():
+            return message
+    raise TimeoutError(f"{meme_id} not seen")
+
+
+async def _render(settings: Settings, message) -> None:  # type: ignore[no-untyped-def]
+    db = create_pool(settings)
+    await db.open(wait=False)
+    producer = EventProducer(settings, client_id="test-observability")
+    pool = RenderPool(1)
+    try:
+        pipeline = RenderPipeline(
+            settings, producer, MemeRepository(db), object_store(settings), pool
+        )
+        outcome = await pipeline.handle(
+            message.value(),
+            key=message.key(),
+            partition=message.partition(),
+            offset=message.offset(),
+            headers=message.headers() or [],
+        )
+        assert outcome is not None and outcome.status.value == "rendered", outcome
+    finally:
+        await asyncio.to_thread(producer.close)
+        pool.close()
+        await db.close()
+
+
+def test_a_generation_is_one_trace(
+    client: TestClient, spans: InMemorySpanExporter, stack_settings: Settings
+) -> None:
+    consumer = _consumer_at_end(stack_settings)
+    try:
+        spans.clear()
+        accepted = client.post(
+            "/api/meme/generate", json=GENERATE, headers={"X-Request-ID": "trace-me"}
+        )
+        assert accepted.status_code == 202, accepted.text
+        meme_id = accepted.json()["meme_id"]
+        message = _consume(consumer, meme_id)
+    finally:
+        consumer.close()
+    headers = dict(message.headers() or [])
+    assert headers[REQUEST_ID_HEADER] == b"trace-me"
+    assert "traceparent" in headers
+
+    # The worker's JSON log line, formatted by the handler the app's start-up installed.
+    installed = next(
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)
+    )
+    buffer = io.StringIO()
+    capture = logging.StreamHandler(buffer)
+    capture.setFormatter(installed.formatter)
+    for log_filter in installed.filters:
+        capture.addFilter(log_filter)
+    render_log = logging.getLogger("streams.render")
+    render_log.addHandler(capture)
+    try:
+        asyncio.run(_render(stack_settings, message))
+    finally:
+        render_log.removeHandler(capture)
+    line = next(x for x in map(json.loads, buffer.getvalue().splitlines()) if "meme_id" in x)
+    assert line["meme_id"] == meme_id and line["request_id"] == "trace-me"
+
+    finished: list[ReadableSpan] = list(spans.get_finished_spans())
+    by_name = {s.name: s for s in finished}
+    server = by_name["POST /api/meme/generate"]
+    trace_id = server.context.trace_id
+    generation = [s for s in finished if s.context.trace_id == trace_id]
+    names = {s.name for s in generation}
+    assert {
+        "POST /api/meme/generate",
+        "meme.requests publish",
+        "meme.requests process",
+        "render",
+        "storage put",
+        "postgres upsert meme",
+        "meme.rendered publish",
+        "meme.feed publish",
+    } <= names, names
+    # The worker side continues the API's produce: consumer span's parent is the producer span.
+    produce = by_name["meme.requests publish"]
+    process = by_name["meme.requests process"]
+    assert produce.kind is SpanKind.PRODUCER and process.kind is SpanKind.CONSUMER
+    assert process.parent is not None and process.parent.span_id == produce.context.span_id
+    assert produce.parent is not None and produce.parent.span_id == server.context.span_id
+    for name in ("render", "storage put", "postgres upsert meme", "meme.rendered publish"):
+        span = next(s for s in generation if s.name == name)
+        assert span.parent is not None
+    assert by_name["render"].parent.span_id == process.context.span_id  # type: ignore[union-attr]
+    assert line["trace_id"] == f"{trace_id:032x}"
+
+
+def test_send_merges_request_id_and_trace_context_into_caller_headers(
+    stack_settings: Settings,
+) -> None:
+    admin = admin_client(stack_settings)
+    topic = f"test-obs-headers-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(
+        timeout=30
+    )
+
+    async def produce() -> None:
+        producer = EventProducer(stack_settings, client_id="test-observability-headers")
+        try:
+            with bound_request_id("bound-id"), trace.get_tracer("test").start_as_current_span("x"):
+                await producer.send(topic, View(meme_id="m1"), [("x-custom", b"1")])
+                await producer.send(topic, View(meme_id="m2"), [(REQUEST_ID_HEADER, b"caller")])
+            await producer.send(topic, View(meme_id="m3"))
+        finally:
+            await asyncio.to_thread(producer.close)
+
+    try:
+        asyncio.run(produce())
+        consumer = Consumer(
+            {
+                "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
+                "group.id": f"test-obs-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got: dict[bytes, dict[str, bytes]] = {}
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                got[message.key()] = dict(message.headers() or [])
+        consumer.close()
+    finally:
+        admin.delete_topics([topic])[topic].result(timeout=30)
+    first, second, third = got[b"m1"], got[b"m2"], got[b"m3"]
+    assert first["x-custom"] == b"1" and first[REQUEST_ID_HEADER] == b"bound-id"
+    assert "traceparent" in first
+    assert second[REQUEST_ID_HEADER] == b"caller"  # a caller's own id is kept
+    assert REQUEST_ID_HEADER not in third  # nothing bound, nothing invented
+
+
+# --- worker: request id and trace through Kafka, /metrics, lag --------------------------------
+def test_worker_continues_request_id_and_trace_and_serves_metrics(
+    render_worker: int, stack_settings: Settings
+) -> None:
+    request_id = f"obs-{uuid.uuid4().hex[:12]}"
+    request = MemeRequested(meme_id=new_id(), template_id="classic", texts=["WORKER", "TRACE"])
+    consumer = _consumer_at_end(stack_settings, MEME_RENDERED.name)
+
+    async def produce() -> int:
+        producer = EventProducer(stack_settings, client_id="test-observability-worker")
+        try:
+            with (
+                bound_request_id(request_id),
+                trace.get_tracer("test").start_as_current_span("client") as span,
+            ):
+                await producer.send(MEME_REQUESTS.name, request)
+                return span.get_span_context().trace_id
+        finally:
+            await asyncio.to_thread(producer.close)
+
+    try:
+        trace_id = asyncio.run(produce())
+        rendered = _consume(consumer, request.meme_id, timeout=60)
+    finally:
+        consumer.close()
+    # The worker bound the request id and continued the trace from the request's headers, so
+    # its own output carries both.
+    headers = dict(rendered.headers() or [])
+    assert headers[REQUEST_ID_HEADER] == request_id.encode()
+    assert headers["traceparent"].split(b"-")[1] == f"{trace_id:032x}".encode()
+
+    worker = f"http://127.0.0.1:{render_worker}/metrics"
+
+    def lag_reported() -> str | None:
+        # The meme's latency is observed just after its events are produced: wait for both.
+        body = httpx.get(worker, timeout=5).text
+        lagged = series(body, "memestream_consumer_lag")
+        observed = sample(body, "memestream_generation_latency_seconds_count") or 0
+        return body if observed and any(s["topic"] == MEME_REQUESTS.name for s in lagged) else None
+
+    body = wait_for(lag_reported, 20, "the worker reported no consumer lag or latency")
+    assert (sample(body, "memestream_render_duration_seconds_count") or 0) >= 1
+    assert (sample(body, "memestream_generation_latency_seconds_count") or 0) >= 1
+    # Outcome labels: rendered, failed, or what moderation decided.
+    generated = series(body, "memestream_memes_generated_total")
+    assert generated and all(set(labels) == {"status"} for labels in generated)
+    consumed = series(body, "memestream_events_consumed_total")
+    assert any(
+        s["topic"] == MEME_REQUESTS.name and s["group"].startswith("test-") for s in consumed
+    )
+    assert sample(body, "memestream_events_produced_total", topic=MEME_RENDERED.name)
+
+
+# --- API under uvicorn: JSON access lines with the request id and trace id ---------------------
+def test_uvicorn_access_lines_are_json_with_request_and_trace_ids(
+    stack_settings: Settings,
+) -> None:
+    port = processes.free_port()
+    env = environment(stack_settings) | {"API_PORT": str(port)}
+    args = ["-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    name = "api-observability"
+    request_id = f"obs-{uuid.uuid4().hex[:12]}"
+    with processes.process(name, args, env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        processes.wait_for_http(f"{url}/health", proc)
+        response = httpx.get(
+            f"{url}/api/meme/{new_id()}", headers={"X-Request-ID": request_id}, timeout=10
+        )
+        assert response.headers[REQUEST_ID_HEADER] == request_id
+
+        def access_line() -> dict | None:
+            lines = json_lines(processes.log_path(name))
+            return next((x for x in lines if x.get("request_id") == request_id), None)
+
+        line = wait_for(access_line, 10, "no JSON log line with the request id")
+    assert line["logger"] == "uvicorn.access" and line["level"] == "INFO"
+    assert line["service"] == "memestream-api"
+    assert len(line["trace_id"]) == 32 and len(line["span_id"]) == 16
+
+
+# --- consumer lag from the admin API -----------------------------------------------------------
+def test_lag_reader_matches_committed_and_latest_offsets(stack_settings: Settings) -> None:
+    admin = admin_client(stack_settings)
+    topic = f"test-obs-lag-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(
+        timeout=30
+    )
+    try:
+        producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers})
+        for partition, count in ((0, 5), (1, 2)):
+            for _ in range(count):
+                producer.produce(topic, value=b"x", partition=partition)
+        assert producer.flush(10) == 0
+        group = f"test-obs-group-{uuid.uuid4().hex[:8]}"
+        consumer = Consumer(
+            {"bootstrap.servers": stack_settings.kafka_bootstrap_servers, "group.id": group}
+        )
+        consumer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
+        consumer.close()
+
+        partitions = {(topic, 0), (topic, 1)}
+        # Partition 1 never committed: the group would start at the end (latest) or the start.
+        assert LagReader(admin, group, reset="latest").read(partitions) == {
+            (topic, 0): 3,
+            (topic, 1): 0,
+        }
+        gauge = LagGauge(LagReader(admin, group, reset="earliest"))
+        assert asyncio.run(gauge.refresh(partitions)) == {(topic, 0): 3, (topic, 1): 2}
+        assert CONSUMER_LAG.labels(group, topic, "1")._value.get() == 2
+        # A partition the worker lost is dropped from the gauge.
+        asyncio.run(gauge.refresh({(topic, 0)}))
+        assert (group, topic, "1") not in CONSUMER_LAG._metrics
+    finally:
+        admin.delete_topics([topic])[topic].result(timeout=30)
+
+
+# --- Kafka security settings -------------------------------------------------------------------
+def test_kafka_security_keys_only_when_configured(stack_settings: Settings) -> None:
+    import faust
+
+    from producers.producer import producer_config
+    from streams.kafka_auth import faust_credentials
+
+    plain = producer_config(stack_settings, "x")
+    assert not any(k.startswith(("security.", "sasl.")) for k in plain)
+    assert faust_credentials(stack_settings) is None
+    scram = stack_settings.model_copy(
+        update={
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_username": "memestream-render",
+            "kafka_sasl_password": "secret",
+        }
+    )
+    config = producer_config(scram, "x")
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (config["sasl.username"], config["sasl.password"]) == ("memestream-render", "secret")
+    credentials = faust_credentials(scram)
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.ssl_context is not None
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+
+
+# --- memestream migrate: the ClickHouse schema, then the chDB folder is free ------------------
+def test_migrate_applies_clickhouse_schema_and_releases_chdb(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    url = f"chdb://{tmp_path / 'chdb'}"
+    env = {**os.environ, **environment(stack_settings), "CLICKHOUSE_URL": url}
+    migrate = subprocess.run(
+        [sys.executable, "-m", "memestream", "migrate"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert "clickhouse" in migrate.stdout
+    # Another process opens the folder: the migrate process released it.
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sinks.clickhouse import get_client; "
+            f"c = get_client(url={url!r}); "
+            "print(sorted(r[0] for r in c.query('SHOW TABLES').result_rows))",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "events" in check.stdout and "events_per_minute_mv" in check.stdout
