@@ -1,0 +1,523 @@
+"""The `trending` role's Faust agent, table and timers.
+
+One agent reads the four co-partitioned topics (all keyed by meme id, same partition count) in
+batches (`take_events`): it applies the batch to the engine, writes each changed record once to
+the table's changelog (explicitly to the source partition, so a table partition always holds the
+memes of the same-numbered topic partitions) and updates the sorted sets in one pipelined round
+trip. Faust commits offsets only after the producer flushed those changelog writes
+(at-least-once; replays are absorbed, see engine.py and state.py).
+
+Every second, the vote counts that changed go to `meme.feed` (the 200 best-scored memes at
+most: a live feed, not a log). The tick (every TRENDING_TICK_S) drops buckets that left their
+window, moves the decay landmark once per window length, re-adds this worker's top N to each
+set (memes a trim pushed out come back when others fall), refreshes `trending:rising` and
+announces memes that enter the hour's top ten on the feed.
+
+The table uses the in-memory store, restored from its changelog at start: writes name their
+partition explicitly, and Faust's RocksDB store picks the partition from the current event,
+which a batch writer does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from typing import Any
+
+import faust
+
+from domain.events import FeedEvent, FeedKind
+from domain.settings import Settings
+from producers.producer import EventProducer
+from producers.serialization import AvroCodec, SerializationError
+from producers.topics import MEME_FEED, MEME_VOTES
+from sinks.redis.client import REDIS_ERRORS, create_redis
+from sinks.redis.trending import Decay, TrendingSets, set_key
+from streams.dlq import dead_letter
+from streams.roles import TRENDING
+from streams.trending import fastdrain
+from streams.trending.engine import Changes, TrendingEngine
+from streams.trending.score import decayed_to
+from streams.trending.state import (
+    MEME,
+    SEEN,
+    VOTER,
+    MemeState,
+    SeenBatch,
+    VoterState,
+    meme_key,
+    voter_meme,
+)
+from streams.trending.windows import RISING_KEY, WINDOWS
+
+log = logging.getLogger(__name__)
+#: Vote counts go to the feed once a second, at most this many memes each time.
+FEED_INTERVAL_S = 1.0
+FEED_VOTES_MAX = 200
+FEED_TOP = 10
+#: `trending:rising` is recomputed every this many ticks (it looks at 5-minute spans).
+RISING_EVERY = 3
+#: How often records older than every window are deleted from the table (and its changelog).
+SWEEP_EVERY_S = 3600.0
+
+
+class TrendingTable:
+    """The `state` table (see state.py for its records and why they share one changelog)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.pending: list[tuple[int, bytes, bytes | None]] = []
+        self.table = app.Table(
+            "state",
+            partitions=MEME_VOTES.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+            help="trending state: memes, voters and seen view ids, partitioned like the topics",
+        )
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.table.data.get(key)
+        return value
+
+    def items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        return [(bytes(k), v) for k, v in list(self.table.data.items()) if k.startswith(prefix)]
+
+    def partition_of(self, key: bytes) -> int | None:
+        partition: int | None = self.table.data._key_partition.get(key)
+        return partition
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Sets a record; `flush` writes it to the changelog partition named here."""
+        store: Any = self.table.data
+        if value is None:
+            store.data.pop(key, None)
+        else:
+            store.data[key] = value
+        # The memory store drops keys of partitions it loses at a rebalance by this map.
+        store._key_partition[key] = partition
+        self.pending.append((partition, key, value))
+
+    async def flush(self) -> None:
+        """Hands the batch's records to the producer, in order (one partition keeps it).
+
+        Straight to the producer, not through `Table.send_changelog`: that path queues each
+        record in Faust's 100-message producer buffer, which stalls the consumer whenever a
+        batch writes more. Faust flushes the producer before it commits offsets either way.
+        """
+        if not self.pending:
+            return
+        records, self.pending = self.pending, []
+        topic = self.table.changelog_topic.get_topic_name()
+        send = self.app.producer.send
+        for partition, key, value in records:
+            await send(topic, key, value, partition, None, None)
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v or b"")) for k, v in items]
+
+
+class TrendingWorker:
+    def __init__(self, app: faust.App, settings: Settings, table: TrendingTable) -> None:
+        self.app = app
+        self.settings = settings
+        self.table = table
+        self.codec = AvroCodec()
+        self.engine = TrendingEngine(
+            view_weight=settings.trending_view_weight,
+            grace_s=settings.trending_grace_s,
+            now=time.time(),
+            load_meme=self._load_meme,
+            load_voter=self._load_voter,
+        )
+        self.keys = [set_key(w.name) for w in WINDOWS]
+        self.published: list[set[str]] = [set() for _ in WINDOWS]
+        self.published_rising: set[str] = set()
+        self.pending_removals: set[str] = set()
+        self.top_feed: set[str] = set()
+        self.feed_pending: set[str] = set()
+        self.loaded = False
+        self.ready = False  # between a revoke and the end of the tables' recovery: False
+        self.sets: TrendingSets | None = None
+        self.producer: EventProducer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._redis_down_logged = 0.0
+        self.processed = 0
+        self.ticks = 0
+        # Scores are computed and written under this lock, by the batch path and the tick
+        # alike, so Redis never receives an older computation after a newer one.
+        self.redis_lock = asyncio.Lock()
+        self.resync = True
+        self._swept = time.monotonic()
+        self.batches = 0
+        self._stats_logged = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.sets is None:
+            self.sets = TrendingSets(create_redis(self.settings), self.settings.trending_top_n)
+            self.producer = EventProducer(self.settings, client_id=f"{self.app.conf.id}-producer")
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close()
+
+    def forget(self) -> None:
+        self.engine.forget()
+        self.loaded = False
+        self.ready = False
+
+    def recovered(self) -> None:
+        """The tables hold the assigned partitions' state: decode it afresh at the next use."""
+        self.engine.forget()
+        self.loaded = False
+        self.ready = True
+        self.resync = True
+
+    def active_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in
+                TRENDING.topics}
+
+    def _load_meme(self, meme_id: str) -> MemeState | None:
+        data = self.table.get(meme_key(meme_id))
+        return MemeState.decode(data) if data else None
+
+    def _load_voter(self, key: bytes) -> VoterState | None:
+        data = self.table.get(key)
+        return VoterState.decode(data) if data else None
+
+    def ensure_loaded(self) -> None:
+        """After (re)assignment and recovery, the tables hold the state: decode it once."""
+        if self.loaded or not self.ready:
+            return
+        partitions = self.active_partitions()
+        memes = []
+        for key, data in self.table.items(MEME):
+            state = MemeState.decode(data)
+            if state.partition in partitions:
+                memes.append((key[len(MEME) :].decode(), state))
+        seen = []
+        for key, data in self.table.items(SEEN):
+            batch = SeenBatch.decode(key, data)
+            if batch.partition in partitions:
+                seen.append(batch)
+        seen.sort(key=lambda b: b.max_t)
+        self.engine.restore(memes, seen)
+        self.loaded = True
+        log.info("trending state loaded: %d memes, %d seen batches", len(memes), len(seen))
+
+    # -- the batch path -------------------------------------------------------------------
+
+    async def process(self, events: list[faust.EventT[Any]]) -> None:
+        self.start()
+        self.ensure_loaded()
+        now = time.time()
+        owned = self.app.consumer.assignment()
+        generation = self.app.consumer_generation_id
+        for event in events:
+            message = event.message
+            # Fetched before the last rebalance: Faust seeks back to the committed offset and
+            # delivers it again, in order; applying this copy first would make the per-meme
+            # offset check skip the messages before it.
+            if message.generation_id != generation or message.tp not in owned:
+                self.engine.stats["stale_generation"] += 1
+                continue
+            try:
+                decoded = self.codec.decode(event.value)
+            except SerializationError as exc:
+                assert self.producer is not None
+                await dead_letter(
+                    self.producer,
+                    exc,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=event.key,
+                    value=event.value,
+                    headers=_headers(message.headers),
+                )
+                continue
+            self.engine.apply(
+                decoded,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                now=now,
+            )
+        self.processed += len(events)
+        self.batches += 1
+        changes = self.engine.drain()
+        self.persist(changes)
+        await self.table.flush()
+        await self.publish(changes, now)
+        self.feed_pending |= changes.votes - changes.deleted
+
+    def persist(self, changes: Changes) -> None:
+        """Voters, then memes, then seen ids: the order recovery relies on (see state.py)."""
+        memes = self.engine.memes
+        for key in changes.voters:
+            partition = memes[voter_meme(key)].partition
+            self.table.put(partition, key, self.engine.voters[key].encode())
+        for meme_id in changes.memes:
+            state = memes[meme_id]
+            self.table.put(state.partition, meme_key(meme_id), state.encode())
+        for batch in changes.seen:
+            self.table.put(batch.partition, batch.key, batch.encode())
+
+    async def publish(self, changes: Changes, now: float) -> None:
+        async with self.redis_lock:
+            await self._publish(changes, now)
+
+    async def _publish(self, changes: Changes, now: float) -> None:
+        assert self.sets is not None
+        scores: dict[str, dict[str, float]] = {key: {} for key in self.keys}
+        for meme_id in changes.memes - changes.deleted:
+            state = self.engine.memes.get(meme_id)
+            if state is None:  # a rebalance dropped it while this batch awaited the producer
+                continue
+            for index, key in enumerate(self.keys):
+                if state.buckets[index]:
+                    scores[key][meme_id] = self.engine.score(state, index, now)
+                    self.published[index].add(meme_id)
+        self.pending_removals |= changes.deleted
+        removed = list(self.pending_removals)
+        try:
+            await self.sets.update(scores, removed)
+        except REDIS_ERRORS as exc:
+            self._redis_down(exc)
+            return
+        if removed:
+            await self._remove_rising(removed)
+        self.pending_removals.clear()
+
+    async def _remove_rising(self, removed: list[str]) -> None:
+        assert self.sets is not None
+        await self.sets.remove([RISING_KEY], removed)
+        for published in (*self.published, self.published_rising):
+            published.difference_update(removed)
+
+    def _redis_down(self, exc: BaseException) -> None:
+        if time.monotonic() - self._redis_down_logged > 10:
+            log.warning("trending: Redis unavailable, sets catch up at the next tick: %s", exc)
+            self._redis_down_logged = time.monotonic()
+
+    def feed_votes(self) -> None:
+        """The vote counts that changed since the last call, the best-scored first, capped."""
+        now = time.time()
+        memes = self.engine.memes
+        changed = [m for m in self.feed_pending if m in memes and not memes[m].deleted]
+        self.feed_pending.clear()
+        scored = [(self._score_now(memes[m], now), m) for m in changed]
+        best = heapq.nlargest(FEED_VOTES_MAX, scored)
+        self._send_feed(
+            [
+                FeedEvent(meme_id=m, kind=FeedKind.VOTES, votes=memes[m].net, score=score)
+                for score, m in best
+            ]
+        )
+
+    def _score_now(self, state: MemeState, now: float) -> float:
+        spec = WINDOWS[0]
+        score = self.engine.score(state, 0, now)
+        return decayed_to(score, self.engine.landmarks[0], now, spec.half_life_s)
+
+    def _send_feed(self, events: list[FeedEvent]) -> None:
+        if not events or self.producer is None:
+            return
+        producer = self.producer
+
+        async def send() -> None:
+            results = await asyncio.gather(
+                *(producer.send(MEME_FEED.name, e) for e in events), return_exceptions=True
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                log.warning("trending: %d feed events not sent: %s", len(failed), failed[0])
+
+        task = asyncio.create_task(send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the tick -------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        if not self.ready or self.app.rebalancing or not self.active_partitions():
+            return
+        self.start()
+        self.ensure_loaded()
+        assert self.sets is not None
+        now = time.time()
+        engine = self.engine
+        landmarks = [w.landmark(now) for w in WINDOWS]
+        engine.prune(now)
+        partitions = self.active_partitions()
+        await self._expire_seen()
+        if time.monotonic() - self._swept > SWEEP_EVERY_S:
+            self._swept = time.monotonic()
+            await self.sweep(now)
+        async with self.redis_lock:
+            # The landmark moves under the lock: no batch writes new-landmark scores into a set
+            # still holding old-landmark ones (the reconcile below swaps the whole set).
+            moved = [new != old for new, old in zip(landmarks, engine.landmarks, strict=True)]
+            engine.landmarks = landmarks
+            await self._reconcile(moved, landmarks, partitions)
+        if time.monotonic() - self._stats_logged > 60:
+            self._stats_logged = time.monotonic()
+            log.info("trending: %s", self.stats())
+
+    async def _reconcile(
+        self, moved: list[bool], landmarks: list[int], partitions: set[int]
+    ) -> None:
+        assert self.sets is not None
+        engine = self.engine
+        try:
+            if self.pending_removals:
+                removed = list(self.pending_removals)
+                await self.sets.remove([*self.keys, RISING_KEY], removed)
+                await self._remove_rising(removed)
+                self.pending_removals.clear()
+            top_n = self.settings.trending_top_n
+            status = await self.sets.status([w.name for w in WINDOWS])
+            now = time.time()
+            for index, spec in enumerate(WINDOWS):
+                size, warmed = status[index]
+                replace = moved[index] or warmed
+                gone = {m for m in self.published[index] if self._left(m, index)}
+                expected = min(top_n, len(self.published[index] - gone))
+                # Re-add our top N only when members of ours can be missing: a full set (trims),
+                # a set smaller than our own share (Redis restarted, emptied), or a fresh start.
+                top = {}
+                if replace or self.resync or size >= top_n or size < expected:
+                    top = dict(engine.top(index, top_n, now, partitions))
+                await self.sets.reconcile(
+                    self.keys[index],
+                    top,
+                    gone,
+                    replace=replace,
+                    decay=Decay(landmarks[index], spec.half_life_s),
+                    window=spec.name,
+                )
+                self.published[index] = (self.published[index] - gone) | set(top)
+                if index == 0:
+                    self._announce(dict(engine.top(0, FEED_TOP, now, partitions)), now)
+            self.resync = False
+            self.ticks += 1
+            if self.ticks % RISING_EVERY == 1:
+                rising = dict(engine.top_rising(top_n, now, partitions))
+                await self.sets.reconcile(
+                    RISING_KEY, rising, self.published_rising - set(rising), replace=False
+                )
+                self.published_rising = set(rising)
+        except REDIS_ERRORS as exc:
+            self._redis_down(exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "processed": self.processed,
+            "batches": self.batches,
+            "memes": len(self.engine.memes),
+            "records": len(self.table.table.data),
+            "loaded": self.loaded,
+            "seen_ids": len(self.engine.seen.ids),
+            **self.engine.stats,
+        }
+
+    def _left(self, meme_id: str, index: int) -> bool:
+        state = self.engine.memes.get(meme_id)
+        return state is None or state.deleted or not state.buckets[index]
+
+    def _announce(self, top: dict[str, float], now: float) -> None:
+        best = sorted(top, key=lambda m: (top[m], m), reverse=True)[:FEED_TOP]
+        entered = [m for m in best if m not in self.top_feed]
+        self.top_feed = set(best)
+        spec = WINDOWS[0]
+        self._send_feed(
+            [
+                FeedEvent(
+                    meme_id=m,
+                    kind=FeedKind.TRENDING,
+                    votes=self.engine.memes[m].net,
+                    score=decayed_to(top[m], self.engine.landmarks[0], now, spec.half_life_s),
+                )
+                for m in entered
+            ]
+        )
+
+    async def sweep(self, now: float) -> int:
+        """Deletes the records of memes and votes older than the longest window (a vote that
+        old scores nowhere, so a later change may count as a first vote); deleted memes stay,
+        so late votes cannot bring them back."""
+        horizon = now - max(w.length_s + w.bucket_s for w in WINDOWS)
+        dropped = 0
+        for meme_id, state in list(self.engine.memes.items()):
+            newest = max(state.last_t.values(), default=0.0)
+            if state.deleted or any(state.buckets) or newest > horizon:
+                continue
+            del self.engine.memes[meme_id]
+            self.table.put(state.partition, meme_key(meme_id), None)
+            dropped += 1
+        for key, data in self.table.items(VOTER):
+            voter = VoterState.decode(data)
+            partition = self.table.partition_of(key)
+            if voter.t < horizon and partition is not None:
+                self.engine.voters.pop(key, None)
+                self.table.put(partition, key, None)
+                dropped += 1
+        await self.table.flush()
+        log.info("trending: swept %d records older than %.0f", dropped, horizon)
+        return dropped
+
+    async def _expire_seen(self) -> None:
+        marks = [t for (topic, _), t in self.engine.watermarks.items() if "views" in topic]
+        if not marks:
+            return
+        for batch in self.engine.seen.expire(min(marks) - self.settings.trending_grace_s):
+            self.table.put(batch.partition, batch.key, None)
+        await self.table.flush()
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    # A killed worker's partitions move after 10 s instead of Faust's default 60 s.
+    app.conf.broker_session_timeout = 10.0
+    fastdrain.install()
+    worker = TrendingWorker(app, settings, TrendingTable(app))
+    topic = app.topic(*TRENDING.topics, key_serializer="raw", value_serializer="raw")
+
+    @app.on_partitions_revoked.connect
+    async def forget_state(*_: Any, **__: Any) -> None:
+        worker.forget()
+
+    @app.on_rebalance_complete.connect
+    async def load_state(*_: Any, **__: Any) -> None:
+        worker.recovered()
+
+    @app.on_before_shutdown.connect
+    def close_worker(*_: Any, **__: Any) -> None:
+        worker.close()
+
+    @app.agent(topic)
+    async def trending(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(
+            settings.trending_batch_max, within=settings.trending_batch_within_s
+        ):
+            await worker.process(list(events))
+
+    @app.page("/trending/stats/")
+    async def trending_stats(web: Any, request: Any) -> Any:
+        """Events processed and why some were not counted (late, duplicate, replayed...)."""
+        return web.json(worker.stats())
+
+    @app.timer(interval=FEED_INTERVAL_S)
+    async def trending_feed() -> None:
+        worker.feed_votes()
+
+    @app.timer(interval=settings.trending_tick_s)
+    async def trending_tick() -> None:
+        await worker.tick()
