@@ -1,0 +1,1 @@
+"""Benchmark scripts; `python -m benchmarks.report` runs them and writes BENCHMARKS.md."""

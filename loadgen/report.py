@@ -1,0 +1,266 @@
+"""The replay's report: JSON for machines, one HTML page with plots for people, one line for CI.
+
+Plots (matplotlib, embedded as PNG so the page works offline): latency percentiles over
+time, throughput and errors per second, consumer lag per group, the replicas KEDA would
+request per ScaledObject, and RSS per process.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadgen.keda import ScaledObject
+from loadgen.memory import leak_verdict
+from loadgen.replay import ReplayResult
+
+
+def build(result: ReplayResult, scaled_objects: list[ScaledObject]) -> dict[str, Any]:
+    stats = result.stats
+    sent_window = max(result.duration_s, 1e-9)
+    rss_series: dict[str, list[tuple[float, float]]] = {}
+    for sample in result.samples.rss:
+        for name, mb in sample["mb"].items():
+            rss_series.setdefault(name, []).append((sample["t"], mb))
+    peak_lag: dict[str, int] = {}
+    peak_keda: dict[str, int] = {}
+    for sample in result.samples.lag:
+        for name, lag in sample["lags"].items():
+            peak_lag[name] = max(peak_lag.get(name, 0), lag["total"])
+        for name, replicas in sample["keda"].items():
+            if replicas is not None:
+                peak_keda[name] = max(peak_keda.get(name, 0), replicas)
+    report: dict[str, Any] = {
+        "trace": asdict(result.header) if result.header else None,
+        "run": {
+            "target": result.target,
+            "speed": result.speed,
+            "started_at": result.started_at,
+            "duration_s": round(result.duration_s, 3),
+            "scheduled": result.scheduled,
+            "sent": stats.sent,
+            "ok": sum(a.ok for a in stats.actions.values()),
+            "rejected": stats.rejected,
+            "errors": stats.errors,
+            "skipped": stats.skipped,
+            "undrained": result.undrained,
+            "throughput_rps": round(stats.sent / sent_window, 2),
+            "created_memes": len(stats.created),
+        },
+        "latency_s": stats.overall.summary(),
+        "hdr": stats.overall.encode(),
+        "actions": {name: a.as_dict() for name, a in sorted(stats.actions.items())},
+        "skipped": {
+            name: dict(a.skipped) for name, a in sorted(stats.actions.items()) if a.skipped
+        },
+        "timeline": stats.timeline.rows(),
+        "lag": {"samples": result.samples.lag, "peak": peak_lag},
+        "keda": {
+            "scaled_objects": [asdict(so) for so in scaled_objects],
+            "peak_replicas": peak_keda,
+        },
+        "rss": {
+            "samples": result.samples.rss,
+            "verdict": {name: leak_verdict(series) for name, series in rss_series.items()},
+        },
+    }
+    report["summary"] = summary_line(report)
+    return report
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    run, lat, trace = report["run"], report["latency_s"], report["trace"] or {}
+    name = f"{trace.get('scenario', 'trace')} x{trace.get('scale', 1):g}"
+    parts = [
+        f"{name} -> {run['target']} at {run['speed']:g}x: {run['sent']:,} sent in "
+        f"{run['duration_s']:.0f} s ({run['throughput_rps']:,.1f}/s)",
+        f"p50 {lat['p50'] * 1000:.0f} ms p95 {lat['p95'] * 1000:.0f} ms "
+        f"p99 {lat['p99'] * 1000:.0f} ms",
+        f"{run['errors']:,} errors, {run['rejected']:,} 4xx, {run['skipped']:,} skipped",
+    ]
+    if report["lag"]["peak"]:
+        group, lag = max(report["lag"]["peak"].items(), key=lambda kv: kv[1])
+        parts.append(f"peak lag {lag:,} ({group})")
+    if report["keda"]["peak_replicas"]:
+        keda = ", ".join(f"{k}={v}" for k, v in sorted(report["keda"]["peak_replicas"].items()))
+        parts.append(f"KEDA peak {keda}")
+    leaks = [n for n, v in report["rss"]["verdict"].items() if v["suspected_leak"]]
+    if report["rss"]["verdict"]:
+        parts.append(f"suspected leak: {', '.join(leaks)}" if leaks else "no leak")
+    return "; ".join(parts)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots: list[tuple[str, str]] = []
+    rows = report["timeline"]
+    if rows:
+        t = [r["t"] for r in rows]
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        for key in ("p50", "p95", "p99"):
+            ax.plot(t, [r[key] * 1000 for r in rows], label=key)
+        ax.set(xlabel="s", ylabel="ms", title="Latency percentiles per second")
+        ax.legend()
+        plots.append(("Latency over time", _png(fig)))
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        ax.plot(t, [r["requests"] for r in rows], label="requests/s")
+        ax.plot(t, [r["errors"] for r in rows], label="errors/s", color="red")
+        ax.set(xlabel="s", title="Throughput and errors")
+        ax.legend()
+        plots.append(("Throughput and errors", _png(fig)))
+        plt.close(fig)
+
+    lag = report["lag"]["samples"]
+    if lag:
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        for name in sorted({n for s in lag for n in s["lags"]}):
+            pts = [(s["t"], s["lags"][name]["total"]) for s in lag if name in s["lags"]]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        ax.set(xlabel="s", ylabel="messages", title="Consumer lag per group")
+        ax.legend(fontsize="small")
+        plots.append(("Consumer lag", _png(fig)))
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        for name in sorted({n for s in lag for n in s["keda"]}):
+            pts = [(s["t"], s["keda"][name]) for s in lag if s["keda"].get(name) is not None]
+            ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=name)
+        ax.set(xlabel="s", ylabel="replicas", title="Replicas KEDA would request")
+        ax.legend(fontsize="small")
+        plots.append(("KEDA replicas", _png(fig)))
+        plt.close(fig)
+
+    rss = report["rss"]["samples"]
+    if rss:
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        for name in sorted({n for s in rss for n in s["mb"]}):
+            pts = [(s["t"], s["mb"][name]) for s in rss if name in s["mb"]]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        ax.set(xlabel="s", ylabel="MiB", title="Resident memory (with children)")
+        ax.legend(fontsize="small")
+        plots.append(("Memory", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_html(report: dict[str, Any], path: Path) -> None:
+    actions = [
+        [
+            name,
+            a["sent"],
+            a["ok"],
+            a["rejected"],
+            a["errors"],
+            sum(a["skipped"].values()),
+            f"{a['latency_s']['p50'] * 1000:.1f}",
+            f"{a['latency_s']['p95'] * 1000:.1f}",
+            f"{a['latency_s']['p99'] * 1000:.1f}",
+            ", ".join(f"{k}: {v}" for k, v in a["statuses"].items()),
+            ", ".join(f"{k}: {v}" for k, v in a["skipped"].items()),
+        ]
+        for name, a in report["actions"].items()
+    ]
+    keda_rows = [
+        [
+            so["name"],
+            so["min_replicas"],
+            so["max_replicas"],
+            "; ".join(
+                f"{t['consumer_group']}/{t['topic']} lagThreshold={t['lag_threshold']}"
+                for t in so["kafka_triggers"]
+            ),
+            ", ".join(so["other_triggers"]) or "-",
+            report["keda"]["peak_replicas"].get(so["name"], "-"),
+        ]
+        for so in report["keda"]["scaled_objects"]
+    ]
+    leak_rows = [[n, *v.values()] for n, v in report["rss"]["verdict"].items()]
+    images = "".join(
+        f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{data}">'
+        for title, data in _plots(report)
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Memestream load report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;
+font-size:14px}}code{{background:#f4f4f4;padding:2px 4px}}</style></head><body>
+<h1>Memestream load report</h1><p><code>{html.escape(report["summary"])}</code></p>
+<h2>Actions</h2>{
+        _table(
+            [
+                "action",
+                "sent",
+                "ok",
+                "4xx",
+                "errors",
+                "skipped",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "statuses",
+                "skipped because",
+            ],
+            actions,
+        )
+    }
+<h2>KEDA ScaledObjects (deploy/strimzi)</h2>{
+        _table(
+            ["ScaledObject", "min", "max", "kafka triggers", "not evaluated", "peak replicas"],
+            keda_rows,
+        )
+        if keda_rows
+        else "<p>No ScaledObjects found.</p>"
+    }
+{
+        "<h2>Memory</h2>"
+        + _table(
+            [
+                "process",
+                "slope MiB/min",
+                "growth MiB",
+                "start MiB",
+                "end MiB",
+                "peak MiB",
+                "suspected leak",
+            ],
+            leak_rows,
+        )
+        if leak_rows
+        else ""
+    }
+{images}
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)

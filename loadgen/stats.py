@@ -1,0 +1,127 @@
+"""What a replay measured: per-action outcomes, HDR latencies, and a per-second timeline.
+
+Latency is measured from the record's *intended* send time, not from when the request
+actually left, so a stalled server or a saturated client shows up as latency instead of
+silently thinning the load (no coordinated omission).
+
+Outcome classes: `ok` (1xx-3xx), `rejected` (4xx: the server refused, e.g. a 409 on a
+pending image or a 429), `errors` (5xx, timeouts, refused connections), `skipped` (never
+sent: no such endpoint yet, a meme the trace refers to was not created, client saturated).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from loadgen.histograms import LatencyHistogram, Timeline
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int | None = None  # HTTP status; None for Kafka sends and transport errors
+    error: str | None = None  # transport error or Kafka failure
+    created: tuple[str, ...] = ()  # meme ids the request created
+    skipped: str | None = None  # why it was never sent
+    # Streams (feed): seconds from send to response headers; the hold time is not latency.
+    time_to_headers: float | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        if self.error is not None:
+            return "error"
+        if self.status is None or self.status < 400:
+            return "ok"
+        return "rejected" if self.status < 500 else "error"
+
+
+@dataclass(slots=True)
+class ActionStats:
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    sent: int = 0
+    ok: int = 0
+    rejected: int = 0
+    errors: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    error_samples: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "skipped": dict(self.skipped),
+            "statuses": dict(self.statuses),
+            "error_samples": dict(self.error_samples.most_common(5)),
+            "latency_s": self.latency.summary(),
+            "hdr": self.latency.encode(),
+        }
+
+
+@dataclass(slots=True)
+class Stats:
+    actions: dict[str, ActionStats] = field(default_factory=dict)
+    overall: LatencyHistogram = field(default_factory=LatencyHistogram)
+    timeline: Timeline = field(default_factory=Timeline)
+    created: list[str] = field(default_factory=list)
+    in_flight: int = 0
+
+    def _action(self, name: str) -> ActionStats:
+        return self.actions.setdefault(name, ActionStats())
+
+    def skip(self, action: str, reason: str) -> None:
+        self._action(action).skipped[reason] += 1
+
+    def record(self, action: str, at: float, latency: float, outcome: Outcome) -> None:
+        """`at` is the intended send time in seconds since the start of the replay."""
+        if outcome.skipped is not None:
+            self.skip(action, outcome.skipped)
+            return
+        stats = self._action(action)
+        stats.sent += 1
+        kind = outcome.kind
+        if kind == "ok":
+            stats.ok += 1
+        elif kind == "rejected":
+            stats.rejected += 1
+        else:
+            stats.errors += 1
+            stats.error_samples[(outcome.error or f"HTTP {outcome.status}")[:120]] += 1
+        stats.statuses[str(outcome.status) if outcome.status is not None else kind] += 1
+        stats.latency.record(latency)
+        self.overall.record(latency)
+        self.timeline.record(at, latency, ok=kind != "error")
+        self.created.extend(outcome.created)
+
+    @property
+    def sent(self) -> int:
+        return sum(a.sent for a in self.actions.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(a.errors for a in self.actions.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(a.rejected for a in self.actions.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(sum(a.skipped.values()) for a in self.actions.values())
+
+    def recent_p95(self, now: float, window_s: int = 5) -> float:
+        """p95 over the last `window_s` whole seconds (for the live display)."""
+        merged = LatencyHistogram()
+        for second in range(int(now) - window_s, int(now) + 1):
+            hist = self.timeline.latencies.get(second)
+            if hist is not None:
+                merged.merge(hist)
+        return merged.percentile(95)
+
+    def recent_rate(self, now: float, window_s: int = 5) -> float:
+        seconds = range(int(now) - window_s, int(now))
+        return sum(self.timeline.requests.get(s, 0) for s in seconds) / window_s
