@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from domain.ids import derived_id, new_id
+from domain.ids import derived_id, id_time, is_valid_id, new_id
 
 
 def utcnow() -> datetime:
@@ -56,6 +56,36 @@ class MemeRequested(Event):
     quality: str | None = None
     user_id: str | None = None
     request_id: str | None = None
+
+    MAX_TEXTS: ClassVar[int] = 20
+    MAX_TEXT_LENGTH: ClassVar[int] = 2000
+    FORMATS: ClassVar[frozenset[str]] = frozenset({"jpeg", "png", "webp", "gif"})
+    QUALITIES: ClassVar[frozenset[str]] = frozenset({"low", "medium", "high", "lossless"})
+
+    def validate(self) -> None:
+        """Rejects what no producer of ours writes, so a forged event cannot poison a store.
+
+        The API validates more strictly; this is the floor every consumer can rely on.
+        """
+        try:
+            id_time(self.meme_id)
+        except ValueError as exc:
+            raise InvalidEvent(f"meme_id {self.meme_id[:64]!r} is not a UUIDv7") from exc
+        if not is_valid_id(self.event_id):
+            raise InvalidEvent(f"event_id {self.event_id[:64]!r} is not a UUID")
+        if len(self.texts) > self.MAX_TEXTS:
+            raise InvalidEvent(f"{len(self.texts)} texts; at most {self.MAX_TEXTS}")
+        for text in self.texts:
+            if len(text) > self.MAX_TEXT_LENGTH or "\x00" in text:
+                raise InvalidEvent("a text is over-long or contains NUL")
+        if self.format is not None and self.format not in self.FORMATS:
+            raise InvalidEvent(f"unknown format {self.format[:32]!r}")
+        if self.quality is not None and self.quality not in self.QUALITIES:
+            raise InvalidEvent(f"unknown quality {self.quality[:32]!r}")
+
+
+class InvalidEvent(ValueError):
+    """A decodable event whose content is impossible: it goes to the DLQ with this reason."""
 
 
 @dataclass(slots=True, kw_only=True)

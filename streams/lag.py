@@ -99,7 +99,7 @@ def register(app: faust.App, settings: Settings) -> LagGauge:
                 if app.topics.acks_enabled_for(tp.topic)
             }
             await gauge.refresh(assigned)
-        except (KafkaException, RuntimeError) as exc:  # a metric must never stop the worker
+        except (KafkaException, RuntimeError, TimeoutError) as exc:  # a metric never stops a worker
             log.warning("consumer lag not read: %s", exc)
 
     return gauge

@@ -20,10 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import psycopg
+import urllib3
+from psycopg_pool import PoolTimeout
 from tenacity import (
     AsyncRetrying,
     before_sleep_log,
-    retry_if_not_exception_type,
+    retry_if_exception_type,
     stop_never,
     wait_exponential,
 )
@@ -32,6 +35,7 @@ from domain.events import (
     FeedEvent,
     FeedKind,
     ImageVariant,
+    InvalidEvent,
     MemeRendered,
     MemeRequested,
     RenderStatus,
@@ -61,10 +65,20 @@ from streams.moderation import Checked, ModerationStep
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
 
+# Only a store that is down or slow is waited out (holding the partition); any other error
+# is a property of the message and sends it to the DLQ instead of retrying forever.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    PoolTimeout,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
 _INFRA_RETRY = {
     "wait": wait_exponential(multiplier=0.2, max=5.0),
     "stop": stop_never,
-    "retry": retry_if_not_exception_type((asyncio.CancelledError, RenderError)),
+    "retry": retry_if_exception_type(TRANSIENT_ERRORS),
     "before_sleep": before_sleep_log(log, logging.WARNING),
     "reraise": True,
 }
@@ -164,19 +178,27 @@ class RenderPipeline:
     ) -> MemeRendered | None:
         try:
             request = self.producer.codec.decode_as(value, MemeRequested)
-        except SerializationError as exc:
-            DLQ_MESSAGES.labels(topic=MEME_REQUESTS.name, reason=type(exc).__name__).inc()
-            await dead_letter(
-                self.producer,
-                exc,
-                topic=MEME_REQUESTS.name,
-                partition=partition,
-                offset=offset,
-                key=key,
-                value=value,
-                headers=headers,
-            )
-            return None
+            request.validate()
+            return await self._process(request)
+        except (SerializationError, InvalidEvent, psycopg.DataError) as exc:
+            error: Exception = exc
+        except Exception as exc:  # a bug must park one message, never kill the worker
+            log.exception("unexpected error on %s[%d]@%d", MEME_REQUESTS.name, partition, offset)
+            error = exc
+        DLQ_MESSAGES.labels(topic=MEME_REQUESTS.name, reason=type(error).__name__).inc()
+        await dead_letter(
+            self.producer,
+            error,
+            topic=MEME_REQUESTS.name,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            headers=headers,
+        )
+        return None
+
+    async def _process(self, request: MemeRequested) -> MemeRendered:
         outcome = await self.render(request)
         with tracer.start_as_current_span("postgres upsert meme"):
             async for attempt in AsyncRetrying(**_INFRA_RETRY):

@@ -233,6 +233,11 @@ async def upload_template(
             raw = await asyncio.to_thread(path.read_bytes)
     except UploadTooLarge as exc:
         raise Problem(413, "payload-too-large", "The file is too large", str(exc)) from exc
+    except OSError as exc:  # the spool folder is full or unwritable: nothing was created
+        raise Problem(
+            507, "insufficient-storage", "The upload could not be stored", exc.strerror,
+            headers={"Retry-After": "60"},
+        ) from exc
     try:
         frames = await asyncio.to_thread(
             decode, raw, claimed_type=file.content_type, max_frames=MAX_TEMPLATE_FRAMES

@@ -30,7 +30,14 @@ class FilesystemObjectStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half an image.
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-            tmp.write(data)
+            try:
+                tmp.write(data)
+                tmp.flush()
+            except OSError:
+                # A full disk must not leave half-written temporaries behind.
+                tmp.close()
+                os.unlink(tmp.name)
+                raise
         os.replace(tmp.name, path)
         return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
