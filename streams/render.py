@@ -50,6 +50,7 @@ from domain.metrics import (
     RENDER_DURATION,
 )
 from domain.rendering import RenderedMeme, RenderError, RenderOptions, render_meme
+from domain.rendering.errors import InvalidOptions
 from domain.settings import ImageQuality, Settings
 from domain.tracing import consume_span, get_tracer
 from producers.producer import EventProducer
@@ -71,8 +72,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
     PoolTimeout,
     urllib3.exceptions.HTTPError,
-    ConnectionError,
-    TimeoutError,
+    OSError,  # connection refused or reset, timeouts, a full disk under the object folder
 )
 
 _INFRA_RETRY = {
@@ -144,7 +144,12 @@ class RenderPipeline:
         self.moderation = moderation
 
     def options(self, request: MemeRequested) -> RenderOptions:
-        quality = ImageQuality(request.quality) if request.quality else self.settings.image_quality
+        try:
+            quality = (
+                ImageQuality(request.quality) if request.quality else self.settings.image_quality
+            )
+        except ValueError as exc:
+            raise InvalidOptions(f"unknown quality {request.quality[:32]!r}") from exc
         return RenderOptions(format=request.format, quality=quality)
 
     async def handle(

@@ -45,7 +45,8 @@ def api_url(stack_settings: Settings) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+# Per module: a worker left running would render what later modules expect to stay pending.
+@pytest.fixture(scope="module")
 def render_worker(stack_settings: Settings) -> Iterator[int]:
     """A render worker subprocess; yields its Faust web port (`/metrics`)."""
     from streams.roles import RENDER

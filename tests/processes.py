@@ -26,6 +26,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def worker_web_port(role: str) -> tuple[int, str]:
+    """A free port for a role's worker, and the WORKER_WEB_PORT that makes it bind there
+    (streams/app.py offsets the base by the role's index)."""
+    from streams.roles import ROLES
+
+    port = free_port()
+    return port, str(port - list(ROLES).index(role))
+
+
 def log_path(name: str) -> Path:
     """One log per test process, so concurrent test runs never overwrite each other."""
     return ARTIFACTS / f"{name}-{os.getpid()}.log"

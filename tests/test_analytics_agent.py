@@ -35,11 +35,11 @@ def analytics_worker(
 ) -> Iterator[str]:
     """The worker's web URL; it owns a chDB folder of its own (not this process' folder)."""
     folder: Path = tmp_path_factory.mktemp("worker-chdb")
-    port = processes.free_port()
+    port, base_port = processes.worker_web_port("analytics")
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     env = environment(stack_settings) | {
         "CLICKHOUSE_URL": f"chdb://{folder}",
-        "WORKER_WEB_PORT": str(port - 2),  # the analytics role listens on base + 2
+        "WORKER_WEB_PORT": base_port,
         "CONSUMER_GROUP_PREFIX": prefix,
         "KAFKA_AUTO_OFFSET_RESET": "latest",
         "ANALYTICS_FLUSH_INTERVAL_S": "0.2",

@@ -133,8 +133,7 @@ def trending_settings(stack_settings: Settings) -> Settings:
 
 def worker_env(settings: Settings, prefix: str) -> dict[str, str]:
     return environment(settings) | {
-        # The worker binds WORKER_WEB_PORT + its role's index: make that sum the free port.
-        "WORKER_WEB_PORT": str(processes.free_port() - list(ROLES).index("trending")),
+        "WORKER_WEB_PORT": processes.worker_web_port("trending")[1],
         "CONSUMER_GROUP_PREFIX": prefix,
         "KAFKA_AUTO_OFFSET_RESET": "latest",
         "TRENDING_GRACE_S": "600",

@@ -62,7 +62,7 @@ def trending_worker(stack_settings: Settings) -> Iterator[None]:
 
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     env = environment(stack_settings) | {
-        "WORKER_WEB_PORT": str(processes.free_port()),
+        "WORKER_WEB_PORT": processes.worker_web_port("trending")[1],
         "CONSUMER_GROUP_PREFIX": prefix,
         "KAFKA_AUTO_OFFSET_RESET": "latest",
     }

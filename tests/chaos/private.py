@@ -181,7 +181,7 @@ class PrivateStack:
             name,
             args,
             {
-                "WORKER_WEB_PORT": str(free_port()),
+                "WORKER_WEB_PORT": str(free_port() - list(ROLES).index(role)),
                 "CONSUMER_GROUP_PREFIX": prefix,
                 "KAFKA_AUTO_OFFSET_RESET": "latest",
                 "KAFKA_SESSION_TIMEOUT_S": "10",
