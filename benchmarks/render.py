@@ -35,14 +35,79 @@ from domain.settings import ImageQuality
 from domain.templates import TemplateCatalog, TextBox
 
 WORDS = (
-    "when", "you", "the", "code", "works", "first", "try", "and", "have", "no", "idea", "why",
-    "it", "my", "boss", "says", "deploy", "on", "friday", "nobody", "me", "explaining", "to",
-    "cat", "that", "tests", "are", "green", "but", "production", "is", "on", "fire", "again",
-    "every", "single", "time", "coffee", "meeting", "could", "have", "been", "an", "email",
-    "senior", "developer", "junior", "intern", "bug", "feature", "refactor", "legacy",
-    "monday", "weekend", "pull", "request", "merge", "conflict", "rebase", "docker", "yaml",
-    "kubernetes", "latency", "cache", "invalidation", "naming", "things", "off", "by", "one",
-    "error", "stack", "overflow",
+    "when",
+    "you",
+    "the",
+    "code",
+    "works",
+    "first",
+    "try",
+    "and",
+    "have",
+    "no",
+    "idea",
+    "why",
+    "it",
+    "my",
+    "boss",
+    "says",
+    "deploy",
+    "on",
+    "friday",
+    "nobody",
+    "me",
+    "explaining",
+    "to",
+    "cat",
+    "that",
+    "tests",
+    "are",
+    "green",
+    "but",
+    "production",
+    "is",
+    "on",
+    "fire",
+    "again",
+    "every",
+    "single",
+    "time",
+    "coffee",
+    "meeting",
+    "could",
+    "have",
+    "been",
+    "an",
+    "email",
+    "senior",
+    "developer",
+    "junior",
+    "intern",
+    "bug",
+    "feature",
+    "refactor",
+    "legacy",
+    "monday",
+    "weekend",
+    "pull",
+    "request",
+    "merge",
+    "conflict",
+    "rebase",
+    "docker",
+    "yaml",
+    "kubernetes",
+    "latency",
+    "cache",
+    "invalidation",
+    "naming",
+    "things",
+    "off",
+    "by",
+    "one",
+    "error",
+    "stack",
+    "overflow",
 )
 LINE_70 = "WHEN THE CODE WORKS ON THE FIRST TRY AND YOU HAVE NO IDEA WHY IT WORKS"
 STATIC_TEMPLATE = "classic"  # 600x600
@@ -76,8 +141,9 @@ _WALL: list[float] = []
 # --- naive baseline ---------------------------------------------------------------------
 
 
-def naive_fit(draw: ImageDraw.ImageDraw, text: str, path: str, box: TextBox
-              ) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+def naive_fit(
+    draw: ImageDraw.ImageDraw, text: str, path: str, box: TextBox
+) -> tuple[ImageFont.FreeTypeFont, list[str]]:
     """Try every size from the largest, reloading the font file for each one."""
     words = text.split()
     font = ImageFont.truetype(path, box.min_font_size)
@@ -87,8 +153,11 @@ def naive_fit(draw: ImageDraw.ImageDraw, text: str, path: str, box: TextBox
         lines, current = [], ""
         for word in words:
             trial = f"{current} {word}".strip()
-            if draw.textbbox((0, 0), trial, font=font, stroke_width=max(1, size // 15))[2] \
-                    <= box.width or not current:
+            if (
+                draw.textbbox((0, 0), trial, font=font, stroke_width=max(1, size // 15))[2]
+                <= box.width
+                or not current
+            ):
                 current = trial
             else:
                 lines.append(current)
@@ -108,8 +177,14 @@ def naive_draw(im: Image.Image, texts: list[str], boxes: list[TextBox]) -> None:
         y = box.y
         for line in lines:
             w = draw.textlength(line, font=font)
-            draw.text((box.x + (box.width - w) / 2, y), line, font=font, fill="white",
-                      stroke_width=max(1, font.size // 15), stroke_fill="black")
+            draw.text(
+                (box.x + (box.width - w) / 2, y),
+                line,
+                font=font,
+                fill="white",
+                stroke_width=max(1, font.size // 15),
+                stroke_fill="black",
+            )
             y += font.size * 1.1
 
 
@@ -217,8 +292,9 @@ def throughput(
     inputs: list[tuple[str, bytes]], seconds: float, workers: int
 ) -> tuple[float, float, int, float]:
     """Wall-clock MB/s and images/s over all workers, image count, and MB per CPU-second."""
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                             initargs=(inputs,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(inputs,)
+    ) as pool:
         # Start and warm every process before the clock runs.
         while len(set(pool.map(_pid, range(workers * 2)))) < workers:
             pass
@@ -245,8 +321,10 @@ def main() -> None:
     cores = os.cpu_count() or 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    print(f"cores: {cores} (usable by this process: {usable}); load average before: "
-          f"{load[0]:.2f} (other processes share these cores)")
+    print(
+        f"cores: {cores} (usable by this process: {usable}); load average before: "
+        f"{load[0]:.2f} (other processes share these cores)"
+    )
     print(f"pillow {Image.__version__}")
 
     if hasattr(os, "sched_setaffinity"):
@@ -260,23 +338,33 @@ def main() -> None:
     static3 = rate(lambda i: render_meme(STATIC_TEMPLATE, texts[i % 512], jpeg90), seconds)
     static1 = rate(lambda i: render_meme(STATIC_TEMPLATE, texts[i % 512], full_only), seconds)
     naive3 = rate(lambda i: naive_static(texts[i % 512]), seconds)
-    print(f"static 600x600 JPEG q90, two lines, 1 core: {static3:7.1f} renders/s (3 sizes)"
-          f"  {static1:7.1f} renders/s (full only)   target >= 150")
+    print(
+        f"static 600x600 JPEG q90, two lines, 1 core: {static3:7.1f} renders/s (3 sizes)"
+        f"  {static1:7.1f} renders/s (full only)   target >= 150"
+    )
     print(f"  naive baseline (3 sizes): {naive3:7.1f} renders/s  -> {static3 / naive3:.1f}x faster")
-    print(f"  wall clock on this shared machine: {_WALL[-3]:.1f} / {_WALL[-2]:.1f} / "
-          f"naive {_WALL[-1]:.1f} renders/s")
+    print(
+        f"  wall clock on this shared machine: {_WALL[-3]:.1f} / {_WALL[-2]:.1f} / "
+        f"naive {_WALL[-1]:.1f} renders/s"
+    )
 
     gif = RenderOptions(format="gif", quality=ImageQuality.HIGH)
     gif_full = RenderOptions(format="gif", quality=ImageQuality.HIGH, sizes=("full",))
     anim3 = rate(lambda i: render_meme(ANIMATED_TEMPLATE, texts[i % 512], gif), seconds)
     anim1 = rate(lambda i: render_meme(ANIMATED_TEMPLATE, texts[i % 512], gif_full), seconds)
     naive_anim = rate(lambda i: naive_animated(texts[i % 512]), seconds, min_runs=2)
-    print(f"animated 17-frame GIF 480x480, two lines, 1 core: {anim3:6.1f} renders/s (3 sizes)"
-          f"  {anim1:6.1f} renders/s (full only)   target >= 10")
-    print(f"  naive baseline (3 sizes): {naive_anim:6.2f} renders/s  -> "
-          f"{anim3 / naive_anim:.1f}x faster")
-    print(f"  wall clock on this shared machine: {_WALL[-3]:.1f} / {_WALL[-2]:.1f} / "
-          f"naive {_WALL[-1]:.2f} renders/s")
+    print(
+        f"animated 17-frame GIF 480x480, two lines, 1 core: {anim3:6.1f} renders/s (3 sizes)"
+        f"  {anim1:6.1f} renders/s (full only)   target >= 10"
+    )
+    print(
+        f"  naive baseline (3 sizes): {naive_anim:6.2f} renders/s  -> "
+        f"{anim3 / naive_anim:.1f}x faster"
+    )
+    print(
+        f"  wall clock on this shared machine: {_WALL[-3]:.1f} / {_WALL[-2]:.1f} / "
+        f"naive {_WALL[-1]:.2f} renders/s"
+    )
 
     path = family_path("impact")
     box = TextBox("b", 0, 0, 568, 150, max_font_size=96)
@@ -295,19 +383,25 @@ def main() -> None:
         naive_fit(draw, LINE_70, path, box)
     naive_fit_ms = (time.process_time() - started) / 20 * 1000
     print(f"auto-fit 70-char line, warm: {fit_ms * 1000:7.1f} us CPU   target < 1000 us")
-    print(f"  naive fit (sizes one by one, font reloaded): {naive_fit_ms * 1000:9.1f} us  -> "
-          f"{naive_fit_ms / fit_ms:.0f}x faster")
+    print(
+        f"  naive fit (sizes one by one, font reloaded): {naive_fit_ms * 1000:9.1f} us  -> "
+        f"{naive_fit_ms / fit_ms:.0f}x faster"
+    )
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, all_cpus)
     inputs = make_inputs()
     mbps, per_s, count, per_cpu = throughput(inputs, seconds * 2, usable)
     mix = ", ".join(f"{name} {len(data) / 1e6:.1f} MB" for name, data in inputs)
-    print(f"throughput, {usable} processes, decode + grayscale + 3 sizes + JPEG encode: "
-          f"{mbps:6.1f} MB/s of input ({per_s:.1f} images/s, {count} images)"
-          "   target >= 100")
-    print(f"  per CPU-second: {per_cpu:.1f} MB/s, so {per_cpu * usable:.1f} MB/s with {usable} "
-          "dedicated cores")
+    print(
+        f"throughput, {usable} processes, decode + grayscale + 3 sizes + JPEG encode: "
+        f"{mbps:6.1f} MB/s of input ({per_s:.1f} images/s, {count} images)"
+        "   target >= 100"
+    )
+    print(
+        f"  per CPU-second: {per_cpu:.1f} MB/s, so {per_cpu * usable:.1f} MB/s with {usable} "
+        "dedicated cores"
+    )
     print(f"  input mix: {mix}")
     _init_worker(inputs)
     for i, (name, data) in enumerate(inputs):

@@ -67,18 +67,25 @@ def make_events(n: int, memes: int, users: int, seed: int = 1) -> list[Message]:
             topic = "meme.views"
         else:
             user = f"user-{rng.randrange(users)}"
-            event = Vote(meme_id=meme_id, user_id=user, value=rng.choice((1, 1, 1, -1, 0)),
-                         occurred_at=at)
+            event = Vote(
+                meme_id=meme_id, user_id=user, value=rng.choice((1, 1, 1, -1, 0)), occurred_at=at
+            )
             topic = "meme.votes"
         out.append((topic, event.key, codec.encode(event)))
     return out
 
 
 def producer(bootstrap: str) -> Producer:
-    return Producer({
-        "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-        "linger.ms": 5, "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
-    })
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
 
 
 def end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
@@ -86,7 +93,8 @@ def end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
     try:
         return {
             (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-            for t in TOPICS for p in range(PARTITIONS)
+            for t in TOPICS
+            for p in range(PARTITIONS)
         }
     finally:
         consumer.close()
@@ -109,10 +117,15 @@ def produce_all(bootstrap: str, events: list[Message]) -> float:
 
 def raw_consume(bootstrap: str, start: dict[tuple[str, int], int], n: int, decode: bool) -> float:
     codec = AvroCodec()
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "fetch.min.bytes": 1, "queued.min.messages": 100_000,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "fetch.min.bytes": 1,
+            "queued.min.messages": 100_000,
+        }
+    )
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
     count = 0
     began = time.perf_counter()
@@ -152,7 +165,10 @@ def start_worker(prefix: str, port: int, redis_url: str) -> subprocess.Popen[byt
     log = (logs / "trending-worker.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "streams", "worker", "--role", "trending", "--loglevel", "warning"],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -259,8 +275,12 @@ def freshness(
         if time.perf_counter() >= next_probe:
             meme_id = new_id()
             vote = Vote(meme_id=meme_id, user_id="probe", value=1)
-            p.produce("meme.votes", value=codec.encode(vote), key=vote.key,
-                      on_delivery=lambda e, m, meme_id=meme_id: on_probe(e, m, meme_id))
+            p.produce(
+                "meme.votes",
+                value=codec.encode(vote),
+                key=vote.key,
+                on_delivery=lambda e, m, meme_id=meme_id: on_probe(e, m, meme_id),
+            )
             next_probe += 0.05
         p.poll(0)
     p.flush(30)
@@ -314,8 +334,10 @@ def main() -> None:
     bootstrap = settings.kafka_bootstrap_servers
     redis_url = f"{settings.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
     ensure_topics(settings)
-    print(f"cores: {os.cpu_count()}  events: {args.events:,} (half votes, half views)  "
-          f"memes: {args.memes:,}  users: {args.users:,}")
+    print(
+        f"cores: {os.cpu_count()}  events: {args.events:,} (half votes, half views)  "
+        f"memes: {args.memes:,}  users: {args.users:,}"
+    )
 
     events = make_events(args.events, args.memes, args.users)
     start = end_offsets(bootstrap)
@@ -323,8 +345,10 @@ def main() -> None:
 
     raw = raw_consume(bootstrap, start, len(events), decode=False)
     decoded = raw_consume(bootstrap, start, len(events), decode=True)
-    print(f"ceiling, plain confluent-kafka consumer: {raw:,.0f} events/s raw, "
-          f"{decoded:,.0f} events/s with Avro decoding")
+    print(
+        f"ceiling, plain confluent-kafka consumer: {raw:,.0f} events/s raw, "
+        f"{decoded:,.0f} events/s with Avro decoding"
+    )
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     set_group_offsets(bootstrap, f"{prefix}-trending", start)
@@ -333,24 +357,34 @@ def main() -> None:
     stats_url = f"http://127.0.0.1:{port}/trending/stats/"
     try:
         steady, average = worker_rate(stats_url, len(events), proc)
-        print(f"trending worker (1 process): {steady:,.0f} events/s (10-90 % of the backlog), "
-              f"{average:,.0f} events/s overall")
-        print(f"ratio to the raw ceiling: {steady / raw:.2f}  "
-              f"(to the decoding ceiling: {steady / decoded:.2f})")
+        print(
+            f"trending worker (1 process): {steady:,.0f} events/s (10-90 % of the backlog), "
+            f"{average:,.0f} events/s overall"
+        )
+        print(
+            f"ratio to the raw ceiling: {steady / raw:.2f}  "
+            f"(to the decoding ceiling: {steady / decoded:.2f})"
+        )
         figures = []
         for rate in (min(args.rate, int(steady / 2)), args.rate):
             latencies, offered, handled = freshness(
                 bootstrap, redis_url, stats_url, rate, args.seconds, args.memes
             )
             p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
-            fresh = (f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms, "
-                     f"max {max(latencies) * 1000:.0f} ms")
-            print(f"freshness at {offered:,.0f} events/s offered ({handled:,.0f} processed/s), "
-                  f"{len(latencies)} probes, Kafka ack -> in trending:1h: {fresh}")
+            fresh = (
+                f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms, "
+                f"max {max(latencies) * 1000:.0f} ms"
+            )
+            print(
+                f"freshness at {offered:,.0f} events/s offered ({handled:,.0f} processed/s), "
+                f"{len(latencies)} probes, Kafka ack -> in trending:1h: {fresh}"
+            )
             figures.append((p95, f"{fresh} at {offered:,.0f} events/s"))
         proc, recovered_s, records = recovery(proc, prefix, port, redis_url, stats_url)
-        print(f"recovery (memory store): {records:,} table records restored from the changelog, "
-              f"{recovered_s:.1f} s from process start to state loaded")
+        print(
+            f"recovery (memory store): {records:,} table records restored from the changelog, "
+            f"{recovered_s:.1f} s from process start to state loaded"
+        )
     finally:
         proc.terminate()
         try:
@@ -358,17 +392,29 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         cleanup(bootstrap, prefix, redis_url)
-    emit("trending", [
-        {"target": "trending_throughput", "value": round(steady), "unit": "events/s",
-         "figure": f"{steady:,.0f} events/s on one worker process, {steady / raw:.2f} of a plain "
-                   f"consumer's {raw:,.0f}/s ({steady / decoded:.2f} of {decoded:,.0f}/s decoding)",
-         "method": f"{len(events):,} votes and views backlog through one trending worker "
-                   "(10-90 % of the backlog), plain confluent-kafka consumer as the ceiling"},
-        {"target": "trending_freshness_p95", "value": round(figures[0][0]), "unit": "ms",
-         "figure": f"{figures[0][1]}; {figures[1][1]}",
-         "method": "probe votes every 50 ms during a sustained load: Kafka ack to the member "
-                   "being in trending:1h"},
-    ])
+    emit(
+        "trending",
+        [
+            {
+                "target": "trending_throughput",
+                "value": round(steady),
+                "unit": "events/s",
+                "figure": f"{steady:,.0f} events/s on one worker process, "
+                f"{steady / raw:.2f} of a plain consumer's {raw:,.0f}/s "
+                f"({steady / decoded:.2f} of {decoded:,.0f}/s decoding)",
+                "method": f"{len(events):,} votes and views backlog through one trending worker "
+                "(10-90 % of the backlog), plain confluent-kafka consumer as the ceiling",
+            },
+            {
+                "target": "trending_freshness_p95",
+                "value": round(figures[0][0]),
+                "unit": "ms",
+                "figure": f"{figures[0][1]}; {figures[1][1]}",
+                "method": "probe votes every 50 ms during a sustained load: Kafka ack to the "
+                "member being in trending:1h",
+            },
+        ],
+    )
 
 
 def _free_port() -> int:

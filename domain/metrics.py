@@ -236,17 +236,25 @@ INFERENCE_FAILURES = _counter(
     ("task", "model_size", "reason"),
 )
 AI_MODEL_LOAD_DURATION = _histogram(
-    "ai_model_load_seconds", "Time to load one model into memory.", ("model",), INFERENCE_BUCKETS,
+    "ai_model_load_seconds",
+    "Time to load one model into memory.",
+    ("model",),
+    INFERENCE_BUCKETS,
 )
 AI_MODELS_LOADED_BYTES = _gauge(
-    "ai_models_loaded_bytes", "Estimated memory of the loaded models (LRU within the budget).",
-    ("model",), "livesum",
+    "ai_models_loaded_bytes",
+    "Estimated memory of the loaded models (LRU within the budget).",
+    ("model",),
+    "livesum",
 )
 AI_MODEL_EVICTIONS = _counter(
-    "ai_model_evictions_total", "Models dropped from memory to stay within the budget.", ("model",),
+    "ai_model_evictions_total",
+    "Models dropped from memory to stay within the budget.",
+    ("model",),
 )
 MODERATION_DECISIONS = _counter(
-    "moderation_decisions_total", "Moderation outcomes, by what was checked (text, image).",
+    "moderation_decisions_total",
+    "Moderation outcomes, by what was checked (text, image).",
     ("kind", "decision"),
 )
 

@@ -251,9 +251,7 @@ class RenderPipeline:
         ai_fields: dict[str, Any] = {}
         if self.moderation is not None and checked is not None:
             with tracer.start_as_current_span("moderate image"):
-                checked = await self.moderation.check_render(
-                    checked, rendered, request.template_id
-                )
+                checked = await self.moderation.check_render(checked, rendered, request.template_id)
             if checked.rejected:  # nothing of a rejected meme is stored
                 return _rejected(request, checked, render_ms=rendered.render_ms)
             ai_fields = checked.event_fields()

@@ -50,8 +50,9 @@ def test_every_template_renders_and_decodes(template: str) -> None:
 
 def test_text_changes_the_pixels() -> None:
     blank = _open(render_meme("classic", [], RenderOptions(sizes=("full",))).variants["full"])
-    texted = _open(render_meme("classic", ["HELLO", "WORLD"],
-                               RenderOptions(sizes=("full",))).variants["full"])
+    texted = _open(
+        render_meme("classic", ["HELLO", "WORLD"], RenderOptions(sizes=("full",))).variants["full"]
+    )
     top_blank = blank.crop((100, 20, 500, 120)).convert("L")
     top_text = texted.crop((100, 20, 500, 120)).convert("L")
     # Impact style: white fill and black outline both appear where the caption is.
@@ -100,8 +101,11 @@ def test_jpeg_of_an_animation_is_its_first_frame() -> None:
 
 def test_quality_presets_change_size() -> None:
     sizes = {
-        q: len(render_meme("classic", ["a", "b"], RenderOptions(quality=q, sizes=("full",)))
-               .variants["full"].data)
+        q: len(
+            render_meme("classic", ["a", "b"], RenderOptions(quality=q, sizes=("full",)))
+            .variants["full"]
+            .data
+        )
         for q in (ImageQuality.LOW, ImageQuality.HIGH, ImageQuality.LOSSLESS)
     }
     assert sizes[ImageQuality.LOW] < sizes[ImageQuality.HIGH] < sizes[ImageQuality.LOSSLESS]
@@ -162,9 +166,11 @@ def test_big_upload_keeps_box_positions_in_original_pixels() -> None:
     big.save(buf, "JPEG", quality=85)
     from domain.rendering import render_upload
 
-    out = render_upload(buf.getvalue(),
-                        [{"x": 2000, "y": 1500, "width": 2000, "height": 1500, "text": "corner"}],
-                        RenderOptions(sizes=("full",), format="png"))
+    out = render_upload(
+        buf.getvalue(),
+        [{"x": 2000, "y": 1500, "width": 2000, "height": 1500, "text": "corner"}],
+        RenderOptions(sizes=("full",), format="png"),
+    )
     full = out.variants["full"]
     assert max(full.width, full.height) <= 1280 and full.width >= 960
     im = _open(full).convert("L")

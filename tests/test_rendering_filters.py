@@ -54,9 +54,11 @@ def test_animated_uploads_stay_animated(fmt_in: str) -> None:
 
 
 def test_text_is_on_every_frame() -> None:
-    out = render_upload(_image("GIF", frames=4), [{"x": 0, "y": 0, "width": 240, "height": 160,
-                                                    "text": "EVERY FRAME"}],
-                        RenderOptions(format="gif", sizes=("full",)))
+    out = render_upload(
+        _image("GIF", frames=4),
+        [{"x": 0, "y": 0, "width": 240, "height": 160, "text": "EVERY FRAME"}],
+        RenderOptions(format="gif", sizes=("full",)),
+    )
     im = Image.open(io.BytesIO(out.variants["full"].data))
     for i in range(4):
         im.seek(i)
@@ -65,8 +67,10 @@ def test_text_is_on_every_frame() -> None:
 
 
 def test_three_sizes_share_one_render() -> None:
-    out = render_upload(_image("PNG", size=(1200, 800)), [{"x": 0, "y": 0, "width": 1200,
-                                                           "height": 200, "text": "sizes"}])
+    out = render_upload(
+        _image("PNG", size=(1200, 800)),
+        [{"x": 0, "y": 0, "width": 1200, "height": 200, "text": "sizes"}],
+    )
     full, medium, thumb = (out.variants[k] for k in ("full", "medium", "thumb"))
     assert (full.width, full.height) == (1200, 800)
     assert max(medium.width, medium.height) <= 480 and medium.width > 240
@@ -75,8 +79,9 @@ def test_three_sizes_share_one_render() -> None:
 
 
 def test_grayscale_removes_colour() -> None:
-    out = render_meme("drake", ["a", "b"], RenderOptions(filters=("grayscale",), sizes=("thumb",),
-                                                        format="png"))
+    out = render_meme(
+        "drake", ["a", "b"], RenderOptions(filters=("grayscale",), sizes=("thumb",), format="png")
+    )
     im = _open(out.variants["thumb"].data).convert("RGB")
     r, g, b = im.split()
     assert r.tobytes() == g.tobytes() == b.tobytes()
@@ -84,10 +89,16 @@ def test_grayscale_removes_colour() -> None:
 
 def test_blur_reduces_detail_and_sharpen_increases_it() -> None:
     def detail(filters: tuple[str, ...]) -> float:
-        out = render_meme("classic", ["detail", "test"], RenderOptions(
-            filters=filters, sizes=("full",), format="png"))
-        edges = _open(out.variants["full"].data).convert("L").filter(
-            __import__("PIL.ImageFilter", fromlist=["FIND_EDGES"]).FIND_EDGES)
+        out = render_meme(
+            "classic",
+            ["detail", "test"],
+            RenderOptions(filters=filters, sizes=("full",), format="png"),
+        )
+        edges = (
+            _open(out.variants["full"].data)
+            .convert("L")
+            .filter(__import__("PIL.ImageFilter", fromlist=["FIND_EDGES"]).FIND_EDGES)
+        )
         return ImageStat.Stat(edges).mean[0]
 
     plain = detail(())
@@ -97,8 +108,9 @@ def test_blur_reduces_detail_and_sharpen_increases_it() -> None:
 
 def test_deepfry_saturates() -> None:
     def saturation(filters: tuple[str, ...]) -> float:
-        out = render_meme("drake", ["x", "y"], RenderOptions(filters=filters, sizes=("thumb",),
-                                                             format="png"))
+        out = render_meme(
+            "drake", ["x", "y"], RenderOptions(filters=filters, sizes=("thumb",), format="png")
+        )
         hsv = _open(out.variants["thumb"].data).convert("RGB").convert("HSV")
         return ImageStat.Stat(hsv.getchannel("S")).mean[0]
 
@@ -120,14 +132,18 @@ def test_geometry_filters() -> None:
 def test_flip_mirrors_pixels() -> None:
     opts = RenderOptions(sizes=("thumb",), format="png")
     plain = _open(render_meme("drake", [], opts).variants["thumb"].data).convert("RGB")
-    flipped = _open(render_meme("drake", [], RenderOptions(
-        sizes=("thumb",), format="png", filters=("flip",))).variants["thumb"].data).convert("RGB")
+    flipped = _open(
+        render_meme("drake", [], RenderOptions(sizes=("thumb",), format="png", filters=("flip",)))
+        .variants["thumb"]
+        .data
+    ).convert("RGB")
     assert plain.transpose(Image.Transpose.FLIP_LEFT_RIGHT).tobytes() == flipped.tobytes()
 
 
 def test_filters_apply_to_every_animation_frame() -> None:
-    out = render_meme("vibe-check", ["x"], RenderOptions(filters=("grayscale",), sizes=("thumb",),
-                                                          format="webp"))
+    out = render_meme(
+        "vibe-check", ["x"], RenderOptions(filters=("grayscale",), sizes=("thumb",), format="webp")
+    )
     im = Image.open(io.BytesIO(out.variants["thumb"].data))
     assert im.n_frames == 17
     for i in (0, 8, 16):

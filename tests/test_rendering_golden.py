@@ -31,8 +31,11 @@ def test_matches_golden(name: str) -> None:
     assert path.exists(), f"no golden for {name}; run python -m tests.golden.regenerate {name}"
     reference = Image.open(path).convert("RGB")
     scores = compare(actual, reference)
-    ok = (scores["mean_abs"] <= MAX_MEAN_ABS and scores["worst_block"] <= MAX_WORST_BLOCK
-          and scores["ssim"] >= MIN_SSIM)
+    ok = (
+        scores["mean_abs"] <= MAX_MEAN_ABS
+        and scores["worst_block"] <= MAX_WORST_BLOCK
+        and scores["ssim"] >= MIN_SSIM
+    )
     if not ok:
         out = PROJECT_ROOT / "artifacts" / "golden"
         out.mkdir(parents=True, exist_ok=True)

@@ -126,8 +126,11 @@ def test_large_but_legal_upload_renders() -> None:
     Image.effect_noise((3000, 2000), 80).convert("RGB").save(buf, "PNG", compress_level=0)
     data = buf.getvalue()
     assert len(data) > 10 * 1024 * 1024
-    out = render_upload(data, [{"x": 0, "y": 0, "width": 3000, "height": 400, "text": "big"}],
-                        RenderOptions(sizes=("thumb",)))
+    out = render_upload(
+        data,
+        [{"x": 0, "y": 0, "width": 3000, "height": 400, "text": "big"}],
+        RenderOptions(sizes=("thumb",)),
+    )
     assert max(out.variants["thumb"].width, out.variants["thumb"].height) <= 160
 
 

@@ -49,10 +49,15 @@ def test_fit_returns_largest_size_that_fits() -> None:
     stroke = fitted.stroke
     assert all(text_width(line, IMPACT, fitted.size) <= 560 - 2 * stroke for line in fitted.lines)
     assert fitted.block_height <= 150
-    bigger = fit_text(LINE_70, IMPACT, 560, 150, max_size=fitted.size + 1, min_size=fitted.size + 1,
-                      max_lines=3)
-    too_big = bigger.truncated or bigger.block_height > 150 or any(
-        text_width(line, IMPACT, bigger.size) > 560 - 2 * bigger.stroke for line in bigger.lines
+    bigger = fit_text(
+        LINE_70, IMPACT, 560, 150, max_size=fitted.size + 1, min_size=fitted.size + 1, max_lines=3
+    )
+    too_big = (
+        bigger.truncated
+        or bigger.block_height > 150
+        or any(
+            text_width(line, IMPACT, bigger.size) > 560 - 2 * bigger.stroke for line in bigger.lines
+        )
     )
     assert too_big or len(bigger.lines) > 3
 
@@ -98,8 +103,11 @@ def test_emoji_sequences_stay_together() -> None:
 
 
 def test_colour_emoji_are_drawn_in_colour() -> None:
-    out = render_upload(_blank(), [{"x": 0, "y": 0, "width": 400, "height": 300, "text": "🔥"}],
-                        RenderOptions(format="png", sizes=("full",)))
+    out = render_upload(
+        _blank(),
+        [{"x": 0, "y": 0, "width": 400, "height": 300, "text": "🔥"}],
+        RenderOptions(format="png", sizes=("full",)),
+    )
     im = Image.open(io.BytesIO(out.variants["full"].data)).convert("RGB")
     colours = im.getcolors(1 << 20) or []
     saturated = [c for _, c in colours if max(c) - min(c) > 120]
@@ -107,18 +115,41 @@ def test_colour_emoji_are_drawn_in_colour() -> None:
 
 
 def test_rtl_text_renders_without_tofu() -> None:
-    out = render_upload(_blank(), [{"x": 0, "y": 0, "width": 400, "height": 300,
-                                    "text": "مرحبا بالعالم", "uppercase": False}],
-                        RenderOptions(format="png", sizes=("full",)))
+    out = render_upload(
+        _blank(),
+        [
+            {
+                "x": 0,
+                "y": 0,
+                "width": 400,
+                "height": 300,
+                "text": "مرحبا بالعالم",
+                "uppercase": False,
+            }
+        ],
+        RenderOptions(format="png", sizes=("full",)),
+    )
     box = _ink_bbox(out.variants["full"].data, (128, 128, 128))
     assert box[2] - box[0] > 100
 
 
 @pytest.mark.parametrize("align", ["left", "center", "right"])
 def test_alignment_places_ink(align: str) -> None:
-    out = render_upload(_blank(), [{"x": 0, "y": 0, "width": 400, "height": 300, "text": "hi",
-                                    "align": align, "max_font_size": 60}],
-                        RenderOptions(format="png", sizes=("full",)))
+    out = render_upload(
+        _blank(),
+        [
+            {
+                "x": 0,
+                "y": 0,
+                "width": 400,
+                "height": 300,
+                "text": "hi",
+                "align": align,
+                "max_font_size": 60,
+            }
+        ],
+        RenderOptions(format="png", sizes=("full",)),
+    )
     x0, _, x1, _ = _ink_bbox(out.variants["full"].data, (128, 128, 128))
     centre = (x0 + x1) / 2
     expected = {"left": 40, "center": 200, "right": 360}[align]
@@ -126,9 +157,11 @@ def test_alignment_places_ink(align: str) -> None:
 
 
 def test_vertical_centring() -> None:
-    out = render_upload(_blank(), [{"x": 0, "y": 0, "width": 400, "height": 300, "text": "MID",
-                                    "max_font_size": 60}],
-                        RenderOptions(format="png", sizes=("full",)))
+    out = render_upload(
+        _blank(),
+        [{"x": 0, "y": 0, "width": 400, "height": 300, "text": "MID", "max_font_size": 60}],
+        RenderOptions(format="png", sizes=("full",)),
+    )
     _, y0, _, y1 = _ink_bbox(out.variants["full"].data, (128, 128, 128))
     assert abs((y0 + y1) / 2 - 150) < 12
 
@@ -144,8 +177,10 @@ def test_rotation_tilts_the_text() -> None:
 
 def test_effects_add_paint_operations() -> None:
     plain = typeset(TextBox("a", 0, 0, 300, 100, outline_color=None), "TEXT")
-    full = typeset(TextBox("a", 0, 0, 300, 100, shadow_color="#000000",
-                           gradient=("#ff0000", "#0000ff")), "TEXT")
+    full = typeset(
+        TextBox("a", 0, 0, 300, 100, shadow_color="#000000", gradient=("#ff0000", "#0000ff")),
+        "TEXT",
+    )
     assert plain is not None and full is not None
     assert len(plain.paints) == 1
     assert len(full.paints) == 3  # shadow, outline, gradient fill
@@ -158,10 +193,21 @@ def test_effects_add_paint_operations() -> None:
 
 
 def test_outline_colour_surrounds_fill() -> None:
-    out = render_upload(_blank(colour="#808080"),
-                        [{"x": 0, "y": 0, "width": 400, "height": 300, "text": "I",
-                          "color": "#ffffff", "outline_color": "#000000"}],
-                        RenderOptions(format="png", sizes=("full",)))
+    out = render_upload(
+        _blank(colour="#808080"),
+        [
+            {
+                "x": 0,
+                "y": 0,
+                "width": 400,
+                "height": 300,
+                "text": "I",
+                "color": "#ffffff",
+                "outline_color": "#000000",
+            }
+        ],
+        RenderOptions(format="png", sizes=("full",)),
+    )
     im = Image.open(io.BytesIO(out.variants["full"].data)).convert("L")
     row = [im.getpixel((x, 150)) for x in range(400)]
     assert max(row) > 240 and min(row) < 20

@@ -91,15 +91,18 @@ def test_bad_configs_are_rejected(tmp_path: Path) -> None:
     folder = tmp_path / "bad"
     folder.mkdir()
     cfg = folder / "config.yaml"
-    cfg.write_text("name: x\nsize: [100, 100]\nartwork: {}\nboxes:\n"
-                   "  - {x: 90, y: 0, width: 50, height: 10}\n")
+    cfg.write_text(
+        "name: x\nsize: [100, 100]\nartwork: {}\nboxes:\n  - {x: 90, y: 0, width: 50, height: 10}\n"
+    )
     with pytest.raises(TemplateConfigError, match="outside"):
         load_template(cfg)
     cfg.write_text("name: x\nsize: [100, 100]\nboxes: [{x: 0, y: 0, width: 5, height: 5}]\n")
     with pytest.raises(TemplateConfigError, match="artwork"):
         load_template(cfg)
-    cfg.write_text("name: x\nsize: [100, 100]\nartwork: {}\nboxes:\n"
-                   "  - {x: 0, y: 0, width: 5, height: 5, colour: red}\n")
+    cfg.write_text(
+        "name: x\nsize: [100, 100]\nartwork: {}\nboxes:\n"
+        "  - {x: 0, y: 0, width: 5, height: 5, colour: red}\n"
+    )
     with pytest.raises(TemplateConfigError, match="unknown keys"):
         load_template(cfg)
 

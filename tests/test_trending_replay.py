@@ -281,9 +281,7 @@ def wait_until_matches(rdb: redis.Redis, trace: list[Event], timeout: float = 30
 # -- tests ------------------------------------------------------------------------------------
 
 
-def test_the_worker_declares_its_changelog_topics(
-    worker: str, trending_settings: Settings
-) -> None:
+def test_the_worker_declares_its_changelog_topics(worker: str, trending_settings: Settings) -> None:
     """The broker does not auto-create topics: Faust declares its changelogs itself."""
     admin = AdminClient({"bootstrap.servers": trending_settings.kafka_bootstrap_servers})
     names = [f"{worker}-trending-state-changelog"]

@@ -235,7 +235,10 @@ async def upload_template(
         raise Problem(413, "payload-too-large", "The file is too large", str(exc)) from exc
     except OSError as exc:  # the spool folder is full or unwritable: nothing was created
         raise Problem(
-            507, "insufficient-storage", "The upload could not be stored", exc.strerror,
+            507,
+            "insufficient-storage",
+            "The upload could not be stored",
+            exc.strerror,
             headers={"Retry-After": "60"},
         ) from exc
     try:

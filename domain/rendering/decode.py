@@ -38,8 +38,15 @@ MIN_FRAME_MS = 20
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-_MEDIA = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg", "image/png": "png",
-          "image/apng": "png", "image/gif": "gif", "image/webp": "webp"}
+_MEDIA = {
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/pjpeg": "jpeg",
+    "image/png": "png",
+    "image/apng": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
 
 
@@ -144,8 +151,12 @@ def _decode(data: bytes, fmt: str, max_frames: int, target_side: int | None) -> 
         index += 1
     if not images:
         raise CorruptImage("the animation has no frames")
-    return Frames(images=images, durations=durations, loop=int(im.info.get("loop", 0) or 0),
-                  source_size=(w, h))
+    return Frames(
+        images=images,
+        durations=durations,
+        loop=int(im.info.get("loop", 0) or 0),
+        source_size=(w, h),
+    )
 
 
 def _rgb(im: Image.Image) -> Image.Image:

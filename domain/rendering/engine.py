@@ -84,12 +84,15 @@ def render_upload(
     opts = options or RenderOptions()
 
     def run() -> RenderedMeme:
-        frames = decode(image_bytes, claimed_type=content_type, max_frames=opts.max_frames,
-                        target_side=SIZE_LIMITS["full"])
+        frames = decode(
+            image_bytes,
+            claimed_type=content_type,
+            max_frames=opts.max_frames,
+            target_side=SIZE_LIMITS["full"],
+        )
         w, h = frames.source_size or frames.images[0].size
         parsed, box_texts = _parse_boxes(boxes, w, h)
-        return _render(frames, parsed, list(texts) if texts is not None else box_texts, opts,
-                       start)
+        return _render(frames, parsed, list(texts) if texts is not None else box_texts, opts, start)
 
     return _guarded(run)
 
@@ -154,8 +157,9 @@ def _render(
         source = scaled
         size = scaled[0].size
         if size not in by_size:  # e.g. a 480 px template's medium is its full size
-            by_size[size] = encode(scaled, durations, fmt, quality,
-                                   loop=frames.loop, palette=palette)
+            by_size[size] = encode(
+                scaled, durations, fmt, quality, loop=frames.loop, palette=palette
+            )
         variants[name] = by_size[size]
     return RenderedMeme(
         variants={name: variants[name] for name in sizes},

@@ -40,8 +40,14 @@ def parse_filter(spec: str) -> Filter:
     if not isinstance(spec, str):
         raise InvalidOptions(f"filter must be a string, got {type(spec).__name__}")
     name, _, raw = spec.strip().lower().partition(":")
-    name = {"greyscale": "grayscale", "gray": "grayscale", "edge": "edges",
-            "deep-fry": "deepfry", "deep_fry": "deepfry", "mirror": "flip"}.get(name, name)
+    name = {
+        "greyscale": "grayscale",
+        "gray": "grayscale",
+        "edge": "edges",
+        "deep-fry": "deepfry",
+        "deep_fry": "deepfry",
+        "mirror": "flip",
+    }.get(name, name)
     if name not in _APPLY:
         raise InvalidOptions(f"unknown filter {name!r}; use one of {', '.join(sorted(_APPLY))}")
     if name == "flip":
@@ -114,8 +120,11 @@ def _crop(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
 
 def _rotate(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
     angle = args[0] % 360
-    exact = {90.0: Image.Transpose.ROTATE_90, 180.0: Image.Transpose.ROTATE_180,
-             270.0: Image.Transpose.ROTATE_270}
+    exact = {
+        90.0: Image.Transpose.ROTATE_90,
+        180.0: Image.Transpose.ROTATE_180,
+        270.0: Image.Transpose.ROTATE_270,
+    }
     if angle == 0:
         return im
     if angle in exact:

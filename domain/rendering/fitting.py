@@ -182,7 +182,12 @@ def _fitted(
 
 
 def _truncate(
-    lines: list[str], path: str, size: int, width: int, max_lines: int, outlined: bool,
+    lines: list[str],
+    path: str,
+    size: int,
+    width: int,
+    max_lines: int,
+    outlined: bool,
     m: _Metrics,
 ) -> FittedText:
     """Keep what fits at the smallest size and mark the cut with an ellipsis."""

@@ -71,28 +71,53 @@ def encode(
         first.save(buf, "JPEG", quality=preset.jpeg_quality, subsampling=preset.jpeg_subsampling)
     elif fmt == "png":
         if animated:
-            first.save(buf, "PNG", save_all=True, append_images=list(frames[1:]),
-                       duration=list(durations), loop=loop, compress_level=preset.png_compress)
+            first.save(
+                buf,
+                "PNG",
+                save_all=True,
+                append_images=list(frames[1:]),
+                duration=list(durations),
+                loop=loop,
+                compress_level=preset.png_compress,
+            )
         elif quality is ImageQuality.LOW:
             first.quantize(256, method=Image.Quantize.FASTOCTREE).save(
-                buf, "PNG", compress_level=preset.png_compress)
+                buf, "PNG", compress_level=preset.png_compress
+            )
         else:
             first.save(buf, "PNG", compress_level=preset.png_compress)
     elif fmt == "webp":
-        kwargs = {"quality": preset.webp_quality, "lossless": preset.webp_lossless,
-                  "method": preset.webp_method}
+        kwargs = {
+            "quality": preset.webp_quality,
+            "lossless": preset.webp_lossless,
+            "method": preset.webp_method,
+        }
         if animated:
             kwargs["method"] = min(preset.webp_method, ANIMATED_WEBP_METHOD)
-            first.save(buf, "WEBP", save_all=True, append_images=list(frames[1:]),
-                       duration=list(durations), loop=loop, **kwargs)
+            first.save(
+                buf,
+                "WEBP",
+                save_all=True,
+                append_images=list(frames[1:]),
+                duration=list(durations),
+                loop=loop,
+                **kwargs,
+            )
         else:
             first.save(buf, "WEBP", **kwargs)
     elif fmt == "gif":
         pal = palette if palette is not None else gif_palette(frames, preset.gif_colors)
         indexed = [to_palette(f, pal) for f in frames]
         if animated:
-            indexed[0].save(buf, "GIF", save_all=True, append_images=indexed[1:],
-                            duration=list(durations), loop=loop, optimize=False)
+            indexed[0].save(
+                buf,
+                "GIF",
+                save_all=True,
+                append_images=indexed[1:],
+                duration=list(durations),
+                loop=loop,
+                optimize=False,
+            )
         else:
             indexed[0].save(buf, "GIF", optimize=False)
     else:  # pragma: no cover - normalise_format guards this

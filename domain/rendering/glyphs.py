@@ -110,8 +110,13 @@ def draw_shaped_run(
 ) -> None:
     font = get_font(run.path, size, complex_text=True)
     ImageDraw.Draw(mask).text(
-        (x, baseline), run.text, font=font, fill=255, anchor="ls",
-        stroke_width=stroke, stroke_fill=255,
+        (x, baseline),
+        run.text,
+        font=font,
+        fill=255,
+        anchor="ls",
+        stroke_width=stroke,
+        stroke_fill=255,
     )
 
 

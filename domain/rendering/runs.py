@@ -108,9 +108,11 @@ def split_runs(text: str, primary: str) -> tuple[Run, ...]:
             assigned.append((ch, emoji))
             continue
         nxt = ord(text[i + 1]) if i + 1 < len(text) else 0
-        wants_emoji = (cp >= 0x1F000 and _is_emoji_char(cp)) or (
-            _is_emoji_char(cp) and nxt == 0xFE0F
-        ) or (nxt == 0xFE0F and (ord(text[i + 2]) if i + 2 < len(text) else 0) == 0x20E3)
+        wants_emoji = (
+            (cp >= 0x1F000 and _is_emoji_char(cp))
+            or (_is_emoji_char(cp) and nxt == 0xFE0F)
+            or (nxt == 0xFE0F and (ord(text[i + 2]) if i + 2 < len(text) else 0) == 0x20E3)
+        )
         if emoji and wants_emoji and cp in coverage(emoji):
             assigned.append((ch, emoji))
             prev_emoji = True

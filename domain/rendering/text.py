@@ -14,8 +14,18 @@ from domain.rendering.errors import InvalidText
 ABSOLUTE_MAX_TEXT = 2000
 _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # Format characters that carry meaning for bidi text and emoji sequences.
-_ALLOWED_FORMAT = {"\u200c", "\u200d", "\u200e", "\u200f", "\u2066", "\u2067", "\u2068", "\u2069",
-                   "\ufe0e", "\ufe0f"}
+_ALLOWED_FORMAT = {
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+    "\ufe0e",
+    "\ufe0f",
+}
 
 
 def max_text_length() -> int:

@@ -59,9 +59,14 @@ def typeset(box: TextBox, text: str) -> TextLayer | None:
     path = family_path(box.font)
     outlined = box.outline_color is not None
     fitted = fit_text(
-        text, path, box.width, box.height,
-        max_size=box.max_font_size, min_size=box.min_font_size,
-        max_lines=box.max_lines, outlined=outlined,
+        text,
+        path,
+        box.width,
+        box.height,
+        max_size=box.max_font_size,
+        min_size=box.min_font_size,
+        max_lines=box.max_lines,
+        outlined=outlined,
     )
     fill_mask, stroke_mask, patches = _rasterise(fitted, path, box, outlined)
     base_mask = stroke_mask if stroke_mask is not None else fill_mask
@@ -84,8 +89,7 @@ def typeset(box: TextBox, text: str) -> TextLayer | None:
         for source, mask in layers:
             mask = mask.rotate(box.rotation, resample=Image.Resampling.BICUBIC, expand=True)
             if isinstance(source, Image.Image):
-                source = source.rotate(box.rotation, resample=Image.Resampling.BICUBIC,
-                                       expand=True)
+                source = source.rotate(box.rotation, resample=Image.Resampling.BICUBIC, expand=True)
             rotated.append((source, mask))
         w, h = rotated[0][1].size
         x = round(box.x + box.width / 2 - w / 2)
@@ -126,8 +130,9 @@ def _rasterise(
         else:
             x = (box.width - width) / 2
         baseline = top + fitted.ascent + i * fitted.line_advance
-        patches += draw_runs(fill, stroke, split_runs(line, path), fitted.size, fitted.stroke,
-                             x, baseline)
+        patches += draw_runs(
+            fill, stroke, split_runs(line, path), fitted.size, fitted.stroke, x, baseline
+        )
     return fill, stroke, patches
 
 
@@ -135,8 +140,9 @@ def _gradient_for(mask: Image.Image, top: RGB, bottom: RGB) -> Image.Image:
     """A vertical gradient spanning the inked rows, so short text still shows both ends."""
     bbox = mask.getbbox() or (0, 0, *mask.size)
     paint = Image.new("RGB", mask.size, top)
-    paint.paste(vertical_gradient((mask.width, max(1, bbox[3] - bbox[1])), top, bottom),
-                (0, bbox[1]))
+    paint.paste(
+        vertical_gradient((mask.width, max(1, bbox[3] - bbox[1])), top, bottom), (0, bbox[1])
+    )
     if bbox[3] < mask.height:
         paint.paste(bottom, (0, bbox[3], mask.width, mask.height))
     return paint

@@ -190,7 +190,9 @@ def _rect(canvas: Image.Image, c: _Ctx) -> None:
 def _ellipse(canvas: Image.Image, c: _Ctx) -> None:
     d = ImageDraw.Draw(canvas)
     d.ellipse(
-        c.box(), fill=c.color("fill"), outline=c.color("outline"),
+        c.box(),
+        fill=c.color("fill"),
+        outline=c.color("outline"),
         width=round(c.px(c.get("width", 0))),
     )
 
@@ -198,15 +200,17 @@ def _ellipse(canvas: Image.Image, c: _Ctx) -> None:
 def _polygon(canvas: Image.Image, c: _Ctx) -> None:
     d = ImageDraw.Draw(canvas)
     pts = [c.pt(p) for p in c.get("points")]
-    d.polygon(pts, fill=c.color("fill"), outline=c.color("outline"),
-              width=round(c.px(c.get("width", 1))))
+    d.polygon(
+        pts, fill=c.color("fill"), outline=c.color("outline"), width=round(c.px(c.get("width", 1)))
+    )
 
 
 def _line(canvas: Image.Image, c: _Ctx) -> None:
     d = ImageDraw.Draw(canvas)
     pts = [c.pt(p) for p in c.get("points")]
-    d.line(pts, fill=c.color("color", "#000000"), width=round(c.px(c.get("width", 2))),
-           joint="curve")
+    d.line(
+        pts, fill=c.color("color", "#000000"), width=round(c.px(c.get("width", 2))), joint="curve"
+    )
 
 
 def _gradient_layer(canvas: Image.Image, c: _Ctx) -> None:
@@ -227,8 +231,11 @@ def _rays(canvas: Image.Image, c: _Ctx) -> None:
         a0 = math.radians(i * step + c.angle)
         a1 = math.radians((i + 1) * step + c.angle)
         d.polygon(
-            [(cx, cy), (cx + radius * math.cos(a0), cy + radius * math.sin(a0)),
-             (cx + radius * math.cos(a1), cy + radius * math.sin(a1))],
+            [
+                (cx, cy),
+                (cx + radius * math.cos(a0), cy + radius * math.sin(a0)),
+                (cx + radius * math.cos(a1), cy + radius * math.sin(a1)),
+            ],
             fill=colors[i % len(colors)],
         )
 
@@ -278,8 +285,11 @@ def _button(canvas: Image.Image, c: _Ctx) -> None:
     light = tuple(min(255, int(v + (255 - v) * 0.45)) for v in fill)
     d = ImageDraw.Draw(canvas)
     depth = (y1 - y0) * 0.25
-    d.rounded_rectangle((x0 - 8 * c.ss, y0 + depth * 0.6, x1 + 8 * c.ss, y1 + depth + 6 * c.ss),
-                        radius=(y1 - y0) / 2, fill=(120, 120, 130))
+    d.rounded_rectangle(
+        (x0 - 8 * c.ss, y0 + depth * 0.6, x1 + 8 * c.ss, y1 + depth + 6 * c.ss),
+        radius=(y1 - y0) / 2,
+        fill=(120, 120, 130),
+    )
     d.ellipse((x0, y0 + depth, x1, y1 + depth), fill=dark)
     d.ellipse((x0, y0, x1, y1), fill=fill)
     hx = (x1 - x0) * 0.18
@@ -298,9 +308,14 @@ def _brain(canvas: Image.Image, c: _Ctx) -> None:
         step = 360 / (10 + 6 * level)
         for i in range(10 + 6 * level):
             a0, a1 = math.radians(i * step), math.radians(i * step + step * 0.45)
-            d.polygon([(cx, cy), (cx + rays_r * math.cos(a0), cy + rays_r * math.sin(a0)),
-                       (cx + rays_r * math.cos(a1), cy + rays_r * math.sin(a1))],
-                      fill=(255, 255, 210) if level == 3 else (160, 220, 255))
+            d.polygon(
+                [
+                    (cx, cy),
+                    (cx + rays_r * math.cos(a0), cy + rays_r * math.sin(a0)),
+                    (cx + rays_r * math.cos(a1), cy + rays_r * math.sin(a1)),
+                ],
+                fill=(255, 255, 210) if level == 3 else (160, 220, 255),
+            )
     if level >= 1:
         glow = Image.new("L", canvas.size, 0)
         g = s * (0.55 + 0.2 * level)
@@ -312,17 +327,27 @@ def _brain(canvas: Image.Image, c: _Ctx) -> None:
     rx, ry = s * 0.5, s * 0.36
     lw = max(2, int(s / 40))
     d.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=pink, outline=fold, width=lw)
-    d.ellipse((cx - rx * 0.2, cy + ry * 0.5, cx + rx * 0.35, cy + ry * 1.2), fill=pink,
-              outline=fold, width=lw)
+    d.ellipse(
+        (cx - rx * 0.2, cy + ry * 0.5, cx + rx * 0.35, cy + ry * 1.2),
+        fill=pink,
+        outline=fold,
+        width=lw,
+    )
     rng = random.Random(11)
     for _ in range(9):
         ax = cx + rng.uniform(-0.75, 0.65) * rx
         ay = cy + rng.uniform(-0.7, 0.55) * ry
         r = s * rng.uniform(0.08, 0.15)
-        d.arc((ax - r, ay - r, ax + r, ay + r), rng.uniform(0, 180), rng.uniform(200, 340),
-              fill=fold, width=max(2, int(s / 45)))
-    d.line([(cx, cy - ry * 0.95), (cx - rx * 0.1, cy + ry * 0.4)], fill=fold,
-           width=max(2, int(s / 45)))
+        d.arc(
+            (ax - r, ay - r, ax + r, ay + r),
+            rng.uniform(0, 180),
+            rng.uniform(200, 340),
+            fill=fold,
+            width=max(2, int(s / 45)),
+        )
+    d.line(
+        [(cx, cy - ry * 0.95), (cx - rx * 0.1, cy + ry * 0.4)], fill=fold, width=max(2, int(s / 45))
+    )
 
 
 def _character(canvas: Image.Image, c: _Ctx) -> None:
@@ -340,15 +365,28 @@ def _character(canvas: Image.Image, c: _Ctx) -> None:
     hr = s * 0.2
     hx, hy = cx, cy - s * 0.12
     # Body and neck.
-    d.rounded_rectangle((cx - s * 0.36, hy + hr * 1.05, cx + s * 0.36, cy + s * 0.5),
-                        radius=s * 0.16, fill=shirt, outline=ink, width=w)
+    d.rounded_rectangle(
+        (cx - s * 0.36, hy + hr * 1.05, cx + s * 0.36, cy + s * 0.5),
+        radius=s * 0.16,
+        fill=shirt,
+        outline=ink,
+        width=w,
+    )
     d.rectangle((cx - hr * 0.35, hy + hr * 0.7, cx + hr * 0.35, hy + hr * 1.25), fill=skin)
     # Head.
     d.ellipse((hx - hr, hy - hr * 1.12, hx + hr, hy + hr * 1.05), fill=skin, outline=ink, width=w)
-    d.ellipse((hx - hr * 1.14, hy - hr * 0.2, hx - hr * 0.86, hy + hr * 0.25), fill=skin,
-              outline=ink, width=w)
-    d.ellipse((hx + hr * 0.86, hy - hr * 0.2, hx + hr * 1.14, hy + hr * 0.25), fill=skin,
-              outline=ink, width=w)
+    d.ellipse(
+        (hx - hr * 1.14, hy - hr * 0.2, hx - hr * 0.86, hy + hr * 0.25),
+        fill=skin,
+        outline=ink,
+        width=w,
+    )
+    d.ellipse(
+        (hx + hr * 0.86, hy - hr * 0.2, hx + hr * 1.14, hy + hr * 0.25),
+        fill=skin,
+        outline=ink,
+        width=w,
+    )
     d.chord((hx - hr * 1.02, hy - hr * 1.2, hx + hr * 1.02, hy + hr * 0.2), 180, 360, fill=hair)
     # Eyes and brows.
     ex, ey, er = hr * 0.4, hy - hr * 0.1, hr * 0.13
@@ -356,32 +394,59 @@ def _character(canvas: Image.Image, c: _Ctx) -> None:
         x = hx + sx * ex
         if mood in ("reject", "sad"):
             d.arc((x - er, ey - er * 0.3, x + er, ey + er * 1.2), 200, 340, fill=ink, width=w * 2)
-            d.line([(x - er * 1.3, ey - er * 2.2 + (sx * er * 0.6 if mood == "sad" else 0)),
-                    (x + er * 1.3, ey - er * 2.2 - (sx * er * 0.6 if mood == "sad" else 0))],
-                   fill=hair, width=w * 2)
+            d.line(
+                [
+                    (x - er * 1.3, ey - er * 2.2 + (sx * er * 0.6 if mood == "sad" else 0)),
+                    (x + er * 1.3, ey - er * 2.2 - (sx * er * 0.6 if mood == "sad" else 0)),
+                ],
+                fill=hair,
+                width=w * 2,
+            )
         else:
             big = 1.5 if mood == "shocked" else 1.0
-            d.ellipse((x - er * big, ey - er * big, x + er * big, ey + er * big), fill="white",
-                      outline=ink, width=w)
+            d.ellipse(
+                (x - er * big, ey - er * big, x + er * big, ey + er * big),
+                fill="white",
+                outline=ink,
+                width=w,
+            )
             look = er * 0.35 * (1 if gesture == "point" else 0)
-            d.ellipse((x - er * 0.5 + look, ey - er * 0.5, x + er * 0.5 + look, ey + er * 0.5),
-                      fill=ink)
+            d.ellipse(
+                (x - er * 0.5 + look, ey - er * 0.5, x + er * 0.5 + look, ey + er * 0.5), fill=ink
+            )
             tilt = er * (0.8 if mood in ("smug", "approve") else 0)
-            d.line([(x - er * 1.3, ey - er * 2.1 - sx * tilt * 0.3),
-                    (x + er * 1.3, ey - er * 2.1 + sx * tilt * 0.3)], fill=hair, width=w * 2)
+            d.line(
+                [
+                    (x - er * 1.3, ey - er * 2.1 - sx * tilt * 0.3),
+                    (x + er * 1.3, ey - er * 2.1 + sx * tilt * 0.3),
+                ],
+                fill=hair,
+                width=w * 2,
+            )
     # Mouth.
     my, mw = hy + hr * 0.5, hr * 0.45
     if mood in ("happy", "approve", "smug"):
-        d.chord((hx - mw, my - mw * 0.6, hx + mw, my + mw * 0.6), 0, 180, fill=(120, 30, 40),
-                outline=ink, width=w)
+        d.chord(
+            (hx - mw, my - mw * 0.6, hx + mw, my + mw * 0.6),
+            0,
+            180,
+            fill=(120, 30, 40),
+            outline=ink,
+            width=w,
+        )
     elif mood in ("reject", "sad"):
         d.arc((hx - mw * 0.8, my, hx + mw * 0.8, my + mw * 0.8), 200, 340, fill=ink, width=w * 2)
     elif mood == "shocked":
-        d.ellipse((hx - mw * 0.4, my - mw * 0.3, hx + mw * 0.4, my + mw * 0.6), fill=(90, 20, 30),
-                  outline=ink, width=w)
+        d.ellipse(
+            (hx - mw * 0.4, my - mw * 0.3, hx + mw * 0.4, my + mw * 0.6),
+            fill=(90, 20, 30),
+            outline=ink,
+            width=w,
+        )
     else:
-        d.line([(hx - mw * 0.6, my + mw * 0.2), (hx + mw * 0.6, my + mw * 0.2)], fill=ink,
-               width=w * 2)
+        d.line(
+            [(hx - mw * 0.6, my + mw * 0.2), (hx + mw * 0.6, my + mw * 0.2)], fill=ink, width=w * 2
+        )
     if mood == "sweat" or gesture == "sweat":
         for k, (ox, oy) in enumerate(((1.05, -0.6), (1.2, 0.1), (-1.15, -0.3))):
             sx, sy, sr = hx + hr * ox, hy + hr * oy, hr * (0.13 - 0.02 * k)
@@ -390,15 +455,34 @@ def _character(canvas: Image.Image, c: _Ctx) -> None:
     _gesture(d, gesture, cx, hx, hy, hr, s, skin, shirt, ink, w)
 
 
-def _gesture(d: ImageDraw.ImageDraw, gesture: str, cx: float, hx: float, hy: float, hr: float,
-             s: float, skin: RGB, shirt: RGB, ink: RGB, w: int) -> None:
+def _gesture(
+    d: ImageDraw.ImageDraw,
+    gesture: str,
+    cx: float,
+    hx: float,
+    hy: float,
+    hr: float,
+    s: float,
+    skin: RGB,
+    shirt: RGB,
+    ink: RGB,
+    w: int,
+) -> None:
     if gesture == "reject":
         # Arm raised across the face, palm out: "no thanks".
-        d.line([(cx + s * 0.3, hy + hr * 1.8), (hx + hr * 1.3, hy - hr * 0.1)], fill=shirt,
-               width=int(s * 0.14))
+        d.line(
+            [(cx + s * 0.3, hy + hr * 1.8), (hx + hr * 1.3, hy - hr * 0.1)],
+            fill=shirt,
+            width=int(s * 0.14),
+        )
         px, py, pr = hx + hr * 1.25, hy - hr * 0.35, hr * 0.5
-        d.rounded_rectangle((px - pr * 0.8, py - pr * 1.3, px + pr * 0.8, py + pr * 0.9),
-                            radius=pr * 0.6, fill=skin, outline=ink, width=w)
+        d.rounded_rectangle(
+            (px - pr * 0.8, py - pr * 1.3, px + pr * 0.8, py + pr * 0.9),
+            radius=pr * 0.6,
+            fill=skin,
+            outline=ink,
+            width=w,
+        )
         for k in range(4):
             fx = px - pr * 0.6 + k * pr * 0.4
             d.line([(fx, py - pr * 1.1), (fx, py - pr * 0.3)], fill=ink, width=max(1, w // 2))
@@ -409,8 +493,13 @@ def _gesture(d: ImageDraw.ImageDraw, gesture: str, cx: float, hx: float, hy: flo
         d.line([(sx, sy), (ex, ey)], fill=shirt, width=int(s * 0.13))
         r = hr * 0.32
         d.ellipse((ex - r, ey - r, ex + r, ey + r), fill=skin, outline=ink, width=w)
-        d.rounded_rectangle((ex + r * 0.3, ey - r * 0.35, ex + r * 2.2, ey + r * 0.2),
-                            radius=r * 0.25, fill=skin, outline=ink, width=w)
+        d.rounded_rectangle(
+            (ex + r * 0.3, ey - r * 0.35, ex + r * 2.2, ey + r * 0.2),
+            radius=r * 0.25,
+            fill=skin,
+            outline=ink,
+            width=w,
+        )
 
 
 _PAINTERS: dict[str, Callable[[Image.Image, _Ctx], None]] = {

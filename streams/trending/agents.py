@@ -182,8 +182,11 @@ class TrendingWorker:
         self.resync = True
 
     def active_partitions(self) -> set[int]:
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in
-                TRENDING.topics}
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic in TRENDING.topics
+        }
 
     def _load_meme(self, meme_id: str) -> MemeState | None:
         data = self.table.get(meme_key(meme_id))

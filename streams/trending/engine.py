@@ -126,9 +126,7 @@ class TrendingEngine:
             case _:
                 self.stats["ignored"] += 1
 
-    def _admit(
-        self, state: MemeState, topic: str, partition: int, offset: int, t: float
-    ) -> bool:
+    def _admit(self, state: MemeState, topic: str, partition: int, offset: int, t: float) -> bool:
         if state.deleted:
             self.stats["deleted"] += 1
             return False

@@ -45,23 +45,51 @@ def _upload(boxes: list[dict[str, object]]) -> Image.Image:
 CASES: dict[str, Callable[[], Image.Image]] = {
     "drake": lambda: _meme("drake", ["Writing tests after shipping", "Writing tests first"]),
     "two-buttons": lambda: _meme("two-buttons", ["Sleep", "One more episode", "Me at 3 AM"]),
-    "expanding-brain": lambda: _meme("expanding-brain", [
-        "print()", "a debugger", "writing tests", "reading the error message"]),
+    "expanding-brain": lambda: _meme(
+        "expanding-brain", ["print()", "a debugger", "writing tests", "reading the error message"]
+    ),
     "classic": lambda: _meme("classic", ["One does not simply", "render memes at 150 per second"]),
     "night-dark": lambda: _meme("night-thoughts", ["what if", "the stars are just far pixels"]),
     "hot-take": lambda: _meme("hot-take", ["Tabs are better than spaces", "change my mind"]),
     "vibe-frame0": lambda: _meme("vibe-check", ["vibe check", "passed"], frame=0, format="gif"),
     "vibe-frame8": lambda: _meme("vibe-check", ["vibe check", "passed"], frame=8, format="gif"),
-    "long-autofit": lambda: _meme("classic", [
-        "when the code works on the first try and you have no idea why it works", "nice"]),
+    "long-autofit": lambda: _meme(
+        "classic",
+        ["when the code works on the first try and you have no idea why it works", "nice"],
+    ),
     "deepfry": lambda: _meme("classic", ["deep", "fried"], filters=("deepfry",)),
-    "effects-upload": lambda: _upload([
-        {"x": 10, "y": 10, "width": 460, "height": 140, "text": "gradient + shadow",
-         "gradient": ["#ffe259", "#ff4e50"], "shadow_color": "#000000"},
-        {"x": 10, "y": 170, "width": 220, "height": 140, "text": "مرحبا 😂", "uppercase": False},
-        {"x": 250, "y": 170, "width": 220, "height": 140, "text": "left, tilted",
-         "align": "left", "rotation": -12, "color": "#111111", "outline_color": "#ffffff"},
-    ]),
+    "effects-upload": lambda: _upload(
+        [
+            {
+                "x": 10,
+                "y": 10,
+                "width": 460,
+                "height": 140,
+                "text": "gradient + shadow",
+                "gradient": ["#ffe259", "#ff4e50"],
+                "shadow_color": "#000000",
+            },
+            {
+                "x": 10,
+                "y": 170,
+                "width": 220,
+                "height": 140,
+                "text": "مرحبا 😂",
+                "uppercase": False,
+            },
+            {
+                "x": 250,
+                "y": 170,
+                "width": 220,
+                "height": 140,
+                "text": "left, tilted",
+                "align": "left",
+                "rotation": -12,
+                "color": "#111111",
+                "outline_color": "#ffffff",
+            },
+        ]
+    ),
 }
 
 
@@ -109,8 +137,9 @@ def compare(actual: Image.Image, reference: Image.Image) -> dict[str, float]:
     a = reduce(actual)
     if a.size != reference.size:
         return {"mean_abs": 255.0, "worst_block": 255.0, "ssim": 0.0}
-    diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(reference.convert("RGB"),
-                                                             dtype=np.int16)).mean(axis=2)
+    diff = np.abs(
+        np.asarray(a, dtype=np.int16) - np.asarray(reference.convert("RGB"), dtype=np.int16)
+    ).mean(axis=2)
     h, w = diff.shape
     cropped = diff[: h // 16 * 16, : w // 16 * 16]
     blocks = cropped.reshape(h // 16, 16, w // 16, 16).mean(axis=(1, 3))
