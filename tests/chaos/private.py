@@ -77,6 +77,9 @@ class PrivateStack:
     settings: Settings
     stack: Stack
     procs: list[Proc] = field(default_factory=list)
+    # Every store process this stack ever started: Redis renames its process title and
+    # PostgreSQL may live outside `root`, so the command line alone cannot find them.
+    store_pids: set[int] = field(default_factory=set)
 
     @classmethod
     def create(cls) -> PrivateStack:
@@ -96,7 +99,8 @@ class PrivateStack:
         return cls(root, settings, Stack(settings))
 
     def start(self, services: list[str] | None = None) -> None:
-        self.stack.start(services or SERVICES)
+        statuses = self.stack.start(services or SERVICES)
+        self.store_pids |= {st.pid for st in statuses if st.pid}
 
     def stop(self, services: list[str]) -> None:
         self.stack.stop(services)
@@ -282,7 +286,9 @@ class PrivateStack:
         root = str(self.root)
         mine = []
         for proc in psutil.process_iter(["pid", "cmdline"]):
-            if any(root in part for part in proc.info.get("cmdline") or []):
+            if proc.pid in self.store_pids or any(
+                root in part for part in proc.info.get("cmdline") or []
+            ):
                 mine.append(proc)
         for proc in mine:
             with contextlib.suppress(psutil.Error):
