@@ -5,20 +5,19 @@ Postgres, creates the Kafka topics, then runs the API and a render worker until 
 which stops what `up` started (stores that were already running are left running).
 `up --detach` leaves everything in the background; `down` stops it all.
 
-Parts written by other modules (migrations, topic creation) are imported lazily, so
-the stack commands work even before those modules exist.
+Migrations and topic creation are imported inside their commands, so the stack
+commands start fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -95,29 +94,13 @@ def _stack_call(action: Callable[[], list[Status]], title: str) -> list[Status]:
     return statuses
 
 
-def _optional(module: str, attr: str) -> Callable[..., Any] | None:
-    """`module.attr`, or None when that module itself is not written yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module == missing or module.startswith(missing + "."):
-            return None
-        raise
-    fn: Callable[..., Any] = getattr(mod, attr)
-    return fn
-
-
 def _run_migrations(settings: Settings) -> None:
-    migrate = _optional("sinks.postgres", "migrate")
-    if migrate is None:
-        console.print("[yellow]skipped migrations:[/yellow] sinks.postgres is not there yet")
-        return
+    from sinks.postgres import migrate
+    from sinks.postgres.templates import seed_templates
+
     migrate(settings)
     console.print("migrations: [green]up to date[/green]")
-    seed_templates = _optional("sinks.postgres.templates", "seed_templates")
-    if seed_templates is not None:
-        console.print(f"templates: [green]{seed_templates(settings)} seeded[/green]")
+    console.print(f"templates: [green]{seed_templates(settings)} seeded[/green]")
     _apply_clickhouse_schema(settings)
 
 
@@ -142,10 +125,8 @@ def _apply_clickhouse_schema(settings: Settings) -> None:
 
 
 def _ensure_topics(settings: Settings) -> None:
-    ensure_topics = _optional("producers.admin", "ensure_topics")
-    if ensure_topics is None:
-        console.print("[yellow]skipped topics:[/yellow] producers.admin is not there yet")
-        return
+    from producers.admin import ensure_topics
+
     ensure_topics(settings)
     console.print("topics: [green]created or already there[/green]")
 
