@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from confluent_kafka import ConsumerGroupState
+from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from domain.settings import PROJECT_ROOT
@@ -87,7 +87,13 @@ def wait_for_group(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited with {proc.returncode}")
-        description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
+        try:
+            future = admin.describe_consumer_groups([group_id])[group_id]
+            description = future.result(timeout=10)
+        except (TimeoutError, KafkaException):
+            # A broker that has just started is still creating __consumer_offsets.
+            time.sleep(0.5)
+            continue
         if description.state == ConsumerGroupState.STABLE and description.members:
             return
         time.sleep(0.5)
