@@ -189,8 +189,10 @@ async def test_editor_feed_votes_restart_and_offline(
         await expect(made).to_have_attribute("data-status", "rendered", timeout=30000)
         meme_id = await made.get_attribute("data-meme-id")
         await shot(editor, "03-editor-generated")
-        bob_card = bob_feed.locator(f"[data-meme-id='{meme_id}']")
-        alice_card = alice_feed.locator(f"[data-meme-id='{meme_id}']")
+        # The card, not the trending board's entry for the same meme.
+        card = f"[data-testid='meme-card'][data-meme-id='{meme_id}']"
+        bob_card = bob_feed.locator(card)
+        alice_card = alice_feed.locator(card)
         await expect(bob_card).to_be_visible(timeout=15000)
         await expect(alice_card).to_be_visible(timeout=15000)
         await shot(bob_feed, "04-bob-sees-the-new-meme")
@@ -209,9 +211,8 @@ async def test_editor_feed_votes_restart_and_offline(
         for page in (bob_feed, alice_feed):
             await expect(page.get_by_test_id("connection")).to_have_text("live", timeout=20000)
             for missed_id in missed:
-                await expect(page.locator(f"[data-meme-id='{missed_id}']")).to_be_visible(
-                    timeout=20000
-                )
+                missed_card = f"[data-testid='meme-card'][data-meme-id='{missed_id}']"
+                await expect(page.locator(missed_card)).to_be_visible(timeout=20000)
         await shot(bob_feed, "06-resumed-after-restart")
 
         # 5. Offline: Bob's vote is queued, then synced when he is back.
