@@ -56,7 +56,7 @@ from sinks.redis import REDIS_ERRORS, create_redis
 from sinks.redis.cache import MemeCache
 from sinks.redis.recent import RecentMemes
 from sinks.redis.status import publish_status
-from streams.dlq import dead_letter
+from streams.dlq import dead_letter, message_headers
 from streams.roles import ANALYTICS
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class AnalyticsSink:
                     offset=message.offset,
                     key=item.key,
                     value=item.value,
-                    headers=_headers(message.headers),
+                    headers=message_headers(message.headers),
                 )
                 continue
             self.writer.add(row)
@@ -213,13 +213,6 @@ class AnalyticsSink:
         finally:
             self.client.close()
             await self.redis.aclose()
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), bytes(v or b"")) for k, v in items]
 
 
 def register(app: faust.App, settings: Settings) -> None:

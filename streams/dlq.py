@@ -5,10 +5,19 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from producers.producer import EventProducer
 
 log = logging.getLogger(__name__)
+
+
+def message_headers(raw: Any) -> list[tuple[str, bytes]]:
+    """A Faust message's headers (a dict or a list of pairs, maybe None) as pairs."""
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v or b"")) for k, v in items]
 
 
 def dlq_headers(

@@ -60,7 +60,7 @@ from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
 from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import meme_key
-from streams.dlq import dead_letter
+from streams.dlq import dead_letter, message_headers
 from streams.moderation import Checked, ModerationStep
 
 log = logging.getLogger(__name__)
@@ -315,13 +315,6 @@ def feed_event(outcome: MemeRendered) -> FeedEvent:
     )
 
 
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), bytes(v or b"")) for k, v in items]
-
-
 class PipelineHolder:
     """Builds the pipeline on first use, inside the worker's event loop."""
 
@@ -379,7 +372,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 key=event.key,
                 partition=message.partition,
                 offset=message.offset,
-                headers=_headers(message.headers),
+                headers=message_headers(message.headers),
             )
             labels = {"group": app.conf.id, "topic": message.topic}
             EVENTS_CONSUMED.labels(**labels).inc()

@@ -35,7 +35,7 @@ from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
 from sinks.redis.trending import Decay, TrendingSets, set_key
-from streams.dlq import dead_letter
+from streams.dlq import dead_letter, message_headers
 from streams.roles import TRENDING
 from streams.trending import fastdrain
 from streams.trending.engine import Changes, TrendingEngine
@@ -114,13 +114,6 @@ class TrendingTable:
         send = self.app.producer.send
         for partition, key, value in records:
             await send(topic, key, value, partition, None, None)
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), bytes(v or b"")) for k, v in items]
 
 
 class TrendingWorker:
@@ -244,7 +237,7 @@ class TrendingWorker:
                     offset=message.offset,
                     key=event.key,
                     value=event.value,
-                    headers=_headers(message.headers),
+                    headers=message_headers(message.headers),
                 )
                 continue
             self.engine.apply(
