@@ -27,13 +27,14 @@ import httpx
 import psutil
 from confluent_kafka.admin import NewTopic
 
-from benchmarks._platform import LOGS, _process, _wait_http, free_port, store_env
+from benchmarks._platform import store_env
 from benchmarks._result import Result, emit
 from domain.events import FeedEvent, FeedKind
 from domain.ids import new_id
 from domain.settings import get_settings
 from producers.admin import admin_client
 from producers.producer import EventProducer
+from tests.processes import ARTIFACTS, free_port, process, wait_for_http
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 PER_KIND = 2_000 if QUICK else 10_000
@@ -280,9 +281,9 @@ def main() -> None:
     results: list[Result] = []
     print(f"cores {os.cpu_count()}, fd limit {limit}, {PER_KIND:,} SSE + {PER_KIND:,} WS")
     try:
-        with _process("api-feed", args, env) as api:
+        with process("bench-api-feed", args, env) as api:
             url = f"http://127.0.0.1:{port}"
-            _wait_http(f"{url}/health", api)
+            wait_for_http(f"{url}/health", api)
             server = psutil.Process(api.pid)
             for _ in range(50):
                 httpx.get(f"{url}/api/feed/status")
@@ -392,7 +393,7 @@ def main() -> None:
             "method": "API process RSS growth over its idle baseline / connections held",
         }
     )
-    print(f"logs in {LOGS}")
+    print(f"logs in {ARTIFACTS}")
     emit("feed", results)
 
 
