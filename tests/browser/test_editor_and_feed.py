@@ -143,7 +143,8 @@ async def test_editor_feed_votes_restart_and_offline(
         editor.on("pageerror", lambda e: print("page error:", e))
         editor.on("console", lambda m: print("console:", m.text) if m.type == "error" else None)
         await editor.goto(api.url)
-        await expect(editor.locator("body")).to_have_attribute("data-ready", "true", timeout=20000)
+        # The first test of a cold CI run: the API and the browser start from nothing.
+        await expect(editor.locator("body")).to_have_attribute("data-ready", "true", timeout=45000)
         await editor.get_by_test_id("template-search").fill("drake")
         await expect(editor.get_by_test_id("template-drake")).to_be_visible()
         await expect(editor.get_by_test_id("template-classic")).to_have_count(0)

@@ -570,19 +570,39 @@ async function flushGenerations() {
 window.addEventListener("online", flushGenerations);
 
 // ---- start -----------------------------------------------------------------------------
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The API may be starting or briefly overloaded: keep trying, with backoff, and say so.
+async function loadTemplates() {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await picker.load();
+    } catch (err) {
+      const wait = Math.min(8000, 500 * 2 ** attempt);
+      notify(`Templates unavailable (${err.message}); retrying in ${wait / 1000} s`, { kind: "error" });
+      await pause(wait);
+    }
+  }
+}
+
 (async () => {
   socket.start();
-  try {
-    await picker.load();
-  } catch (err) {
-    notify(`Templates unavailable: ${err.message}`, { kind: "error" });
-    return;
-  }
+  await loadTemplates();
   const saved = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null");
   const first = saved?.state?.templateId && picker.all.some((t) => t.id === saved.state.templateId)
     ? saved.state.templateId : picker.all[0]?.id;
-  if (!first) return;
-  await loadTemplate(first, saved?.state?.templateId === first ? saved.state : null);
+  if (!first) {
+    notify("No templates yet: upload one to start", { kind: "warn", ms: 10000 });
+    document.body.dataset.ready = "empty";
+    return;
+  }
+  try {
+    await loadTemplate(first, saved?.state?.templateId === first ? saved.state : null);
+  } catch (err) {
+    notify(`Template ${first} could not be opened: ${err.message || err}`, { kind: "error" });
+    document.body.dataset.ready = "error";
+    return;
+  }
   picker.pick(first);
   if (saved) $("draft-state").textContent = "draft restored";
   document.body.dataset.ready = "true";

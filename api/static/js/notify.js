@@ -12,6 +12,7 @@ const host = () => {
 };
 
 export function notify(text, { kind = "info", ms = 4000 } = {}) {
+  if (kind === "error") console.error(text); // toasts go; the console keeps them
   const toast = document.createElement("div");
   toast.className = `toast toast-${kind}`;
   toast.textContent = text;
