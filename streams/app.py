@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from domain.settings import Settings
-from streams import observability
+from streams import observability, recovery
 from streams.kafka_auth import faust_credentials
 from streams.roles import ROLES, Role
 
@@ -41,5 +41,6 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         case _:
             raise NotImplementedError(f"the {role.name!r} role has no agents yet")
     register(app, settings)
+    recovery.install(app)
     observability.install(app, settings, role.name)
     return app
