@@ -24,6 +24,17 @@ def _check_text(text: str) -> str:
     return text
 
 
+class BoxPlacementIn(BaseModel):
+    """Where the editor put one of the template's boxes, in the template's pixels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: int = Field(ge=0, le=16_384)
+    y: int = Field(ge=0, le=16_384)
+    width: int = Field(ge=1, le=16_384)
+    height: int = Field(ge=1, le=16_384)
+
+
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -40,6 +51,12 @@ class GenerateRequest(BaseModel):
     # the given texts, else the template's name) before the request is produced.
     auto_caption: bool = False
     topic: str | None = Field(None, max_length=200)
+    # The web editor's layout (domain/rendering/filters.py has the filter syntax): filters on
+    # the template before the text (rotate, crop, colour), a placement for every box of the
+    # template (after `transform`), and filters on the finished meme.
+    transform: list[str] = Field(default_factory=list, max_length=8)
+    boxes: list[BoxPlacementIn] | None = Field(None, max_length=20)
+    filters: list[str] = Field(default_factory=list, max_length=8)
 
     @field_validator("texts")
     @classmethod

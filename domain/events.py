@@ -48,6 +48,16 @@ class Event:
 
 
 @dataclass(slots=True, kw_only=True)
+class BoxPlacement:
+    """Where a client put one of the template's text boxes, in the template's pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(slots=True, kw_only=True)
 class MemeRequested(Event):
     schema_name: ClassVar[str] = "MemeRequested"
     template_id: str
@@ -56,6 +66,12 @@ class MemeRequested(Event):
     quality: str | None = None
     user_id: str | None = None
     request_id: str | None = None
+    #: v2: the editor's layout. Filters applied to the template before the text (rotate,
+    #: crop, colour), where each box went (template pixels, after `transform`; None keeps the
+    #: template's layout) and filters applied to the finished meme.
+    transform: list[str] = field(default_factory=list)
+    boxes: list[BoxPlacement] | None = None
+    filters: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Rejects what no store can hold, so a forged event cannot wedge a partition.

@@ -150,7 +150,16 @@ class RenderPipeline:
             )
         except ValueError as exc:
             raise InvalidOptions(f"unknown quality {request.quality[:32]!r}") from exc
-        return RenderOptions(format=request.format, quality=quality)
+        boxes = None
+        if request.boxes is not None:
+            boxes = tuple((b.x, b.y, b.width, b.height) for b in request.boxes)
+        return RenderOptions(
+            format=request.format,
+            quality=quality,
+            transform=tuple(request.transform),
+            boxes=boxes,
+            filters=tuple(request.filters),
+        )
 
     async def handle(
         self,

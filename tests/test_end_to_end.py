@@ -97,6 +97,35 @@ def test_generate_renders_stores_and_serves_the_meme(
         assert row.fetchone() == ("rendered", "classic")
 
 
+def test_the_editors_layout_reaches_the_rendered_meme(api_url: str) -> None:
+    """Rotate and crop the template, grey it, put the one caption at the bottom: the meme the
+    worker renders has the transformed size, no colour and text only where the box went."""
+    layout = {
+        "transform": ["rotate:270", "crop:0,0,400,300", "grayscale"],
+        "boxes": [
+            {"x": 0, "y": 0, "width": 10, "height": 10},
+            {"x": 20, "y": 220, "width": 360, "height": 70},
+        ],
+    }
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        body = {"template_id": "classic", "texts": ["", "BOTTOM ONLY"], "format": "png", **layout}
+        accepted = client.post("/api/meme/generate", json=body)
+        assert accepted.status_code == 202, accepted.text
+        meme = wait_rendered(client, accepted.json()["meme_id"])
+        assert meme["status"] == "rendered", meme
+        data = client.get(f"/api/meme/{meme['id']}/image").content
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    assert image.size == (400, 300)
+    pixels = np.asarray(image, dtype=np.int16)
+    assert np.abs(pixels[..., 0] - pixels[..., 2]).max() <= 2, "grayscale comes before the text"
+    rotated = Image.open(io.BytesIO(data))  # the blank, transformed template for comparison
+    blank = TemplateCatalog.default().get("classic").image().convert("L")
+    blank = blank.transpose(Image.Transpose.ROTATE_270).crop((0, 0, 400, 300))
+    diff = np.abs(np.asarray(rotated.convert("L"), dtype=np.int16) - np.asarray(blank))
+    assert diff[220:290, 20:380].mean() > 8, "the caption is in the placed box"
+    assert diff[:200].mean() < 3, "nothing is drawn above it"
+
+
 def test_unrenderable_request_becomes_a_failed_meme(api_url: str, stack_settings: Settings) -> None:
     """A well-formed event the renderer refuses is a `failed` meme with the reason."""
     request = MemeRequested(meme_id=new_id(), template_id="no-such-template", texts=["x"])

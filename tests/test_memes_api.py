@@ -11,6 +11,8 @@ from api.app import create_app
 from domain.ids import new_id
 from domain.settings import Settings
 
+BOX = {"x": 10, "y": 10, "width": 100, "height": 50}
+
 
 @pytest.fixture(scope="module")
 def client(stack_settings: Settings) -> Iterator[TestClient]:
@@ -33,6 +35,13 @@ def assert_problem(response, status: int, slug: str) -> dict:  # type: ignore[no
         ({"template_id": "nope", "texts": ["a"]}, "unknown-template"),
         ({"template_id": "drake", "texts": ["a", "b", "c", "d"]}, "too-many-texts"),
         ({"template_id": "drake", "texts": ["x" * 501]}, "text-too-long"),
+        ({"template_id": "classic", "texts": ["a"], "transform": ["sepia:7"]}, "invalid-filter"),
+        ({"template_id": "classic", "texts": ["a"], "filters": ["explode"]}, "invalid-filter"),
+        ({"template_id": "classic", "texts": ["a"], "boxes": [BOX]}, "invalid-boxes"),
+        (
+            {"template_id": "classic", "texts": ["a"], "boxes": [BOX, {**BOX, "x": 590}]},
+            "invalid-boxes",
+        ),
     ],
 )
 def test_semantic_errors(client: TestClient, payload: dict, slug: str) -> None:
@@ -51,6 +60,9 @@ def test_semantic_errors(client: TestClient, payload: dict, slug: str) -> None:
         {"template_id": "../etc/passwd", "texts": ["a"]},
         {"template_id": "drake", "texts": ["bell \x07 char"]},
         {"template_id": "drake", "texts": ["a"], "format": "bmp"},
+        {"template_id": "classic", "texts": ["a"], "boxes": [{**BOX, "x": -1}, BOX]},
+        {"template_id": "classic", "texts": ["a"], "boxes": [{**BOX, "z": 1}, BOX]},
+        {"template_id": "classic", "texts": ["a"], "transform": "rotate:90"},
         {"texts": ["a"]},
         [],
     ],

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
-from PIL import Image, ImageStat
+from PIL import Image, ImageChops, ImageStat
 
 from domain.rendering import InvalidOptions, RenderOptions, render_meme, render_upload
-from domain.rendering.filters import parse_filter, parse_filters
+from domain.rendering.errors import InvalidBox
+from domain.rendering.filters import apply_filters, parse_filter, parse_filters
 
 
 def _open(data: bytes) -> Image.Image:
@@ -155,7 +157,20 @@ def test_filters_apply_to_every_animation_frame() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["sepia", "blur:0", "blur:x", "crop:1,2", "rotate", "flip:sideways", "edges:3", "deepfry:9"],
+    [
+        "posterise",
+        "blur:0",
+        "blur:x",
+        "crop:1,2",
+        "rotate",
+        "flip:sideways",
+        "edges:3",
+        "deepfry:9",
+        "sepia:2",
+        "invert:-1",
+        "contrast:0.5,1",
+        "pixelate:0",
+    ],
 )
 def test_bad_filters_are_refused(spec: str) -> None:
     with pytest.raises(InvalidOptions):
@@ -170,3 +185,57 @@ def test_too_many_filters() -> None:
 def test_crop_outside_the_image_is_refused() -> None:
     with pytest.raises(InvalidOptions, match="outside"):
         render_meme("drake", [], RenderOptions(filters=("crop:5000,5000,10,10",)))
+
+
+def test_colour_filters_follow_their_strength() -> None:
+    im = Image.new("RGB", (40, 40), (200, 100, 50))
+    im.paste((20, 220, 90), (0, 0, 20, 40))
+    apply = lambda spec: apply_filters(im, parse_filters([spec]))  # noqa: E731
+    assert apply("invert").getpixel((30, 5)) == (55, 155, 205)
+    assert apply("invert:0").getpixel((30, 5)) == (200, 100, 50)
+    r, g, b = apply("sepia").getpixel((30, 5))
+    assert r > g > b  # brown
+    assert apply("sepia:0.5").getpixel((30, 5)) != apply("sepia").getpixel((30, 5))
+    gray = apply("grayscale:1").getpixel((30, 5))
+    assert gray[0] == gray[1] == gray[2]
+    spread = lambda x: max(x.getpixel((30, 5))) - min(x.getpixel((30, 5)))  # noqa: E731
+    assert spread(apply("contrast:0.5")) > spread(im)
+    blocks = apply("pixelate:20")
+    assert blocks.getpixel((0, 0)) == blocks.getpixel((19, 19))
+
+
+def _diff_rows(a: bytes, b: bytes) -> tuple[int, int]:
+    """The first and last row where two renders differ."""
+    box = ImageChops.difference(_open(a).convert("RGB"), _open(b).convert("RGB")).getbbox()
+    assert box is not None, "the renders are identical"
+    return box[1], box[3]
+
+
+def test_placed_boxes_move_the_text() -> None:
+    opts = RenderOptions(format="png", sizes=("full",))
+    blank = render_meme("classic", ["", ""], opts).variants["full"].data
+    width = _open(blank).width
+    top = ((0, 0, width, 100), (0, 450, width, 100))
+    bottom = ((0, 450, width, 100), (0, 0, width, 100))
+    text = ["PLACED", ""]
+    at_top = render_meme("classic", text, replace(opts, boxes=top)).variants["full"].data
+    at_bottom = render_meme("classic", text, replace(opts, boxes=bottom)).variants["full"].data
+    assert _diff_rows(blank, at_top)[1] <= 100
+    assert _diff_rows(blank, at_bottom)[0] >= 450
+
+
+def test_transform_applies_before_the_text_and_boxes_follow_it() -> None:
+    opts = RenderOptions(
+        format="png",
+        sizes=("full",),
+        transform=("rotate:90", "crop:0,0,300,200", "grayscale"),
+        boxes=((0, 0, 300, 100), (0, 100, 300, 100)),
+    )
+    out = _open(render_meme("classic", ["TOP", "BOTTOM"], opts).variants["full"].data)
+    assert out.size == (300, 200)
+    with pytest.raises(InvalidBox, match="outside"):
+        render_meme("classic", ["x"], replace(opts, boxes=((0, 0, 300, 100), (0, 250, 300, 50))))
+    overhang = replace(opts, boxes=((0, 0, 300, 100), (0, 150, 301, 100)))
+    assert render_meme("classic", ["x", "y"], overhang).variants["full"].width == 300
+    with pytest.raises(InvalidBox, match="placements"):
+        render_meme("classic", ["x"], replace(opts, boxes=((0, 0, 300, 100),)))

@@ -34,10 +34,12 @@ from api.models import (
 )
 from api.problems import Problem, unavailable
 from api.ratelimit import RateLimited
-from domain.events import MemeDeleted, MemeRequested
+from domain.events import BoxPlacement, MemeDeleted, MemeRequested
 from domain.ids import derived_id, is_valid_id, new_id
 from domain.metrics import MEMES_REQUESTED
-from domain.templates import UnknownTemplate
+from domain.rendering.errors import InvalidOptions
+from domain.rendering.filters import parse_filters
+from domain.templates import Template, UnknownTemplate
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
 from sinks.postgres.lifecycle import add_pending_many, recent_rendered, soft_delete
@@ -87,6 +89,35 @@ def _check_texts(request: GenerateRequest, services: ServicesDep) -> None:
     limit = services.settings.max_text_length
     if any(len(t) > limit for t in request.texts):
         raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
+    _check_layout(request, template)
+
+
+def _check_layout(request: GenerateRequest, template: Template) -> None:
+    """What can be judged before rendering; a box outside a transformed image fails the render
+    with its reason."""
+    for name, specs in (("transform", request.transform), ("filters", request.filters)):
+        try:
+            parse_filters(specs)
+        except InvalidOptions as exc:
+            raise Problem(422, "invalid-filter", f"Invalid {name}", str(exc)) from exc
+    if request.boxes is None:
+        return
+    if len(request.boxes) != len(template.boxes):
+        raise Problem(
+            422,
+            "invalid-boxes",
+            "One placement per text box",
+            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.boxes)}",
+        )
+    if not request.transform:  # the image is the template's own size
+        for i, b in enumerate(request.boxes):
+            if b.x + b.width > template.width or b.y + b.height > template.height:
+                raise Problem(
+                    422,
+                    "invalid-boxes",
+                    "A box lies outside the image",
+                    f"box {i + 1} is outside the {template.width}x{template.height} template",
+                )
 
 
 def _request_event(body: GenerateRequest, request: Request, principal: Principal) -> MemeRequested:
@@ -98,6 +129,9 @@ def _request_event(body: GenerateRequest, request: Request, principal: Principal
         quality=body.quality.value if body.quality else None,
         user_id=principal.user_id,
         request_id=request.headers.get("x-request-id"),
+        transform=body.transform,
+        boxes=None if body.boxes is None else [BoxPlacement(**b.model_dump()) for b in body.boxes],
+        filters=body.filters,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from PIL import Image
@@ -59,9 +59,60 @@ def render_meme(
 
     def run() -> RenderedMeme:
         _check_texts(texts, template.boxes)  # refuse bad text before any pixel work
-        return _render(template.frames(), template.boxes, texts, opts, start)
+        frames, boxes = template.frames(), template.boxes
+        if opts.transform:
+            frames = _transformed(frames, parse_filters(opts.transform))
+        if opts.boxes is not None:
+            width, height = frames.source_size or frames.images[0].size
+            boxes = _placed(boxes, opts.boxes, width, height)
+        return _render(frames, boxes, texts, opts, start)
 
     return _guarded(run)
+
+
+def _transformed(frames: Frames, filters: Sequence[Filter]) -> Frames:
+    """The template's frames with `filters` applied, given in the template's pixels.
+
+    Frames may be decoded smaller than the template (`source_size`): crops are scaled to the
+    decoded pixels, and the result's `source_size` is stated back in template pixels.
+    """
+    first = frames.images[0]
+    factor = first.width / (frames.source_size or first.size)[0]
+    if factor != 1:
+        filters = [
+            Filter(f.name, tuple(a * factor for a in f.args)) if f.name == "crop" else f
+            for f in filters
+        ]
+    images = [
+        apply_filters(im if im.mode == "RGB" else im.convert("RGB"), filters)
+        for im in frames.images
+    ]
+    size = images[0].size
+    source = (round(size[0] / factor), round(size[1] / factor)) if factor != 1 else None
+    return Frames(images, frames.durations, frames.loop, source)
+
+
+def _placed(
+    boxes: Sequence[TextBox],
+    placements: Sequence[tuple[int, int, int, int]],
+    width: int,
+    height: int,
+) -> list[TextBox]:
+    """The template's boxes moved and resized where the client put them (the editor).
+
+    A box that reaches past the image is cut at its edge (a crop rounded to whole pixels can
+    leave the editor's box a pixel over); one that starts outside it is refused.
+    """
+    if len(placements) != len(boxes):
+        raise InvalidBox(f"{len(placements)} box placements given; the template has {len(boxes)}")
+    placed = []
+    for i, (box, (x, y, w, h)) in enumerate(zip(boxes, placements, strict=True)):
+        if 0 <= x < width and 0 <= y < height:
+            w, h = min(w, width - x), min(h, height - y)
+        moved = replace(box, x=x, y=y, width=w, height=h)
+        _check_box(i, moved, width, height)
+        placed.append(moved)
+    return placed
 
 
 def render_upload(

@@ -1,11 +1,13 @@
-"""Image filters applied to every frame: blur, sharpen, edges, grayscale, deep fry,
-crop, rotate, flip.
+"""Image filters applied to every frame: blur, sharpen, edges, grayscale, sepia, invert,
+contrast, pixelate, deep fry, crop, rotate, flip.
 
 Filters are given as short strings so they travel in events unchanged:
 ``"blur"``, ``"blur:6"``, ``"sharpen"``, ``"edges"``, ``"grayscale"``, ``"deepfry"``,
 ``"crop:x,y,w,h"`` (pixels of the rendered meme), ``"rotate:90"`` (degrees,
-counter-clockwise), ``"flip:horizontal"`` / ``"flip:vertical"``. They apply to
-the finished meme, text included, in the order given.
+counter-clockwise), ``"flip:horizontal"`` / ``"flip:vertical"``. The colour filters take a
+strength in [0, 1] (``"sepia:0.6"``, default 1), as the web editor's slider does, and
+``"pixelate:12"`` a block size in pixels. As `filters` they apply to the finished meme, text
+included; as a request's `transform`, to the template before the text (the editor's order).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from domain.rendering.errors import InvalidOptions
 
 MAX_FILTERS = 8
+#: Filters whose one argument is a strength in [0, 1].
+_STRENGTH = {"grayscale", "sepia", "invert", "contrast"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +72,13 @@ def _check(name: str, args: tuple[float, ...]) -> None:
         raise InvalidOptions("blur radius must be in (0, 50]")
     if name == "crop" and (len(args) != 4 or args[2] < 1 or args[3] < 1 or min(args) < 0):
         raise InvalidOptions("crop takes x,y,width,height with positive width and height")
+    if name in _STRENGTH and args and (len(args) != 1 or not 0 <= args[0] <= 1):
+        raise InvalidOptions(f"{name} takes one strength in [0, 1], e.g. {name}:0.5")
+    if name == "pixelate" and args and (len(args) != 1 or not 1 <= args[0] <= 256):
+        raise InvalidOptions("pixelate takes a block size of 1..256 pixels")
     if name == "rotate" and len(args) != 1:
         raise InvalidOptions("rotate takes an angle in degrees, e.g. rotate:90")
-    if name in ("sharpen", "edges", "grayscale") and args:
+    if name in ("sharpen", "edges") and args:
         raise InvalidOptions(f"{name} takes no arguments")
     if name == "deepfry" and args and not 0 < args[0] <= 3:
         raise InvalidOptions("deepfry strength must be in (0, 3]")
@@ -94,8 +102,39 @@ def _edges(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
     return im.filter(ImageFilter.FIND_EDGES)
 
 
-def _grayscale(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
-    return im.convert("L").convert("RGB")
+def _strength(args: tuple[float, ...]) -> float:
+    return args[0] if args else 1.0
+
+
+def _blend(im: Image.Image, filtered: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    strength = _strength(args)
+    return filtered if strength >= 1 else Image.blend(im, filtered, strength)
+
+
+def _grayscale(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    return _blend(im, im.convert("L").convert("RGB"), args)
+
+
+#: The usual sepia matrix (the editor's Web Worker uses the same coefficients).
+_SEPIA = (0.393, 0.769, 0.189, 0, 0.349, 0.686, 0.168, 0, 0.272, 0.534, 0.131, 0)
+
+
+def _sepia(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    return _blend(im, im.convert("RGB", _SEPIA), args)
+
+
+def _invert(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    return _blend(im, ImageOps.invert(im.convert("RGB")), args)
+
+
+def _contrast(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    return ImageEnhance.Contrast(im).enhance(1 + 2 * _strength(args))
+
+
+def _pixelate(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
+    block = max(1, int(args[0])) if args else 8
+    small = im.resize((max(1, im.width // block), max(1, im.height // block)), Image.Resampling.BOX)
+    return small.resize(im.size, Image.Resampling.NEAREST)
 
 
 def _deepfry(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
@@ -144,6 +183,10 @@ _APPLY: dict[str, Callable[[Image.Image, tuple[float, ...]], Image.Image]] = {
     "sharpen": _sharpen,
     "edges": _edges,
     "grayscale": _grayscale,
+    "sepia": _sepia,
+    "invert": _invert,
+    "contrast": _contrast,
+    "pixelate": _pixelate,
     "deepfry": _deepfry,
     "crop": _crop,
     "rotate": _rotate,

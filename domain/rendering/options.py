@@ -34,6 +34,12 @@ class RenderOptions:
     sizes: tuple[str, ...] = SIZES
     filters: tuple[str, ...] = ()
     max_frames: int = DEFAULT_MAX_FRAMES
+    #: Filters applied to the template's frames before the text (the editor's rotate, crop
+    #: and colour filter); box positions are then relative to the transformed image.
+    transform: tuple[str, ...] = ()
+    #: Where the client put each of the template's boxes, as (x, y, width, height) in the
+    #: template's pixels (after `transform`); None keeps the template's own layout.
+    boxes: tuple[tuple[int, int, int, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -541,11 +541,44 @@ async function submit(body, li) {
   }
 }
 
+// The preview's rotate, crop, filter and box positions in the template's pixels, so the
+// worker renders what the canvas shows (MemeRequested v2: transform, boxes).
+function layoutOf(st) {
+  const k = template.width / base.naturalWidth; // preview pixels -> template pixels
+  const px = (v) => Math.max(0, Math.round(v * k));
+  const transform = [];
+  const turn = ((st.rotation % 360) + 360) % 360;
+  if (turn) transform.push(`rotate:${(360 - turn) % 360}`); // canvas turns clockwise, Pillow not
+  if (st.crop) {
+    const { x, y, w, h } = st.crop;
+    transform.push(`crop:${px(x)},${px(y)},${Math.max(1, px(w))},${Math.max(1, px(h))}`);
+  }
+  const a = Math.round(st.amount * 100) / 100;
+  const spec = {
+    grayscale: `grayscale:${a}`, sepia: `sepia:${a}`, invert: `invert:${a}`,
+    contrast: `contrast:${a}`, deepfry: `deepfry:${Math.max(0.05, a)}`,
+    pixelate: `pixelate:${Math.max(1, Math.round((2 + a * 18) * k))}`,
+  }[st.filter];
+  if (spec) transform.push(spec);
+  const width = Math.floor(processed.width * k);
+  const height = Math.floor(processed.height * k);
+  const boxes = st.boxes.map((b) => {
+    const x = Math.min(px(b.x), width - 1);
+    const y = Math.min(px(b.y), height - 1);
+    return {
+      x, y,
+      width: Math.max(1, Math.min(px(b.width), width - x)),
+      height: Math.max(1, Math.min(px(b.height), height - y)),
+    };
+  });
+  return { transform, boxes };
+}
+
 async function generate() {
   if (!state.templateId) return notify("Pick a template first", { kind: "warn" });
   const texts = state.boxes.map((b) => b.text);
   if (!texts.some((t) => t.trim())) return notify("Write a caption first", { kind: "warn" });
-  const body = { template_id: state.templateId, texts };
+  const body = { template_id: state.templateId, texts, ...layoutOf(state) };
   const li = madeCard(null, canvas.toDataURL("image/jpeg", 0.6));
   if (!navigator.onLine) {
     generateQueue.put(crypto.randomUUID(), { body });
