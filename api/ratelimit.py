@@ -16,7 +16,8 @@ import math
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import get_principal
+from api.auth import Principal, get_principal
+from api.dependencies import Services
 from api.problems import Problem
 from domain.metrics import RATE_LIMITED
 from sinks.redis import REDIS_ERRORS
@@ -35,27 +36,43 @@ def limit_headers(decision: Decision, period_s: int = 60) -> dict[str, str]:
     }
 
 
-async def rate_limit(request: Request) -> None:
-    """Only the request as parameter: it runs on every API request (see `get_principal`)."""
-    services = request.app.state.services
+async def hit(services: Services, principal: Principal, *, write: bool) -> Decision | None:
+    """Counts one request of `principal` against its budget; None when limits are off or
+    Redis is down (failing open). Shared by HTTP requests and WebSocket votes."""
     settings = services.settings
-    if not settings.rate_limit_enabled:
-        return
-    principal = await get_principal(request)
-    data = services.data
-    write = request.method not in READ_METHODS
+    if not settings.rate_limit_enabled or services.data is None:
+        return None
     limit = settings.rate_limit_writes_per_minute if write else settings.rate_limit_reads_per_minute
     key = f"{'w' if write else 'r'}:{principal.limit_key}"
     try:
-        decision = await data.limiter.hit(key, limit=limit)
+        decision: Decision = await services.data.limiter.hit(key, limit=limit)
     except REDIS_ERRORS as exc:
         log.warning("rate limit not applied (Redis unavailable, failing open): %s", exc)
+        return None
+    if not decision.allowed:
+        RATE_LIMITED.labels(scope="user" if principal.authenticated else "ip").inc()
+    return decision
+
+
+def retry_after(decision: Decision) -> int:
+    return max(1, math.ceil(decision.retry_after_s))
+
+
+async def rate_limit(request: Request) -> None:
+    """Only the request as parameter: it runs on every API request (see `get_principal`)."""
+    services = request.app.state.services
+    if not services.settings.rate_limit_enabled:
+        return
+    principal = await get_principal(request)
+    write = request.method not in READ_METHODS
+    decision = await hit(services, principal, write=write)
+    if decision is None:
         return
     request.state.rate_limit = decision
     if not decision.allowed:
         scope = "user" if principal.authenticated else "ip"
-        RATE_LIMITED.labels(scope=scope).inc()
-        retry = max(1, math.ceil(decision.retry_after_s))
+        limit = decision.limit
+        retry = retry_after(decision)
         raise Problem(
             429,
             "rate-limited",

@@ -179,3 +179,27 @@ async def test_votes_over_the_socket_are_acknowledged(api: str, render_worker: N
         ref = await voter.send(type="vote", meme_id=new_id(), value=1)
         ack = await voter.expect("ack", ref=ref)
         assert ack["ok"] is False and ack["error"] == "meme-not-found"
+
+
+async def test_votes_over_the_socket_share_the_rest_write_budget(
+    stack_settings: Settings, topic: str, api: str, render_worker: None
+) -> None:
+    """A socket is no way around the vote endpoint's rate limit: the user's write budget
+    counts socket votes too, and the refusal says when to retry."""
+    async with httpx.AsyncClient(base_url=api, timeout=20) as client:
+        meme_id = await _rendered_meme(client)
+        creds = {"username": f"rl{uuid.uuid4().hex[:10]}", "password": "correct horse"}
+        assert (await client.post("/api/auth/register", json=creds)).status_code == 201
+        token = (await client.post("/api/auth/login", json=creds)).json()["token"]
+    # An API with a budget of 3 writes a minute; the user is fresh, so their budget is whole.
+    with feed_api(
+        stack_settings, "api-feed-ws-limits", FEED_TOPIC=topic, RATE_LIMIT_WRITES_PER_MINUTE="3"
+    ) as limited:
+        async with peer(limited, Cookie=f"memestream_session={token}") as voter:
+            acks = []
+            for value in (1, -1, 1, -1):
+                ref = await voter.send(type="vote", meme_id=meme_id, value=value)
+                acks.append(await voter.expect("ack", ref=ref))
+    assert [a["ok"] for a in acks] == [True, True, True, False]
+    assert acks[3]["error"] == "rate-limited" and acks[3]["retry"] is True
+    assert acks[3]["retry_after"] >= 1

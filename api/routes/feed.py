@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api import ratelimit
 from api.auth import SESSION_COOKIE, Principal, _resolve
 from api.data_layer import DataLayer
 from api.dependencies import Services
@@ -126,6 +127,16 @@ def accounts_voter(services: Services, principal: Principal | None) -> Voter:
         if principal is None or not principal.authenticated:
             return {"ok": False, "error": "login-required", "retry": False}
         meme_id = str(frame.get("meme_id"))
+        # The REST budget for writes: a socket is no way around the vote endpoint's limit.
+        decision = await ratelimit.hit(services, principal, write=True)
+        if decision is not None and not decision.allowed:
+            return {
+                "ok": False,
+                "error": "rate-limited",
+                "retry": True,
+                "retry_after": ratelimit.retry_after(decision),
+                "meme_id": meme_id,
+            }
         try:
             body = VoteRequest(value=frame.get("value"))  # type: ignore[arg-type]
             result = await votes.vote(meme_id, body, services, data, principal)

@@ -116,7 +116,13 @@ async function send(item) {
     if (card) renderVotes(card);
     return; // stays queued; flushed on reconnect
   }
-  if (!ack.ok && ack.retry) return; // stays queued
+  if (!ack.ok && ack.retry) { // stays queued
+    if (ack.retry_after) { // rate-limited: the server says when
+      notify(`Too many votes: retrying in ${ack.retry_after} s`, { kind: "warn" });
+      setTimeout(() => send(item), ack.retry_after * 1000);
+    }
+    return;
+  }
   votesQueue.remove(item.id);
   showQueued();
   if (!card) return;
