@@ -34,9 +34,15 @@ def valid_channel(channel: str) -> bool:
     )
 
 
+#: Moderation's verdicts that keep a meme out of the public `new` channel: its owner (`user:`)
+#: and whoever watches the meme itself (`meme:`) still hear of it.
+HELD_BACK = frozenset({"flagged", "rejected"})
+
+
 def channels_of(event: FeedEvent) -> tuple[str, ...]:
     channels = [f"meme:{event.meme_id}"]
-    if event.kind in (FeedKind.RENDERED, FeedKind.FAILED, FeedKind.DELETED):
+    public = event.status not in HELD_BACK
+    if event.kind in (FeedKind.RENDERED, FeedKind.FAILED, FeedKind.DELETED) and public:
         channels.append(NEW)
     elif event.kind is FeedKind.TRENDING:
         channels.append(TRENDING)
