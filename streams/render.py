@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -49,17 +50,25 @@ from domain.metrics import (
     MEMES_GENERATED,
     RENDER_DURATION,
 )
-from domain.rendering import RenderedMeme, RenderError, RenderOptions, render_meme
+from domain.rendering import (
+    RenderedMeme,
+    RenderError,
+    RenderOptions,
+    render_meme,
+    render_upload,
+)
 from domain.rendering.errors import InvalidOptions
 from domain.settings import ImageQuality, Settings
+from domain.templates import TemplateCatalog
 from domain.tracing import consume_span, get_tracer
 from producers.producer import EventProducer
 from producers.serialization import SerializationError
 from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
+from sinks.postgres.templates import TemplateRepository
 from sinks.storage import ObjectStore, object_store
-from sinks.storage.base import meme_key
+from sinks.storage.base import ObjectNotFound, meme_key
 from streams.dlq import dead_letter, message_headers
 from streams.moderation import Checked, ModerationStep
 
@@ -121,6 +130,19 @@ class RenderPool:
             self._executor = self._new()
             raise RenderError("the renderer crashed on this input") from None
 
+    async def render_upload(
+        self, image: bytes, boxes: list[dict[str, Any]], texts: list[str], options: RenderOptions
+    ) -> RenderedMeme:
+        """An uploaded template: its stored image and the boxes its uploader defined."""
+        loop = asyncio.get_running_loop()
+        call = partial(render_upload, image, boxes, options, texts=texts)
+        try:
+            return await loop.run_in_executor(self._executor, call)
+        except BrokenProcessPool:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new()
+            raise RenderError("the renderer crashed on this input") from None
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -134,12 +156,16 @@ class RenderPipeline:
         storage: ObjectStore,
         pool: RenderPool,
         moderation: ModerationStep | None = None,
+        templates: TemplateRepository | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.memes = memes
         self.storage = storage
         self.pool = pool
+        # Uploaded templates live in PostgreSQL and object storage, not in `templates/`.
+        self.templates = templates
+        self.catalog = TemplateCatalog.default()
         # Text before rendering, image before storing (streams/moderation.py); None: off.
         self.moderation = moderation
 
@@ -227,6 +253,27 @@ class RenderPipeline:
         log.info("meme %s %s", outcome.meme_id, outcome.status.value, extra=fields)
         return outcome
 
+    async def uploaded_template(
+        self, template_id: str
+    ) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """An uploaded template's image and boxes; None for the catalog's templates and for
+        ids nobody uploaded (the renderer then refuses the id). Stores that are down are
+        waited out, like every other store of the pipeline."""
+        if self.templates is None or template_id in self.catalog:
+            return None
+        templates, storage = self.templates, self.storage
+        async for attempt in AsyncRetrying(**_INFRA_RETRY):
+            with attempt:
+                record = await templates.get(template_id)
+                if record is None or not record.image_key:
+                    return None
+                try:
+                    stored = await asyncio.to_thread(storage.get, record.image_key)
+                except ObjectNotFound:
+                    log.warning("template %s has no image at %s", template_id, record.image_key)
+                    return None
+        return stored.data, [{k: v for k, v in b.items() if k != "text"} for b in record.boxes]
+
     async def render(self, request: MemeRequested) -> MemeRendered:
         checked = None
         if self.moderation is not None:
@@ -234,12 +281,19 @@ class RenderPipeline:
                 checked = await self.moderation.check_request(request)
             if checked.rejected:
                 return _rejected(request, checked)
+        upload = await self.uploaded_template(request.template_id)
         try:
             attributes = {"template": request.template_id}
             with tracer.start_as_current_span("render", attributes=attributes):
-                rendered = await self.pool.render(
-                    request.template_id, request.texts, self.options(request)
-                )
+                if upload is None:
+                    rendered = await self.pool.render(
+                        request.template_id, request.texts, self.options(request)
+                    )
+                else:
+                    image, boxes = upload
+                    rendered = await self.pool.render_upload(
+                        image, boxes, request.texts, self.options(request)
+                    )
         except RenderError as exc:
             return MemeRendered.for_request(
                 request, status=RenderStatus.FAILED, variants=[], render_ms=0.0, error=str(exc)
@@ -353,7 +407,13 @@ class PipelineHolder:
         if moderation is not None:
             moderation.start_warm_up()
         return RenderPipeline(
-            settings, producer, MemeRepository(db_pool), storage, render_pool, moderation
+            settings,
+            producer,
+            MemeRepository(db_pool),
+            storage,
+            render_pool,
+            moderation,
+            TemplateRepository(db_pool),
         )
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import uuid
 
@@ -124,6 +125,36 @@ def test_the_editors_layout_reaches_the_rendered_meme(api_url: str) -> None:
     diff = np.abs(np.asarray(rotated.convert("L"), dtype=np.int16) - np.asarray(blank))
     assert diff[220:290, 20:380].mean() > 8, "the caption is in the placed box"
     assert diff[:200].mean() < 3, "nothing is drawn above it"
+
+
+def test_a_meme_from_an_uploaded_template(api_url: str) -> None:
+    """Upload an image with one box, generate from it: the worker fetches the upload from
+    PostgreSQL and object storage and draws the caption in the uploader's box."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (230, 120, 40)).save(buffer, "PNG")
+    creds = {"username": f"e2e{uuid.uuid4().hex[:10]}", "password": "correct horse battery"}
+    box = {"x": 20, "y": 150, "width": 280, "height": 70}
+    with httpx.Client(base_url=api_url, timeout=20) as client:
+        assert client.post("/api/auth/register", json=creds).status_code == 201
+        assert client.post("/api/auth/login", json=creds).status_code == 200
+        upload = client.post(
+            "/api/templates",
+            data={"name": f"Orange {uuid.uuid4().hex[:6]}", "boxes": json.dumps([box])},
+            files={"file": ("orange.png", buffer.getvalue(), "image/png")},
+        )
+        assert upload.status_code == 201, upload.text
+        template_id = upload.json()["id"]
+        body = {"template_id": template_id, "texts": ["UPLOADED"], "format": "png"}
+        accepted = client.post("/api/meme/generate", json=body)
+        assert accepted.status_code == 202, accepted.text
+        meme = wait_rendered(client, accepted.json()["meme_id"])
+        assert meme["status"] == "rendered", meme
+        data = client.get(f"/api/meme/{meme['id']}/image").content
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+    assert pixels.shape == (240, 320, 3)
+    diff = np.abs(pixels - np.array([230, 120, 40])).mean(axis=2)
+    assert diff[150:220, 20:300].mean() > 8, "the caption is drawn in the uploader's box"
+    assert diff[:140].mean() < 2, "the rest is the uploaded image"
 
 
 def test_unrenderable_request_becomes_a_failed_meme(api_url: str, stack_settings: Settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
@@ -39,7 +40,7 @@ from domain.ids import derived_id, is_valid_id, new_id
 from domain.metrics import MEMES_REQUESTED
 from domain.rendering.errors import InvalidOptions
 from domain.rendering.filters import parse_filters
-from domain.templates import Template, UnknownTemplate
+from domain.templates import UnknownTemplate
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
 from sinks.postgres.lifecycle import add_pending_many, recent_rendered, soft_delete
@@ -68,31 +69,55 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def _check_texts(request: GenerateRequest, services: ServicesDep) -> None:
+@dataclass(frozen=True, slots=True)
+class TemplateShape:
+    """What validation needs of a template, from the catalog or an upload's record."""
+
+    boxes: int
+    width: int
+    height: int
+
+
+async def _template_shape(template_id: str, services: ServicesDep) -> TemplateShape:
+    """The catalog's template, else an uploaded one (PostgreSQL); 422 when neither has it."""
     try:
-        template = services.catalog.get(request.template_id)
-    except UnknownTemplate as exc:
+        template = services.catalog.get(template_id)
+        return TemplateShape(len(template.boxes), template.width, template.height)
+    except UnknownTemplate:
+        pass
+    record = None
+    if services.data is not None:
+        try:
+            record = await services.data.templates.get(template_id)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise unavailable("postgres") from exc
+    if record is None:
         raise Problem(
             422,
             "unknown-template",
             "Unknown template",
-            f"no template has the id {request.template_id!r}",
-            template_id=request.template_id,
-        ) from exc
-    if len(request.texts) > len(template.boxes):
+            f"no template has the id {template_id!r}",
+            template_id=template_id,
+        )
+    return TemplateShape(len(record.boxes), record.width, record.height)
+
+
+async def _check_request(request: GenerateRequest, services: ServicesDep) -> None:
+    shape = await _template_shape(request.template_id, services)
+    if len(request.texts) > shape.boxes:
         raise Problem(
             422,
             "too-many-texts",
             "More texts than the template has text boxes",
-            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.texts)}",
+            f"{request.template_id!r} has {shape.boxes} boxes, got {len(request.texts)}",
         )
     limit = services.settings.max_text_length
     if any(len(t) > limit for t in request.texts):
         raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
-    _check_layout(request, template)
+    _check_layout(request, shape)
 
 
-def _check_layout(request: GenerateRequest, template: Template) -> None:
+def _check_layout(request: GenerateRequest, shape: TemplateShape) -> None:
     """What can be judged before rendering; a box outside a transformed image fails the render
     with its reason."""
     for name, specs in (("transform", request.transform), ("filters", request.filters)):
@@ -102,21 +127,21 @@ def _check_layout(request: GenerateRequest, template: Template) -> None:
             raise Problem(422, "invalid-filter", f"Invalid {name}", str(exc)) from exc
     if request.boxes is None:
         return
-    if len(request.boxes) != len(template.boxes):
+    if len(request.boxes) != shape.boxes:
         raise Problem(
             422,
             "invalid-boxes",
             "One placement per text box",
-            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.boxes)}",
+            f"{request.template_id!r} has {shape.boxes} boxes, got {len(request.boxes)}",
         )
     if not request.transform:  # the image is the template's own size
         for i, b in enumerate(request.boxes):
-            if b.x + b.width > template.width or b.y + b.height > template.height:
+            if b.x + b.width > shape.width or b.y + b.height > shape.height:
                 raise Problem(
                     422,
                     "invalid-boxes",
                     "A box lies outside the image",
-                    f"box {i + 1} is outside the {template.width}x{template.height} template",
+                    f"box {i + 1} is outside the {shape.width}x{shape.height} template",
                 )
 
 
@@ -168,7 +193,7 @@ async def generate(
         float, Query(ge=0, le=30, description="Seconds to wait for the render (0: do not wait)")
     ] = 0,
 ) -> GenerateAccepted | JSONResponse:
-    _check_texts(body, services)
+    await _check_request(body, services)
     call = await IdempotentCall.begin(request, principal, data, body)
     if isinstance(call, JSONResponse):
         return call
@@ -293,7 +318,7 @@ async def _batch(
     items = await asyncio.gather(*(fill_empty_boxes(i, services) for i in body.items))
     for index, item in enumerate(items):
         try:
-            _check_texts(item, services)
+            await _check_request(item, services)
         except Problem as problem:
             results.append(
                 BatchItemResult(index=index, status=problem.status, problem=problem.body())

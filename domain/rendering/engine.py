@@ -59,15 +59,22 @@ def render_meme(
 
     def run() -> RenderedMeme:
         _check_texts(texts, template.boxes)  # refuse bad text before any pixel work
-        frames, boxes = template.frames(), template.boxes
-        if opts.transform:
-            frames = _transformed(frames, parse_filters(opts.transform))
-        if opts.boxes is not None:
-            width, height = frames.source_size or frames.images[0].size
-            boxes = _placed(boxes, opts.boxes, width, height)
+        frames, boxes = _laid_out(template.frames(), template.boxes, opts)
         return _render(frames, boxes, texts, opts, start)
 
     return _guarded(run)
+
+
+def _laid_out(
+    frames: Frames, boxes: Sequence[TextBox], opts: RenderOptions
+) -> tuple[Frames, Sequence[TextBox]]:
+    """The editor's layout: `opts.transform` on the frames, then `opts.boxes` placed on them."""
+    if opts.transform:
+        frames = _transformed(frames, parse_filters(opts.transform))
+    if opts.boxes is not None:
+        width, height = frames.source_size or frames.images[0].size
+        boxes = _placed(boxes, opts.boxes, width, height)
+    return frames, boxes
 
 
 def _transformed(frames: Frames, filters: Sequence[Filter]) -> Frames:
@@ -143,7 +150,9 @@ def render_upload(
         )
         w, h = frames.source_size or frames.images[0].size
         parsed, box_texts = _parse_boxes(boxes, w, h)
-        return _render(frames, parsed, list(texts) if texts is not None else box_texts, opts, start)
+        laid_frames, laid_boxes = _laid_out(frames, parsed, opts)
+        chosen = list(texts) if texts is not None else box_texts
+        return _render(laid_frames, laid_boxes, chosen, opts, start)
 
     return _guarded(run)
 
