@@ -24,12 +24,15 @@ from tests.services import environment, services
 
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
-    """Settings whose URLs point at running services, with schema and topics in place."""
+    """Settings whose URLs point at running services, with schema, templates and topics in
+    place: what `memestream migrate` and `memestream topics` do before the platform starts."""
     from producers.admin import ensure_topics
     from sinks.postgres import migrate
+    from sinks.postgres.templates import seed_templates
 
     with services(get_settings()) as settings:
         migrate(settings)
+        seed_templates(settings)  # a fresh database lists no template until this
         ensure_topics(settings)
         yield settings
 
