@@ -97,8 +97,10 @@ class AvroCodec:
         if writer is None:
             raise SerializationError(f"unknown schema fingerprint {data[2:HEADER_SIZE].hex()}")
         reader = self.registry.latest[writer.name]
+        # Resolving a schema against itself is pure cost (most messages are the newest version).
+        resolve_to = None if reader is writer else reader.parsed
         try:
-            record = schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer.parsed, reader.parsed)
+            record = schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer.parsed, resolve_to)
         except Exception as exc:  # fastavro raises many types on corrupt bodies
             raise SerializationError(f"corrupt {writer.name} body: {exc!r}") from exc
         return _from_record(EVENT_TYPES[writer.name], record)
@@ -115,28 +117,40 @@ def _to_record(event: Event) -> dict[str, Any]:
 
 
 def _from_record(cls: type[T], record: Mapping[str, Any]) -> T:
-    hints = _hints(cls)
-    values = {name: _convert(hints[name], record[name]) for name in hints if name in record}
+    values = {
+        name: value if convert is None or value is None else convert(value)
+        for name, convert in _converters(cls)
+        if (value := record.get(name, _MISSING)) is not _MISSING
+    }
     return cls(**values)
 
 
+_MISSING = object()
+Converter = typing.Callable[[Any], Any]
+
+
 @cache
-def _hints(cls: type) -> dict[str, Any]:
+def _converters(cls: type) -> tuple[tuple[str, Converter | None], ...]:
+    """Each field's converter from Avro's plain values, worked out once per class (None: the
+    value is used as it is); decoding is on every consumer's hot path."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+    hints = {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+    return tuple((name, _converter(hint)) for name, hint in hints.items())
 
 
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _converter(hint: Any) -> Converter | None:
     origin = typing.get_origin(hint)
     if origin is list:
         (item,) = typing.get_args(hint)
-        return [_convert(item, v) for v in value]
+        convert_item = _converter(item)
+        if convert_item is None:
+            return None
+        return lambda values: [None if v is None else convert_item(v) for v in values]
     if origin in (typing.Union, types.UnionType):
-        return _convert(next(a for a in typing.get_args(hint) if a is not type(None)), value)
+        return _converter(next(a for a in typing.get_args(hint) if a is not type(None)))
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(value)
+        return hint
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _from_record(hint, value)
-    return value
+        nested: type = hint
+        return lambda value: _from_record(nested, value)
+    return None
