@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     trending_top_n: int = Field(100, ge=1, le=100_000)
     trending_grace_s: float = Field(120.0, ge=0)
     trending_view_weight: float = Field(0.1, ge=0)
-    trending_batch_max: int = Field(2000, ge=1)
+    trending_batch_max: int = Field(5000, ge=1)
     trending_batch_within_s: float = Field(0.05, gt=0)
     trending_tick_s: float = Field(5.0, gt=0)
 
