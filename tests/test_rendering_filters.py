@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from domain.rendering import InvalidOptions, RenderOptions, render_meme, render_upload
-from domain.rendering.errors import InvalidBox
+from domain.rendering.errors import ImageTooLarge, InvalidBox
 from domain.rendering.filters import apply_filters, parse_filter, parse_filters
 
 
@@ -239,3 +239,12 @@ def test_transform_applies_before_the_text_and_boxes_follow_it() -> None:
     assert render_meme("classic", ["x", "y"], overhang).variants["full"].width == 300
     with pytest.raises(InvalidBox, match="placements"):
         render_meme("classic", ["x"], replace(opts, boxes=((0, 0, 300, 100),)))
+
+
+def test_a_chain_of_rotations_cannot_blow_up_memory() -> None:
+    """Each 45-degree turn grows the image; eight would make a 600 px template ~9,600 px."""
+    many = ("rotate:45",) * 8
+    with pytest.raises(ImageTooLarge, match="pixels per frame"):
+        render_meme("classic", ["x"], RenderOptions(transform=many, sizes=("thumb",)))
+    with pytest.raises(ImageTooLarge, match="pixels per frame"):
+        render_meme("vibe-check", ["x"], RenderOptions(filters=many[:5], sizes=("thumb",)))

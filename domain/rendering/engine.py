@@ -25,7 +25,7 @@ from domain.rendering.errors import (
     RenderError,
     TemplateNotFound,
 )
-from domain.rendering.filters import Filter, apply_filters, parse_filters
+from domain.rendering.filters import MAX_FILTERED_PIXELS, Filter, apply_filters, parse_filters
 from domain.rendering.formats import PRESETS, encode, normalise_format
 from domain.rendering.options import (
     SIZE_LIMITS,
@@ -90,8 +90,9 @@ def _transformed(frames: Frames, filters: Sequence[Filter]) -> Frames:
             Filter(f.name, tuple(a * factor for a in f.args)) if f.name == "crop" else f
             for f in filters
         ]
+    per_frame = MAX_FILTERED_PIXELS // len(frames.images)
     images = [
-        apply_filters(im if im.mode == "RGB" else im.convert("RGB"), filters)
+        apply_filters(im if im.mode == "RGB" else im.convert("RGB"), filters, per_frame)
         for im in frames.images
     ]
     size = images[0].size
@@ -203,7 +204,8 @@ def _render(
             layers.append(layer)
             if layer.fitted.truncated:
                 warnings.append(f"text {i + 1} did not fit box {box.name!r} and was shortened")
-    composed = [_compose(im, layers, filters) for im in base]
+    per_frame = MAX_FILTERED_PIXELS // len(base)
+    composed = [_compose(im, layers, filters, per_frame) for im in base]
     variants = {}
     palette = None
     if fmt == "gif":
@@ -248,12 +250,12 @@ def _resolve(
 
 
 def _compose(
-    frame: Image.Image, layers: Sequence[TextLayer], filters: Sequence[Filter]
+    frame: Image.Image, layers: Sequence[TextLayer], filters: Sequence[Filter], max_pixels: int
 ) -> Image.Image:
     im = frame.copy() if frame.mode == "RGB" else frame.convert("RGB")
     for layer in layers:
         layer.apply(im)
-    return apply_filters(im, filters) if filters else im
+    return apply_filters(im, filters, max_pixels) if filters else im
 
 
 def _parse_boxes(

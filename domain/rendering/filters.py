@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from domain.rendering.errors import InvalidOptions
+from domain.rendering.errors import ImageTooLarge, InvalidOptions
 
 MAX_FILTERS = 8
+#: Pixels all frames of one render may reach through filters (about 120 MB as RGB).
+MAX_FILTERED_PIXELS = 40_000_000
 #: Filters whose one argument is a strength in [0, 1].
 _STRENGTH = {"grayscale", "sepia", "invert", "contrast"}
 
@@ -84,9 +86,18 @@ def _check(name: str, args: tuple[float, ...]) -> None:
         raise InvalidOptions("deepfry strength must be in (0, 3]")
 
 
-def apply_filters(im: Image.Image, filters: Sequence[Filter]) -> Image.Image:
+def apply_filters(
+    im: Image.Image, filters: Sequence[Filter], max_pixels: int = MAX_FILTERED_PIXELS
+) -> Image.Image:
+    """Applies `filters` in order; rotations grow the image, so a chain that would pass
+    `max_pixels` (the caller's share of the budget per frame) is refused at that step."""
     for f in filters:
         im = f(im)
+        if im.width * im.height > max_pixels:
+            raise ImageTooLarge(
+                f"{f.name} makes the image {im.width}x{im.height}; "
+                f"at most {max_pixels:,} pixels per frame"
+            )
     return im
 
 
