@@ -41,6 +41,6 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         case _:
             raise NotImplementedError(f"the {role.name!r} role has no agents yet")
     register(app, settings)
-    recovery.install(app)
+    recovery.keep_messages_on_resume(app)
     observability.install(app, settings, role.name)
     return app

@@ -4,11 +4,10 @@ Faust's `Consumer._drain_messages` hands every message to the conductor through
 `Service.wait_first(callback(message), suspend_flow.wait())`, which creates four asyncio tasks
 and an `asyncio.wait` per message: on this project's 2-core machine that alone caps a no-op
 agent near 4,000 messages/s, while aiokafka fetches over 400,000/s. This loop awaits the
-callback directly and checks the suspend flag between messages, which is what the task dance
-achieves (wait_first does not cancel the callback either: a message handed over before a
-rebalance is still delivered, so consumers must drop messages fetched in an older consumer
-generation; the trending agent does). The rest of the loop (read offsets, gap tracking,
-commit_every) is Faust's, line for line.
+callback directly, which is what the task dance comes to: wait_first does not cancel the
+callback, so a message handed over before a rebalance is delivered either way, and consumers
+must drop messages fetched in an older consumer generation (the trending agent does). The rest
+of the loop (read offsets, gap tracking, commit_every) is Faust's, line for line.
 
 Installed by the trending role only (`install()` in `streams.trending.agents.register`), and
 only on the faust-streaming versions it was read against; on any other version Faust's own loop
@@ -37,7 +36,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     fetcher_should_stop = fetcher._stopped.is_set
     get_read_offset = self._read_offset.__getitem__
     set_read_offset = self._read_offset.__setitem__
-    suspended = self.suspend_flow.is_set
     acks_enabled_for = self.app.topics.acks_enabled_for
     commit_every = self._commit_every
     since_yield = 0
@@ -62,8 +60,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()
-                if suspended():  # a rebalance: Faust seeks to the committed offsets after it
-                    break
+                # Delivered even when the flow is suspended, as Faust's `wait_first` does: a
+                # message dropped here would let the gap check above mark it acknowledged.
                 await callback(message)
                 set_read_offset(tp, offset)
     except self.consumer_stopped_errors:
