@@ -18,6 +18,7 @@ from loadgen.replay import Observer, ReplayResult, Target, replay
 from loadgen.report import build, write_html, write_json
 from loadgen.scenarios import SCENARIOS
 from loadgen.trace import read_header, read_trace
+from producers.kafka_security import librdkafka_security
 
 app = typer.Typer(help="Record load traces and replay them open-loop.", no_args_is_help=True)
 console = Console()
@@ -116,7 +117,9 @@ def replay_cmd(
     pairs = sorted({(t.consumer_group, t.topic) for so in scaled for t in so.kafka_triggers})
     pids = _pids(watch_pid) or discover_pids(settings.stack_path)
     observer = Observer(
-        lag_reader=LagReader(settings.kafka_bootstrap_servers),
+        lag_reader=LagReader(
+            settings.kafka_bootstrap_servers, security=librdkafka_security(settings)
+        ),
         lag_pairs=pairs,
         scaled_objects=scaled,
         rss=RssSampler(pids) if pids else None,

@@ -6,6 +6,7 @@ offset per partition (negative when it never committed) and each partition's lat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -35,8 +36,14 @@ class GroupLag:
 
 
 class LagReader:
-    def __init__(self, bootstrap_servers: str, timeout_s: float = 5.0) -> None:
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        timeout_s: float = 5.0,
+        security: Mapping[str, str] | None = None,
+    ) -> None:
+        """`security`: librdkafka's security keys (producers.kafka_security), for SASL brokers."""
+        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(security or {})})
         self.timeout_s = timeout_s
 
     def read(self, group: str, topic: str) -> GroupLag:

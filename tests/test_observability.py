@@ -422,6 +422,7 @@ def test_lag_reader_matches_committed_and_latest_offsets(stack_settings: Setting
 def test_kafka_security_keys_only_when_configured(stack_settings: Settings) -> None:
     import faust
 
+    from producers.kafka_security import aiokafka_security
     from producers.producer import producer_config
     from streams.kafka_auth import faust_credentials
 
@@ -439,6 +440,10 @@ def test_kafka_security_keys_only_when_configured(stack_settings: Settings) -> N
     assert config["security.protocol"] == "SASL_SSL"
     assert config["sasl.mechanism"] == "SCRAM-SHA-512"
     assert (config["sasl.username"], config["sasl.password"]) == ("memestream-render", "secret")
+    assert aiokafka_security(stack_settings) == {}  # the feed relay's consumers use these
+    kwargs = aiokafka_security(scram)
+    assert (kwargs["security_protocol"], kwargs["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert kwargs["sasl_plain_username"] == "memestream-render" and kwargs["ssl_context"]
     credentials = faust_credentials(scram)
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.ssl_context is not None

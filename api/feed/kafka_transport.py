@@ -17,6 +17,7 @@ from api.feed.transport import backfill_start
 from domain.events import FeedEvent
 from domain.settings import Settings
 from producers.admin import admin_client
+from producers.kafka_security import aiokafka_security
 from producers.serialization import AvroCodec, SerializationError
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class KafkaFeed:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
+            **aiokafka_security(self.settings),
         )
         self.consumer = consumer
         await consumer.start()

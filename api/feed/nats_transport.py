@@ -31,6 +31,7 @@ from api.feed.kafka_transport import YIELD_EVERY
 from api.feed.transport import backfill_start
 from domain.events import FeedEvent
 from domain.settings import Settings
+from producers.kafka_security import aiokafka_security
 from producers.serialization import AvroCodec, SerializationError
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class NatsFeed:
             group_id=f"{self.settings.consumer_group_prefix}-feed-bridge",
             enable_auto_commit=False,
             auto_offset_reset=self.settings.kafka_auto_offset_reset,
+            **aiokafka_security(self.settings),
         )
         await consumer.start()
         try:
