@@ -14,6 +14,7 @@ import asyncio
 import logging
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -120,22 +121,17 @@ class RenderPool:
     async def render(
         self, template_id: str, texts: list[str], options: RenderOptions
     ) -> RenderedMeme:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(
-                self._executor, render_meme, template_id, texts, options
-            )
-        except BrokenProcessPool:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._new()
-            raise RenderError("the renderer crashed on this input") from None
+        return await self._run(partial(render_meme, template_id, texts, options))
 
     async def render_upload(
         self, image: bytes, boxes: list[dict[str, Any]], texts: list[str], options: RenderOptions
     ) -> RenderedMeme:
         """An uploaded template: its stored image and the boxes its uploader defined."""
+        return await self._run(partial(render_upload, image, boxes, options, texts=texts))
+
+    async def _run(self, call: Callable[[], RenderedMeme]) -> RenderedMeme:
+        """Runs a render in the pool; a process the input killed is replaced."""
         loop = asyncio.get_running_loop()
-        call = partial(render_upload, image, boxes, options, texts=texts)
         try:
             return await loop.run_in_executor(self._executor, call)
         except BrokenProcessPool:
