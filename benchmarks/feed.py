@@ -244,7 +244,8 @@ def describe(name: str, values: list[float], expected: int) -> str:
     ms = [v * 1000 for v in values]
     return (
         f"{name}: {len(ms):,}/{expected:,} deliveries, p50 {pct(ms, 0.5):.1f} ms, "
-        f"p99 {pct(ms, 0.99):.1f} ms, max {max(ms, default=float('nan')):.1f} ms"
+        f"p99 {pct(ms, 0.99):.1f} ms, min {min(ms, default=float('nan')):.1f} ms, "
+        f"max {max(ms, default=float('nan')):.1f} ms"
     )
 
 

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
 
     # Local stack and tests.
     stack_dir: Path = Path(".stack")
+    # Faust's own directory per worker app (table metadata, RocksDB when chosen); its default
+    # is the working directory, which left one folder per test run in the checkout.
+    worker_data_dir: Path = Path(".stack/data/workers")
     cache_dir: Path = Path.home() / ".cache" / "memestream"
     test_services: ServiceProvider = ServiceProvider.LOCAL
 

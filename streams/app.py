@@ -16,13 +16,17 @@ def faust_broker_url(bootstrap_servers: str) -> str:
 
 def create_app(role: Role, settings: Settings) -> faust.App:
     """The role's app with its agents registered; `faust.Worker(app).execute_...` runs it."""
+    group_id = role.group_id_for(settings.consumer_group_prefix)
+    data_dir = settings.resolved(settings.worker_data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
-        role.group_id_for(settings.consumer_group_prefix),
+        group_id,
         broker=faust_broker_url(settings.kafka_bootstrap_servers),
         broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
+        datadir=str(data_dir / f"{group_id}-data"),
         producer_acks=-1,
         consumer_auto_offset_reset=settings.kafka_auto_offset_reset,
         broker_session_timeout=settings.kafka_session_timeout_s,

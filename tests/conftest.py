@@ -64,7 +64,8 @@ def render_worker(stack_settings: Settings) -> Iterator[int]:
         "KAFKA_AUTO_OFFSET_RESET": "latest",
     }
     args = ["-m", "streams", "worker", "--role", "render"]
+    group = RENDER.group_id_for(prefix)
+    processes.pin_group_offsets(stack_settings.kafka_bootstrap_servers, group, RENDER.topics)
     with processes.process("worker-render", args, env) as proc:
-        group = RENDER.group_id_for(prefix)
         processes.wait_for_group(stack_settings.kafka_bootstrap_servers, group, proc)
         yield web_port

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,3 +98,29 @@ def wait_for_group(
             return
         time.sleep(0.5)
     raise TimeoutError(f"consumer group {group_id} not stable within {timeout}s")
+
+
+def pin_group_offsets(
+    bootstrap: str, group: str, topics: Iterable[str]
+) -> dict[tuple[str, int], int]:
+    """Commits the topics' current ends for a new group before its worker starts.
+
+    With "latest" and no commits, a worker picks its start only at its first fetch, after the
+    group is already stable, and misses what a test produced in between.
+    """
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        ends = [
+            TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), 10)[1])
+            for t in topics
+            for p in sorted(metadata.topics[t].partitions)
+        ]
+    finally:
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = [ConsumerGroupTopicPartitions(group, ends)]
+    admin.alter_consumer_group_offsets(request)[group].result(timeout=30)
+    return {(tp.topic, tp.partition): tp.offset for tp in ends}

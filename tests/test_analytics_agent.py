@@ -45,10 +45,11 @@ def analytics_worker(
         "ANALYTICS_FLUSH_INTERVAL_S": "0.2",
     }
     args = ["-m", "streams", "worker", "--role", "analytics"]
+    group = ANALYTICS.group_id_for(prefix)
+    bootstrap = stack_settings.kafka_bootstrap_servers
+    processes.pin_group_offsets(bootstrap, group, ANALYTICS.topics)
     with processes.process("worker-analytics", args, env) as proc:
-        processes.wait_for_group(
-            stack_settings.kafka_bootstrap_servers, ANALYTICS.group_id_for(prefix), proc
-        )
+        processes.wait_for_group(bootstrap, group, proc)
         yield f"http://127.0.0.1:{port}"
 
 

@@ -144,31 +144,13 @@ def worker_env(settings: Settings, prefix: str) -> dict[str, str]:
     }
 
 
-def pin_group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
-    """Commits the topics' current ends for a new group: with "latest", a worker would pick
-    its start only when it first fetches, and could miss events produced just before that."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
-    try:
-        ends = [
-            TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), 10)[1])
-            for t in ROLES["trending"].topics
-            for p in range(6)
-        ]
-    finally:
-        consumer.close()
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    request = [ConsumerGroupTopicPartitions(group, ends)]
-    admin.alter_consumer_group_offsets(request)[group].result(timeout=30)
-    return {(tp.topic, tp.partition): tp.offset for tp in ends}
-
-
 def start_worker(
     settings: Settings, prefix: str, name: str, *, new_group: bool = True
 ) -> subprocess.Popen[bytes]:
     if new_group:
-        pin_group_offsets(settings, f"{prefix}-trending")
+        processes.pin_group_offsets(
+            settings.kafka_bootstrap_servers, f"{prefix}-trending", ROLES["trending"].topics
+        )
     processes.ARTIFACTS.mkdir(exist_ok=True)
     log = (processes.ARTIFACTS / f"{name}.log").open("ab")
     proc = subprocess.Popen(
@@ -375,7 +357,9 @@ async def test_sigkill_under_load_then_restart_restores_the_tables(
     trace = make_trace(seed=11, memes=40, users=200, events=6000, now=time.time())
     log = processes.ARTIFACTS / "worker-trending-crash.log"
     log.unlink(missing_ok=True)
-    pins = pin_group_offsets(trending_settings, f"{prefix}-trending")
+    pins = processes.pin_group_offsets(
+        trending_settings.kafka_bootstrap_servers, f"{prefix}-trending", ROLES["trending"].topics
+    )
     proc = start_worker(trending_settings, prefix, "worker-trending-crash", new_group=False)
     try:
         load = asyncio.create_task(produce(trending_settings, trace, rate=1000))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from api.feed.cursor import Cursor
-from api.feed.direct import DirectWriter
+from api.feed.direct import DirectWriter, Route, route, write_each
 from api.feed.history import History
 from api.feed.mailbox import Mailbox
 from api.feed.messages import Message, feed_message, heartbeat
@@ -48,11 +48,23 @@ class Client:
         writer = self.writer
         return writer(frame) if writer is not None else self.mailbox.put(frame)
 
-    def go_direct(self, writer: DirectWriter) -> None:
-        """Flushes what the mailbox holds, in order, then writes directly from now on."""
-        for frame in self.mailbox.take_all():
-            writer(frame)
-        self.writer = writer
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Who gets a channel's broadcasts and how: a socket route or a mailbox."""
+
+    routes: tuple[Route[Client], ...]
+    queued: tuple[Client, ...]
+
+    @classmethod
+    def of(cls, clients: Iterable[Client]) -> Plan:
+        routes, queued = [], []
+        for client in clients:
+            if client.writer is None:
+                queued.append(client)
+            else:
+                routes.append(route(client.writer, client))
+        return cls(tuple(routes), tuple(queued))
 
 
 class Hub:
@@ -61,6 +73,9 @@ class Hub:
         self.queue_size = queue_size
         self.clients: set[Client] = set()
         self.by_channel: dict[str, set[Client]] = {}
+        #: Per channel, its direct clients' routes and its mailbox clients, built on the first
+        #: broadcast after the channel's membership changed.
+        self._plans: dict[str, Plan] = {}
         self.delivered = 0
         self.dropped_slow = 0
         self.listeners: list[Callable[[Client, str, bool], None]] = []
@@ -89,11 +104,20 @@ class Hub:
         for channel in list(client.channels):
             self._leave(client, channel)
 
+    def go_direct(self, client: Client, writer: DirectWriter) -> None:
+        """Flushes what the mailbox holds, in order, then writes directly from now on."""
+        for frame in client.mailbox.take_all():
+            writer(frame)
+        client.writer = writer
+        for channel in client.channels:
+            self._plans.pop(channel, None)
+
     def subscribe(self, client: Client, channels: Iterable[str]) -> None:
         for channel in channels:
             if channel not in client.channels:
                 client.channels.add(channel)
                 self.by_channel.setdefault(channel, set()).add(client)
+                self._plans.pop(channel, None)
                 for listener in self.listeners:
                     listener(client, channel, True)
 
@@ -104,6 +128,7 @@ class Hub:
 
     def _leave(self, client: Client, channel: str) -> None:
         client.channels.discard(channel)
+        self._plans.pop(channel, None)
         members = self.by_channel.get(channel)
         if members is not None:
             members.discard(client)
@@ -126,26 +151,30 @@ class Hub:
         started = time.perf_counter()
         channels = message.channels
         if len(channels) == 1:
-            targets: Iterable[Client] = tuple(self.by_channel.get(channels[0], ()))
+            plan = self._plans.get(channels[0])
+            if plan is None:
+                plan = self._plans[channels[0]] = Plan.of(self.by_channel.get(channels[0], ()))
         else:
             found: set[Client] = set()
             for channel in channels:
                 found.update(self.by_channel.get(channel, ()))
-            targets = found
-        for client in targets:
-            if client.push(message):
-                self.delivered += 1
-            else:
-                self.drop_slow(client)
-        if message.id is not None:
+            plan = Plan.of(found)
+        self._send(plan, message)
+        if message.id is not None:  # feed events, not room chatter
             self.fanout_s.append(time.perf_counter() - started)
 
     def beat(self) -> None:
         """Heartbeat every client at once; a client that cannot take even that is slow."""
-        frame = heartbeat(str(self.cursor))
-        for client in tuple(self.clients):
-            if not client.push(frame):
-                self.drop_slow(client)
+        self._send(Plan.of(self.clients), heartbeat(str(self.cursor)))
+
+    def _send(self, plan: Plan, message: Message) -> None:
+        slow = write_each(plan.routes, message.sse_chunk, message.ws_frame)
+        for client in plan.queued:
+            if not client.mailbox.put(message):
+                slow.append(client)
+        self.delivered += len(plan.routes) + len(plan.queued) - len(slow)
+        for client in slow:
+            self.drop_slow(client)
 
     def drop_slow(self, client: Client) -> None:
         self.dropped_slow += 1

@@ -88,7 +88,7 @@ class EventStream(Response):
 
     async def _direct(self, receive: Receive, writer: DirectWriter) -> None:
         """The hub writes this client's socket; this task only waits for the disconnect."""
-        self.client.go_direct(writer)
+        self.hub.go_direct(self.client, writer)
         try:
             while (await receive())["type"] != "http.disconnect":
                 pass

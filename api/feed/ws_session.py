@@ -296,7 +296,7 @@ async def serve(
     transport = ws_transport(raw_send) if raw_send is not None else None
     sender = None
     if transport is not None:
-        client.go_direct(DirectWriter(WS, transport, relay.direct_limit))
+        hub.go_direct(client, DirectWriter(WS, transport, relay.direct_limit))
     else:
         sender = asyncio.create_task(session.send_loop())
     try:
