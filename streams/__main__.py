@@ -22,8 +22,13 @@ def worker(
 ) -> None:
     """Run the worker of one role until stopped (SIGTERM or Ctrl-C)."""
     import faust
+    import mode.loop
 
     from streams.app import create_app
+
+    # uvloop, as the API runs: Faust's per-message path is mostly futures, queues and
+    # callbacks, which uvloop runs in C (trending worker: +4 % and +38 % in two A/B pairs).
+    mode.loop.use("uvloop")
 
     if role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
