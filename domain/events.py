@@ -25,6 +25,11 @@ class RenderStatus(StrEnum):
     FAILED = "failed"
 
 
+#: Moderation's verdicts that keep a meme out of public places (the `new` channel, trending);
+#: its owner and whoever opens the meme itself still see it.
+HELD_BACK = frozenset({"flagged", "rejected"})
+
+
 class FeedKind(StrEnum):
     REQUESTED = "requested"
     RENDERED = "rendered"
@@ -125,9 +130,14 @@ class MemeRendered(Event):
     @property
     def meme_status(self) -> str:
         """The status stored for the meme: moderation's rejected / flagged win over the render."""
-        if self.moderation in ("rejected", "flagged"):
+        if self.moderation in HELD_BACK:
             return self.moderation
         return self.status.value
+
+    @property
+    def public(self) -> bool:
+        """Rendered and not held back by moderation: what may trend."""
+        return self.status is RenderStatus.RENDERED and self.moderation not in HELD_BACK
 
     @classmethod
     def for_request(cls, request: MemeRequested, **fields: object) -> MemeRendered:

@@ -29,7 +29,14 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from domain.events import Event, MemeDeleted, MemeRequested, View, Vote
+from domain.events import (
+    Event,
+    MemeDeleted,
+    MemeRendered,
+    RenderStatus,
+    View,
+    Vote,
+)
 from domain.ids import new_id
 from domain.settings import Settings
 from producers.producer import EventProducer
@@ -43,7 +50,12 @@ REDIS_DB = 11
 WINDOWS = ("1h", "24h", "7d")
 HALF_LIFE_S = {"1h": 3600 / 4, "24h": 86400 / 4, "7d": 7 * 86400 / 4}
 VIEW_WEIGHT = 0.1
-TOPIC = {Vote: "meme.votes", View: "meme.views", MemeDeleted: "meme.deleted"}
+TOPIC = {
+    Vote: "meme.votes",
+    View: "meme.views",
+    MemeDeleted: "meme.deleted",
+    MemeRendered: "meme.rendered",
+}
 
 
 # -- the offline model ------------------------------------------------------------------------
@@ -345,6 +357,38 @@ async def test_a_deleted_meme_leaves_every_set_within_a_second(
     assert all(rdb.zscore(k, meme_id) is None for k in keys)
 
 
+async def test_a_meme_held_back_for_review_leaves_every_set(
+    worker: str, trending_settings: Settings, rdb: redis.Redis
+) -> None:
+    """Moderation flags a meme after it gathered votes: it stops trending (the feed holds it
+    back too), and later votes do not bring it back."""
+    meme_id, now = new_id(), time.time()
+    votes = [
+        Vote(meme_id=meme_id, user_id=f"u{i}", value=1, occurred_at=_at(now - i)) for i in range(3)
+    ]
+    await produce(trending_settings, votes)
+    wait_until_matches(rdb, list(votes))
+    flagged = MemeRendered(
+        meme_id=meme_id,
+        template_id="drake",
+        status=RenderStatus.RENDERED,
+        variants=[],
+        render_ms=12.0,
+        requested_at=_at(now - 30),
+        moderation="flagged",
+        moderation_reason="review",
+    )
+    await produce(trending_settings, [flagged])
+    keys = [f"trending:{w}" for w in WINDOWS]
+    deadline = time.monotonic() + 5
+    while any(rdb.zscore(k, meme_id) is not None for k in keys):
+        assert time.monotonic() < deadline, "a flagged meme still trends"
+        await asyncio.sleep(0.05)
+    await produce(trending_settings, [Vote(meme_id=meme_id, user_id="late", value=1)])
+    await asyncio.sleep(1.5)
+    assert all(rdb.zscore(k, meme_id) is None for k in keys)
+
+
 async def test_sigkill_under_load_then_restart_restores_the_tables(
     trending_settings: Settings,
 ) -> None:
@@ -425,18 +469,15 @@ def start_api(settings: Settings, redis_url: str) -> tuple[subprocess.Popen[byte
 @pytest.fixture(scope="module")
 async def voted_meme(trending_settings: Settings) -> str:
     """A meme with three up-votes in PostgreSQL, in the refreshed `trending_daily` view."""
-    from sinks.postgres.memes import MemeRepository
     from sinks.postgres.pool import create_pool
     from sinks.postgres.users import UserRepository
     from sinks.postgres.votes import VoteRepository, refresh_trending_daily
+    from tests.data_helpers import insert_meme
 
+    meme_id = insert_meme(trending_settings)  # rendered: only public memes trend
     pool = create_pool(trending_settings)
     await pool.open()
     try:
-        meme_id = new_id()
-        await MemeRepository(pool).add_pending(
-            MemeRequested(meme_id=meme_id, template_id="drake", texts=["a", "b"])
-        )
         users = UserRepository(pool)
         for i in range(3):
             user = await users.create(f"tr_{uuid.uuid4().hex[:12]}_{i}", "correct horse battery")

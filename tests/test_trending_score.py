@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.events import MemeDeleted, View, Vote
+from domain.events import MemeDeleted, MemeRendered, RenderStatus, View, Vote
 from streams.trending.engine import TrendingEngine
 from streams.trending.score import decay, decayed_to, rising, window_score
 from streams.trending.state import MemeState, SeenBatch, SeenIds, VoterState
@@ -190,6 +190,43 @@ def test_a_deleted_meme_ignores_later_events() -> None:
     assert changes.deleted == {MEME}
     assert e.memes[MEME].deleted
     assert e.top(0, 10, NOW) == []
+
+
+def rendered(meme_id: str, status: RenderStatus, moderation: str | None) -> MemeRendered:
+    return MemeRendered(
+        meme_id=meme_id,
+        template_id="drake",
+        status=status,
+        variants=[],
+        render_ms=5.0,
+        requested_at=at(NOW - 20),
+        moderation=moderation,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "moderation", "trends"),
+    [
+        (RenderStatus.RENDERED, None, True),
+        (RenderStatus.RENDERED, "ok", True),
+        (RenderStatus.RENDERED, "flagged", False),
+        (RenderStatus.FAILED, "rejected", False),
+        (RenderStatus.FAILED, None, False),
+    ],
+)
+def test_only_public_memes_trend(
+    status: RenderStatus, moderation: str | None, trends: bool
+) -> None:
+    """A meme moderation holds back for review leaves the sets as a deleted one does."""
+    e = engine()
+    feed = Feed(e)
+    feed(Vote(meme_id=MEME, user_id="ann", value=1, occurred_at=at(NOW - 10)), "meme.votes")
+    feed(Vote(meme_id=OTHER, user_id="ann", value=1, occurred_at=at(NOW - 10)), "meme.votes")
+    feed(rendered(MEME, status, moderation), "meme.rendered")
+    changes = e.drain()
+    assert (MEME in changes.deleted) is not trends
+    ranked = {m for m, _ in e.top(0, 10, NOW)}
+    assert ranked == ({MEME, OTHER} if trends else {OTHER})
 
 
 def test_ranking_and_ties() -> None:

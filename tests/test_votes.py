@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,6 +16,7 @@ from domain.ids import new_id
 from domain.settings import Settings
 from producers.topics import MEME_VOTES
 from sinks.postgres.pool import create_pool
+from sinks.postgres.trending import public_memes
 from sinks.postgres.votes import refresh_trending_daily, trending_daily
 from tests.data_helpers import events_for, insert_meme, kafka_tail, register
 
@@ -88,8 +90,12 @@ def test_trending_daily_view_scores_net_votes(client: TestClient, stack_settings
     users = [register(client, "v") for _ in range(3)]
     client.cookies.clear()
     meme_id = insert_meme(stack_settings)
+    held_back = insert_meme(stack_settings)  # flagged below, after its votes
     for user, value in zip(users, (1, 1, -1), strict=True):
         assert vote(client, meme_id, value, user["headers"]).status_code == 200
+        assert vote(client, held_back, 1, user["headers"]).status_code == 200
+    with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE memes SET status = 'flagged' WHERE id = %s", (held_back,))
 
     async def read() -> list:  # type: ignore[type-arg]
         pool = create_pool(stack_settings)
@@ -102,3 +108,14 @@ def test_trending_daily_view_scores_net_votes(client: TestClient, stack_settings
 
     rows = {r.meme_id: r for r in asyncio.run(read())}
     assert rows[meme_id].score == 1.0 and rows[meme_id].votes == 3
+    assert held_back not in rows  # moderation holds it back: the fallback does not rank it
+
+    async def public() -> set[str]:
+        pool = create_pool(stack_settings)
+        await pool.open()
+        try:
+            return await public_memes(pool, [meme_id, held_back, "not-a-uuid", new_id()])
+        finally:
+            await pool.close()
+
+    assert asyncio.run(public()) == {meme_id}  # what filters the ClickHouse fallback

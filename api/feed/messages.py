@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from api.feed.framing import chunk, ws_frame
-from domain.events import FeedEvent, FeedKind
+from domain.events import HELD_BACK, FeedEvent, FeedKind
 
 NEW = "new"
 TRENDING = "trending"
@@ -32,11 +32,6 @@ def valid_channel(channel: str) -> bool:
         and len(channel.partition(":")[2]) > 0
         and all(c.isalnum() or c in "-_" for c in channel.partition(":")[2])
     )
-
-
-#: Moderation's verdicts that keep a meme out of the public `new` channel: its owner (`user:`)
-#: and whoever watches the meme itself (`meme:`) still hear of it.
-HELD_BACK = frozenset({"flagged", "rejected"})
 
 
 def channels_of(event: FeedEvent) -> tuple[str, ...]:

@@ -5,7 +5,9 @@ or the set is empty, ClickHouse (net votes plus a tenth of views over the window
 then PostgreSQL's `trending_daily` view (net votes per day). The response's `source` says which
 answered. After a fallback answer with Redis up but empty, the set is rewarmed with the fallback
 ranking (the worker's next tick replaces it with stream scores). Scores are comparable within
-one source only. The cursor is an opaque rank offset.
+one source only. Every source ranks public memes only (rendered, not deleted, not held back by
+moderation); ClickHouse counts engagement alone, so its ranking is filtered by PostgreSQL's
+statuses. The cursor is an opaque rank offset.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import BaseModel
 from api.dependencies import ServicesDep
 from api.problems import Problem, unavailable
 from api.ratelimit import RateLimited
+from sinks.postgres.trending import public_memes
 from sinks.postgres.trending import top_memes as postgres_top
 from sinks.redis.client import REDIS_ERRORS
 from sinks.redis.trending import Ranked, TrendingSets
@@ -95,8 +98,15 @@ async def _fallback(
         except Exception as exc:  # any analytics failure means: ask PostgreSQL
             log.info("trending: ClickHouse fallback unavailable: %s", exc)
         else:
-            if rows:
-                return "clickhouse", [Ranked(r["meme_id"], float(r["score"])) for r in rows]
+            ranked = [Ranked(r["meme_id"], float(r["score"])) for r in rows]
+            try:
+                public = await public_memes(services.pool, [r.meme_id for r in ranked])
+            except Exception as exc:  # unfiltered beats no answer; the worker's sets are filtered
+                log.warning("trending: could not filter the ClickHouse ranking: %s", exc)
+            else:
+                ranked = [r for r in ranked if r.meme_id in public]
+            if ranked:
+                return "clickhouse", ranked
     try:
         rows = await postgres_top(services.pool, window, 0, top_n)
     except Exception as exc:

@@ -7,6 +7,8 @@ ties by meme id (descending, as a Redis ZREVRANGE orders them, so a rewarmed set
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from psycopg.rows import dict_row
@@ -33,3 +35,26 @@ async def top_memes(
         )
         rows = await cursor.fetchall()
     return [(r["meme_id"], float(r["score"])) for r in rows]
+
+
+async def public_memes(pool: AsyncConnectionPool, meme_ids: Sequence[str]) -> set[str]:
+    """Which of these memes may trend: rendered, not deleted, not held back by moderation.
+
+    ClickHouse's ranking counts engagement only; this filters it like the view above is.
+    """
+    wanted = []
+    for meme_id in meme_ids:
+        try:
+            wanted.append(uuid.UUID(meme_id))
+        except ValueError:
+            continue
+    if not wanted:
+        return set()
+    async with pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            "SELECT id::text AS id FROM memes WHERE id = ANY(%s) AND status = 'rendered'",
+            (wanted,),
+        )
+        rows = await cursor.fetchall()
+    return {row["id"] for row in rows}

@@ -2,10 +2,11 @@
 
 The agent feeds it batches and then drains what changed (to write the tables' changelogs and
 the sorted sets once per batch, not once per event). Correctness rules, in the order applied:
-a deleted meme ignores everything; an event at or below the meme's last applied offset of its
-topic is a replay and is skipped; an event more than the grace period behind its partition's
-newest event time is too late; a view whose id was seen within the grace period is a duplicate;
-a vote replaces the user's previous one only if it is newer (event time, then event id).
+a deleted meme (or a failed render, or one moderation holds back for review) ignores
+everything; an event at or below the meme's last applied offset of its topic is a replay and is
+skipped; an event more than the grace period behind its partition's newest event time is too
+late; a view whose id was seen within the grace period is a duplicate; a vote replaces the
+user's previous one only if it is newer (event time, then event id).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from domain.events import MemeDeleted, MemeRendered, RenderStatus, View, Vote
+from domain.events import MemeDeleted, MemeRendered, View, Vote
 from streams.trending.score import decay, rising, window_score
 from streams.trending.state import (
     MemeState,
@@ -121,7 +122,8 @@ class TrendingEngine:
                 self.apply_view(event, topic, partition, offset, now)
             case MemeDeleted():
                 self.apply_deleted(event.meme_id, topic, partition, offset)
-            case MemeRendered() if event.status is RenderStatus.FAILED:
+            case MemeRendered() if not event.public:
+                # Failed, or held back for review: out of every set, as a deleted meme is.
                 self.apply_deleted(event.meme_id, topic, partition, offset)
             case _:
                 self.stats["ignored"] += 1
