@@ -13,7 +13,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from api.feed.cursor import Cursor
@@ -49,33 +49,50 @@ class Client:
         return writer(frame) if writer is not None else self.mailbox.put(frame)
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Who gets a channel's broadcasts and how: a socket route or a mailbox."""
+@dataclass(eq=False, slots=True)
+class Members:
+    """Clients ready for a broadcast: a socket route each, or a mailbox.
 
-    routes: tuple[Route[Client], ...]
-    queued: tuple[Client, ...]
+    Kept up to date as clients come, go and switch to direct writes, so a broadcast allocates
+    nothing: rebuilding 10,000 routes at broadcast time set off full garbage collections of
+    the 20,000-connection heap in the middle of the fan-out (p99 near a second).
+    """
 
-    @classmethod
-    def of(cls, clients: Iterable[Client]) -> Plan:
-        routes, queued = [], []
-        for client in clients:
-            if client.writer is None:
-                queued.append(client)
-            else:
-                routes.append(route(client.writer, client))
-        return cls(tuple(routes), tuple(queued))
+    routes: dict[Client, Route[Client]] = field(default_factory=dict)
+    queued: dict[Client, None] = field(default_factory=dict)
+
+    def add(self, client: Client) -> None:
+        if client.writer is None:
+            self.queued[client] = None
+        else:
+            self.queued.pop(client, None)
+            self.routes[client] = route(client.writer, client)
+
+    def discard(self, client: Client) -> None:
+        self.routes.pop(client, None)
+        self.queued.pop(client, None)
+
+    def update(self, other: Members) -> None:
+        self.routes.update(other.routes)
+        self.queued.update(other.queued)
+
+    def __contains__(self, client: object) -> bool:
+        return client in self.routes or client in self.queued
+
+    def __len__(self) -> int:
+        return len(self.routes) + len(self.queued)
+
+    def __iter__(self) -> Iterator[Client]:
+        yield from self.routes
+        yield from self.queued
 
 
 class Hub:
     def __init__(self, tag: str, history_size: int, queue_size: int) -> None:
         self.history = History(tag, history_size)
         self.queue_size = queue_size
-        self.clients: set[Client] = set()
-        self.by_channel: dict[str, set[Client]] = {}
-        #: Per channel, its direct clients' routes and its mailbox clients, built on the first
-        #: broadcast after the channel's membership changed.
-        self._plans: dict[str, Plan] = {}
+        self.clients = Members()
+        self.by_channel: dict[str, Members] = {}
         self.delivered = 0
         self.dropped_slow = 0
         self.listeners: list[Callable[[Client, str, bool], None]] = []
@@ -109,15 +126,16 @@ class Hub:
         for frame in client.mailbox.take_all():
             writer(frame)
         client.writer = writer
-        for channel in client.channels:
-            self._plans.pop(channel, None)
+        if client in self.clients:
+            self.clients.add(client)
+            for channel in client.channels:
+                self.by_channel[channel].add(client)
 
     def subscribe(self, client: Client, channels: Iterable[str]) -> None:
         for channel in channels:
             if channel not in client.channels:
                 client.channels.add(channel)
-                self.by_channel.setdefault(channel, set()).add(client)
-                self._plans.pop(channel, None)
+                self.by_channel.setdefault(channel, Members()).add(client)
                 for listener in self.listeners:
                     listener(client, channel, True)
 
@@ -128,7 +146,6 @@ class Hub:
 
     def _leave(self, client: Client, channel: str) -> None:
         client.channels.discard(channel)
-        self._plans.pop(channel, None)
         members = self.by_channel.get(channel)
         if members is not None:
             members.discard(client)
@@ -151,29 +168,29 @@ class Hub:
         started = time.perf_counter()
         channels = message.channels
         if len(channels) == 1:
-            plan = self._plans.get(channels[0])
-            if plan is None:
-                plan = self._plans[channels[0]] = Plan.of(self.by_channel.get(channels[0], ()))
+            members = self.by_channel.get(channels[0]) or Members()
         else:
-            found: set[Client] = set()
+            members = Members()
             for channel in channels:
-                found.update(self.by_channel.get(channel, ()))
-            plan = Plan.of(found)
-        self._send(plan, message)
+                found = self.by_channel.get(channel)
+                if found is not None:
+                    members.update(found)
+        self._send(members, message)
         if message.id is not None:  # feed events, not room chatter
             self.fanout_s.append(time.perf_counter() - started)
 
     def beat(self) -> None:
         """Heartbeat every client at once; a client that cannot take even that is slow."""
-        self._send(Plan.of(self.clients), heartbeat(str(self.cursor)))
+        self._send(self.clients, heartbeat(str(self.cursor)))
 
-    def _send(self, plan: Plan, message: Message) -> None:
-        slow = write_each(plan.routes, message.sse_chunk, message.ws_frame)
-        for client in plan.queued:
+    def _send(self, members: Members, message: Message) -> None:
+        routes, queued = members.routes, members.queued
+        slow = write_each(routes.values(), message.sse_chunk, message.ws_frame)
+        for client in queued:
             if not client.mailbox.put(message):
                 slow.append(client)
-        self.delivered += len(plan.routes) + len(plan.queued) - len(slow)
-        for client in slow:
+        self.delivered += len(routes) + len(queued) - len(slow)
+        for client in slow:  # after the loops: dropping changes the members
             self.drop_slow(client)
 
     def drop_slow(self, client: Client) -> None:
@@ -192,7 +209,7 @@ class Hub:
             "cursor": str(self.cursor),
             "delivered": self.delivered,
             "dropped_slow": self.dropped_slow,
-            "direct": sum(1 for c in self.clients if c.writer is not None),
+            "direct": len(self.clients.routes),
             "fanout_ms": _percentiles(self.fanout_s),
         }
 
