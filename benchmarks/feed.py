@@ -201,6 +201,34 @@ def client_process(kind: str, n: int, port: int, pipe: Connection) -> None:
 
 
 # ---- the benchmark -------------------------------------------------------------------------
+def send_floor_us(n: int = 2_000, rounds: int = 7) -> float:
+    """The machine's price of one small loopback TCP send (median of rounds, in µs): what a
+    fan-out to n clients cannot go below, measured in the same run as the figures it frames."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=n)
+    port = listener.getsockname()[1]
+    clients, accepted = [], []
+    try:
+        for _ in range(n):
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+            accepted.append(listener.accept()[0])
+        payload = b"x" * 250
+        timings = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for sock in accepted:
+                sock.send(payload)
+            timings.append((time.perf_counter() - started) / n * 1e6)
+            for sock in clients:
+                sock.recv(4096)
+        return sorted(timings)[rounds // 2]
+    finally:
+        for sock in clients + accepted:
+            sock.close()
+        listener.close()
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -281,6 +309,8 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     results: list[Result] = []
     print(f"cores {os.cpu_count()}, fd limit {limit}, {PER_KIND:,} SSE + {PER_KIND:,} WS")
+    floor = send_floor_us()
+    print(f"one loopback send on this machine now: {floor:.2f} us (the fan-out's floor per client)")
     try:
         with process("bench-api-feed", args, env) as api:
             url = f"http://127.0.0.1:{port}"
@@ -358,7 +388,8 @@ def main() -> None:
             "figure": (
                 f"p50 {pct(sse_only, 0.5) * 1000:.1f} ms, p99 {p99_10k:.1f} ms at "
                 f"{first_held:,} SSE; p99 {p99_20k:.1f} ms at {all_held:,} SSE+WS; server "
-                f"fan-out p99 {fanouts[0].get('p99')} ms / {fanouts[-1].get('p99')} ms"
+                f"fan-out p99 {fanouts[0].get('p99')} ms / {fanouts[-1].get('p99')} ms "
+                f"(a bare loopback send {floor:.1f} us here, x10,000 = {floor * 10:.0f} ms)"
             ),
             "method": (
                 f"{BROADCASTS} FeedEvents at {1 / BROADCAST_GAP_S:.0f}/s through Kafka to one "
