@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from confluent_kafka import ConsumerGroupState, KafkaException
+import tenacity
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from domain.settings import PROJECT_ROOT
@@ -106,21 +107,51 @@ def pin_group_offsets(
     """Commits the topics' current ends for a new group before its worker starts.
 
     With "latest" and no commits, a worker picks its start only at its first fetch, after the
-    group is already stable, and misses what a test produced in between.
+    group is already stable, and misses what a test produced in between. Retried while the
+    broker is still electing the leaders of topics it has just created.
     """
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    ends = _topic_ends(bootstrap, group, tuple(topics))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = [ConsumerGroupTopicPartitions(group, ends)]
+    admin.alter_consumer_group_offsets(request)[group].result(timeout=30)
+    return {(tp.topic, tp.partition): tp.offset for tp in ends}
+
+
+_ELECTING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def _retriable(exc: BaseException) -> bool:
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable()) or error.code() in _ELECTING
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(_retriable),
+    wait=tenacity.wait_fixed(0.5),
+    stop=tenacity.stop_after_delay(60),
+    reraise=True,
+)
+def _topic_ends(bootstrap: str, group: str, topics: tuple[str, ...]) -> list[TopicPartition]:
+    from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         metadata = consumer.list_topics(timeout=10)
-        ends = [
+        return [
             TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), 10)[1])
             for t in topics
             for p in sorted(metadata.topics[t].partitions)
         ]
     finally:
         consumer.close()
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    request = [ConsumerGroupTopicPartitions(group, ends)]
-    admin.alter_consumer_group_offsets(request)[group].result(timeout=30)
-    return {(tp.topic, tp.partition): tp.offset for tp in ends}
