@@ -44,10 +44,6 @@ class Client:
     #: only holds what arrived before that.
     writer: DirectWriter | None = None
 
-    def push(self, frame: Frame) -> bool:
-        writer = self.writer
-        return writer(frame) if writer is not None else self.mailbox.put(frame)
-
 
 @dataclass(eq=False, slots=True)
 class Members:
