@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 import tenacity
-from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from domain.settings import PROJECT_ROOT
@@ -110,8 +117,6 @@ def pin_group_offsets(
     group is already stable, and misses what a test produced in between. Retried while the
     broker is still electing the leaders of topics it has just created.
     """
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
     ends = _topic_ends(bootstrap, group, tuple(topics))
     admin = AdminClient({"bootstrap.servers": bootstrap})
     request = [ConsumerGroupTopicPartitions(group, ends)]
@@ -143,8 +148,6 @@ def _retriable(exc: BaseException) -> bool:
     reraise=True,
 )
 def _topic_ends(bootstrap: str, group: str, topics: tuple[str, ...]) -> list[TopicPartition]:
-    from confluent_kafka import Consumer
-
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         metadata = consumer.list_topics(timeout=10)
