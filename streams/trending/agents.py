@@ -1,11 +1,12 @@
 """The `trending` role's Faust agent, table and timers.
 
 One agent reads the four co-partitioned topics (all keyed by meme id, same partition count) in
-batches (`take_events`): it applies the batch to the engine, writes each changed record once to
-the table's changelog (explicitly to the source partition, so a table partition always holds the
-memes of the same-numbered topic partitions) and updates the sorted sets in one pipelined round
-trip. Faust commits offsets only after the producer flushed those changelog writes
-(at-least-once; replays are absorbed, see engine.py and state.py).
+batches of what the consumer fetched (`streams/batches.py`): it applies the batch to the
+engine, writes each changed record once to the table's changelog (explicitly to the source
+partition, so a table partition always holds the memes of the same-numbered topic partitions)
+and updates the sorted sets in one pipelined round trip. Faust commits offsets only after the
+producer flushed those changelog writes (at-least-once; replays are absorbed, see engine.py
+and state.py).
 
 Every second, the vote counts that changed go to `meme.feed` (the 200 best-scored memes at
 most: a live feed, not a log). The tick (every TRENDING_TICK_S) drops buckets that left their
@@ -27,6 +28,7 @@ import time
 from typing import Any
 
 import faust
+from faust.types import Message
 
 from domain.events import FeedEvent, FeedKind
 from domain.settings import Settings
@@ -35,9 +37,9 @@ from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
 from sinks.redis.trending import Decay, TrendingSets, set_key
+from streams import batches
 from streams.dlq import dead_letter, message_headers
 from streams.roles import TRENDING
-from streams.trending import fastdrain
 from streams.trending.engine import Changes, TrendingEngine
 from streams.trending.score import decayed_to
 from streams.trending.state import (
@@ -211,14 +213,13 @@ class TrendingWorker:
 
     # -- the batch path -------------------------------------------------------------------
 
-    async def process(self, events: list[faust.EventT[Any]]) -> None:
+    async def process(self, messages: list[Message]) -> None:
         self.start()
         self.ensure_loaded()
         now = time.time()
         owned = self.app.consumer.assignment()
         generation = self.app.consumer_generation_id
-        for event in events:
-            message = event.message
+        for message in messages:
             # Fetched before the last rebalance: Faust seeks back to the committed offset and
             # delivers it again, in order; applying this copy first would make the per-meme
             # offset check skip the messages before it.
@@ -226,7 +227,7 @@ class TrendingWorker:
                 self.engine.stats["stale_generation"] += 1
                 continue
             try:
-                decoded = self.codec.decode(event.value)
+                decoded = self.codec.decode(message.value)
             except SerializationError as exc:
                 assert self.producer is not None
                 await dead_letter(
@@ -235,8 +236,8 @@ class TrendingWorker:
                     topic=message.topic,
                     partition=message.partition,
                     offset=message.offset,
-                    key=event.key,
-                    value=event.value,
+                    key=message.key,
+                    value=message.value,
                     headers=message_headers(message.headers),
                 )
                 continue
@@ -247,7 +248,7 @@ class TrendingWorker:
                 offset=message.offset,
                 now=now,
             )
-        self.processed += len(events)
+        self.processed += len(messages)
         self.batches += 1
         changes = self.engine.drain()
         self.persist(changes)
@@ -482,9 +483,10 @@ class TrendingWorker:
 def register(app: faust.App, settings: Settings) -> None:
     # A killed worker's partitions move after 10 s instead of Faust's default 60 s.
     app.conf.broker_session_timeout = 10.0
-    fastdrain.install()
+    batches.install()
     worker = TrendingWorker(app, settings, TrendingTable(app))
     topic = app.topic(*TRENDING.topics, key_serializer="raw", value_serializer="raw")
+    fetched = batches.route(app, topic, limit=settings.trending_batch_max)
 
     @app.on_partitions_revoked.connect
     async def forget_state(*_: Any, **__: Any) -> None:
@@ -500,10 +502,8 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.agent(topic)
     async def trending(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(
-            settings.trending_batch_max, within=settings.trending_batch_within_s
-        ):
-            await worker.process(list(events))
+        async for messages in fetched.of(stream, within=settings.trending_batch_within_s):
+            await worker.process(messages)
 
     @app.page("/trending/stats/")
     async def trending_stats(web: Any, request: Any) -> Any:
