@@ -125,10 +125,21 @@ def _apply_clickhouse_schema(settings: Settings) -> None:
 
 
 def _ensure_topics(settings: Settings) -> None:
-    from producers.admin import ensure_topics
+    """Create missing topics and reconcile the rest, saying what changed on the broker."""
+    from producers.admin import reconcile_topics
 
-    ensure_topics(settings)
-    console.print("topics: [green]created or already there[/green]")
+    changes = reconcile_topics(settings)
+    if changes.created:
+        console.print(f"topics: [green]created[/green] {', '.join(changes.created)}")
+    for name, (before, after) in changes.grown.items():
+        console.print(f"topics: [yellow]{name}[/yellow] partitions {before} -> {after}")
+    for name, config in changes.reconfigured.items():
+        settings_text = ", ".join(f"{k}={v}" for k, v in config.items())
+        console.print(f"topics: [yellow]{name}[/yellow] set {settings_text}")
+    for warning in changes.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    if not (changes.created or changes.grown or changes.reconfigured):
+        console.print("topics: [green]up to date[/green]")
 
 
 def _app_processes(settings: Settings, stack: Stack) -> list[ManagedProcess]:
@@ -310,10 +321,14 @@ def migrate() -> None:
 @app.command()
 def topics(
     create: Annotated[
-        bool, typer.Option("--create/--no-create", help="Create missing topics in Kafka first.")
+        bool,
+        typer.Option(
+            "--create/--no-create",
+            help="Create missing topics and reconcile partitions and configs in Kafka first.",
+        ),
     ] = True,
 ) -> None:
-    """Create the registry's topics in Kafka (idempotent) and list them."""
+    """Make Kafka's topics match the registry (idempotent) and list them."""
     if create:
         _ensure_topics(get_settings())
     from producers.topics import ALL_TOPICS
