@@ -117,10 +117,6 @@ def test_full_upload_spool_gives_a_clear_error(
     print(f"\nupload with a full spool: {response.status_code} {response.text[:200]}")
     assert health.status_code == 200
     assert "disk full template" not in listed.text, "nothing half-created"
-    if response.status_code == 500:
-        pytest.xfail(
-            "api/uploads.py spooled() lets OSError ENOSPC escape: a full spool folder is a 500, "
-            "not a problem+json 507/503"
-        )
     assert response.status_code in {503, 507}, response.text
+    assert "retry-after" in response.headers, "a full disk is temporary: say when to retry"
     assert response.headers.get("content-type", "").startswith("application/problem+json")
