@@ -79,7 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=observability.TELEMETRY,
     )
     problems.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        upload_max_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RateLimitHeaders)
     app.include_router(health.router)
     app.include_router(auth.router)

@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+#: Largest image the rendering engine decodes (domain/rendering/decode.py's MAX_INPUT_BYTES):
+#: MAX_UPLOAD_BYTES may lower the upload limit, never raise it past what renders.
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+
 
 class ImageQuality(StrEnum):
     LOW = "low"
@@ -104,8 +108,13 @@ class Settings(BaseSettings):
     feed_presence_ttl_s: int = Field(30, ge=2)
     feed_draft_ttl_s: int = Field(7 * 24 * 3600, ge=60)
 
-    # Limits.
+    # Limits. MAX_BODY_BYTES bounds JSON bodies; image uploads (template upload, image
+    # suggestion) get MAX_UPLOAD_BYTES instead, so 10 MB+ images are accepted.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_upload_bytes: int = Field(MAX_IMAGE_BYTES, ge=1024, le=MAX_IMAGE_BYTES)
+    # Animation frame cap of uploads and renders alike: an upload accepted is an upload that
+    # renders (the engine refuses more than 1000).
+    max_frames: int = Field(120, ge=1, le=1000)
     max_text_length: int = Field(500, ge=1)
     max_text_boxes: int = Field(10, ge=1)
     generation_timeout_s: float = Field(10.0, gt=0)

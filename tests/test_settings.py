@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from domain.settings import ImageQuality, ModelSize, Settings, StorageBackend
+from domain.settings import (
+    MAX_IMAGE_BYTES,
+    ImageQuality,
+    ModelSize,
+    Settings,
+    StorageBackend,
+    get_settings,
+)
 
 
 def test_plan_names_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,3 +57,44 @@ def test_relative_paths_resolve_from_the_project_root() -> None:
     settings = Settings()
     assert settings.stack_path == PROJECT_ROOT / ".stack"
     assert (PROJECT_ROOT / "pyproject.toml").exists()
+
+
+def test_upload_and_frame_limits_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from domain.rendering.decode import MAX_INPUT_BYTES
+
+    monkeypatch.delenv("MAX_UPLOAD_BYTES", raising=False)
+    monkeypatch.delenv("MAX_BODY_BYTES", raising=False)
+    defaults = Settings()
+    # Uploads default to what the engine decodes, and may not exceed it (it would not render).
+    assert defaults.max_upload_bytes == MAX_IMAGE_BYTES == MAX_INPUT_BYTES
+    assert defaults.max_body_bytes < 10_000_000 < defaults.max_upload_bytes
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", str(12 * 1024 * 1024))
+    monkeypatch.setenv("MAX_FRAMES", "40")
+    settings = Settings()
+    assert (settings.max_upload_bytes, settings.max_frames) == (12 * 1024 * 1024, 40)
+    for name, value in (("MAX_UPLOAD_BYTES", str(MAX_IMAGE_BYTES + 1)), ("MAX_FRAMES", "0")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()
+
+
+def test_max_frames_is_the_one_cap_of_templates_and_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from domain.rendering.options import DEFAULT_MAX_FRAMES, RenderOptions
+    from domain.templates.catalog import template_from_config
+
+    monkeypatch.delenv("MAX_FRAMES", raising=False)
+    assert Settings().max_frames == DEFAULT_MAX_FRAMES == 120
+    config = {"size": [64, 64], "artwork": {}, "boxes": [{"x": 0, "y": 0, "width": 8, "height": 8}]}
+    monkeypatch.setenv("MAX_FRAMES", "7")
+    get_settings.cache_clear()
+    try:
+        assert RenderOptions().max_frames == 7
+        assert template_from_config("ok", config | {"animation": {"frames": 7}}).frame_count == 7
+        with pytest.raises(ValueError, match=r"1\.\.7 \(MAX_FRAMES\)"):
+            template_from_config("long", config | {"animation": {"frames": 8}})
+    finally:
+        get_settings.cache_clear()

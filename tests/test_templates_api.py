@@ -5,20 +5,24 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import time
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
+from api.limits import MULTIPART_OVERHEAD
 from api.uploads import cleanup
-from domain.settings import Settings
+from domain.settings import MAX_IMAGE_BYTES, Settings
 from domain.templates import TemplateCatalog
+from loadgen.images import noise_png
 from sinks.postgres.templates import seed_templates
 from sinks.storage import object_store
 from tests.data_helpers import insert_meme, register
@@ -137,23 +141,133 @@ def test_bad_uploads_are_refused(  # type: ignore[no-untyped-def]
     assert response.json()["type"].endswith("/" + slug)
 
 
-def test_upload_needs_an_account_and_a_small_file(
-    client: TestClient,
-    user: dict,
-    settings: Settings,  # type: ignore[type-arg]
-) -> None:
+def test_upload_needs_an_account(client: TestClient) -> None:
     anonymous = client.post(
         "/api/templates", data={"name": "x"}, files={"file": ("f.png", png(), "image/png")}
     )
     assert anonymous.status_code == 401
-    big = os.urandom(settings.max_body_bytes + 10)
-    too_big = client.post(
+
+
+def test_a_10_mb_png_is_accepted(client: TestClient, user: dict, settings: Settings) -> None:  # type: ignore[type-arg]
+    """The loadgen memory scenario's upload: 10.5 MB, ten times the JSON body limit."""
+    big = noise_png(5, 1871, 1871)
+    assert len(big) > 10_000_000 and len(big) > settings.max_body_bytes
+    response = client.post(
         "/api/templates",
         headers=user["headers"],
-        data={"name": "x"},
-        files={"file": ("f.png", big, "image/png")},
+        data={"name": "big noise"},
+        files={"file": ("big.png", big, "image/png")},
     )
-    assert too_big.status_code == 413
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["width"], body["height"]) == (1871, 1871)
+    key = f"templates/uploads/{body['id']}/original.png"
+    assert len(object_store(settings).get(key).data) == len(big)
+
+
+def test_uploads_have_their_own_limit_and_json_keeps_its_own(settings: Settings) -> None:
+    """MAX_UPLOAD_BYTES bounds image uploads (body and file), MAX_BODY_BYTES everything else."""
+    limit = 2 * 1024 * 1024
+    small = settings.model_copy(update={"max_upload_bytes": limit})
+    with TestClient(create_app(small)) as client:
+        account = register(client, "lim")
+        client.cookies.clear()
+
+        def upload(content: bytes) -> httpx.Response:
+            return client.post(
+                "/api/templates",
+                headers=account["headers"],
+                data={"name": "limit"},
+                files={"file": ("f.png", content, "image/png")},
+            )
+
+        # Over the JSON limit, within the upload limit: accepted.
+        fits = noise_png(1, 700, 700)
+        assert settings.max_body_bytes < len(fits) < limit
+        assert upload(fits).status_code == 201
+        # A body over the limit is refused by the middleware, a file over it while spooling.
+        too_big = upload(os.urandom(limit + MULTIPART_OVERHEAD))
+        assert too_big.status_code == 413, too_big.text
+        assert too_big.headers["content-type"].startswith("application/problem+json")
+        assert too_big.json()["type"].endswith("/payload-too-large")
+        assert "MAX_UPLOAD_BYTES" in too_big.json()["detail"]
+        file_too_big = upload(os.urandom(limit + 1))
+        assert file_too_big.status_code == 413, file_too_big.text
+        assert file_too_big.json()["type"].endswith("/payload-too-large")
+        # JSON bodies stay at MAX_BODY_BYTES, even on the upload routes' paths.
+        text = "x" * (settings.max_body_bytes + 1)
+        json_body = client.post("/api/templates/suggest", json={"text": text})
+        assert json_body.status_code == 413
+        assert "MAX_BODY_BYTES" in json_body.json()["detail"]
+
+
+def test_a_too_large_upload_is_refused_before_its_body_is_sent(api_url: str) -> None:
+    """A declared length over the limit is answered at once: the server reads none of it."""
+    declared = 3 * MAX_IMAGE_BYTES
+    host, port = api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            "POST /api/templates HTTP/1.1\r\n"
+            f"Host: {host}\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {declared}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"--x\r\n" + b"\0" * 65536)  # and nothing more
+        reader = sock.makefile("rb")
+        status = reader.readline().split()
+        headers = {}
+        while line := reader.readline().strip():
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        body = reader.read(int(headers["content-length"]))
+    assert status[1] == b"413", (status, headers, body)
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["type"].endswith("/payload-too-large")
+
+
+def _gif(frames: int, size: tuple[int, int] = (48, 48)) -> bytes:
+    """An animation whose frames all differ (GIF writers merge identical ones)."""
+    images = []
+    for i in range(frames):
+        im = Image.new("RGB", size, (i % 256, (i * 7) % 256, (i * 13) % 256))
+        im.putpixel((i % size[0], (i // size[0]) % size[1]), (255, 255, 255))
+        images.append(im.convert("P", palette=Image.Palette.ADAPTIVE))
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
+    return buffer.getvalue()
+
+
+def test_an_animation_over_max_frames_is_refused(
+    client: TestClient,
+    user: dict,
+    settings: Settings,  # type: ignore[type-arg]
+) -> None:
+    """The render worker refuses more than MAX_FRAMES frames, so the upload does too."""
+    response = client.post(
+        "/api/templates",
+        headers=user["headers"],
+        data={"name": "too long"},
+        files={"file": ("long.gif", _gif(settings.max_frames + 1), "image/gif")},
+    )
+    assert response.status_code == 413, response.text
+    body = response.json()
+    assert body["type"].endswith("/too-many-frames")
+    assert f"MAX_FRAMES is {settings.max_frames}" in body["detail"]
+
+
+def test_max_frames_is_read_from_the_environment(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"max_frames": 5}))) as client:
+        account = register(client, "fr")
+        client.cookies.clear()
+        for frames, status in ((6, 413), (5, 201)):
+            response = client.post(
+                "/api/templates",
+                headers=account["headers"],
+                data={"name": "frames"},
+                files={"file": ("f.gif", _gif(frames), "image/gif")},
+            )
+            assert response.status_code == status, response.text
+        assert response.json()["frame_count"] == 5
 
 
 def test_cleanup_removes_only_stale_spooled_files(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ Listing and search read PostgreSQL's `templates` table (the file catalog is seed
 `memestream migrate`). Uploads need an account; the image is validated by the rendering
 engine's decoder (`domain.rendering.decode`: signature vs declared type, pixel and frame bounds,
 decompression bombs), the boxes by the catalog's own rules, then the original bytes go to
-object storage (`templates/uploads/<id>/original.<ext>`) and the row to PostgreSQL.
+object storage (`templates/uploads/<id>/original.<ext>`) and the row to PostgreSQL. The file may
+be up to MAX_UPLOAD_BYTES (not the JSON limit) and have up to MAX_FRAMES frames, the same cap
+the render worker applies, so an accepted upload is one that renders.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from api.problems import Problem, unavailable
 from api.ratelimit import RateLimited
 from api.uploads import UploadTooLarge, spooled
 from domain.rendering.decode import decode, sniff
-from domain.rendering.errors import RenderError
-from domain.templates.catalog import MAX_TEMPLATE_FRAMES, template_from_config
+from domain.rendering.errors import RenderError, TooManyFrames
+from domain.templates.catalog import template_from_config
 from sinks.postgres.templates import NewUpload, TemplateExists, TemplateRecord
 
 router = APIRouter(prefix="/api/templates", tags=["templates"], dependencies=[RateLimited])
@@ -209,7 +211,8 @@ def _default_boxes(width: int, height: int) -> list[dict[str, Any]]:
     },
     summary="Upload a template image (multipart) with optional caption boxes",
     description=(
-        "`file`: the image (JPEG, PNG, GIF or WebP; at most MAX_BODY_BYTES in total). `boxes`: "
+        "`file`: the image (JPEG, PNG, GIF or WebP; at most MAX_UPLOAD_BYTES bytes and "
+        "MAX_FRAMES frames). `boxes`: "
         "a JSON list of boxes in image pixels, e.g. "
         '`[{"x": 10, "y": 10, "width": 300, "height": 80}]`; default: top and bottom bands.'
     ),
@@ -229,7 +232,8 @@ async def upload_template(
     settings = services.settings
     folder = settings.resolved(settings.upload_tmp_dir)
     try:
-        async with spooled(file, folder, settings.max_body_bytes) as path:
+        async with spooled(file, folder, settings.max_upload_bytes) as path:
+            # Whole in memory once: the decoder takes bytes and storage stores them.
             raw = await asyncio.to_thread(path.read_bytes)
     except UploadTooLarge as exc:
         raise Problem(413, "payload-too-large", "The file is too large", str(exc)) from exc
@@ -243,8 +247,15 @@ async def upload_template(
         ) from exc
     try:
         frames = await asyncio.to_thread(
-            decode, raw, claimed_type=file.content_type, max_frames=MAX_TEMPLATE_FRAMES
+            decode,
+            raw,
+            claimed_type=file.content_type,
+            max_frames=settings.max_frames,
+            max_bytes=settings.max_upload_bytes,
         )
+    except TooManyFrames as exc:
+        detail = f"{exc} (MAX_FRAMES is {settings.max_frames})"
+        raise Problem(413, "too-many-frames", "The animation has too many frames", detail) from exc
     except RenderError as exc:
         slug = {413: "image-too-large", 415: "unsupported-image"}.get(
             exc.status_code, "invalid-image"
@@ -267,6 +278,7 @@ async def upload_template(
                 "artwork": {},
                 "animation": {"frames": len(frames.images)},
             },
+            max_frames=settings.max_frames,
         )
     except (ValueError, TypeError, KeyError) as exc:
         raise Problem(422, "invalid-boxes", "The template is not valid", str(exc)) from exc

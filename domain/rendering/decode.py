@@ -23,10 +23,11 @@ from domain.rendering.errors import (
 )
 from domain.rendering.options import DEFAULT_MAX_FRAMES
 from domain.rendering.sizing import jpeg_draft_request
+from domain.settings import MAX_IMAGE_BYTES
 from domain.templates.frames import Frames
 
 #: Largest accepted input file (uploads and template images): 25 MiB.
-MAX_INPUT_BYTES = 25 * 1024 * 1024
+MAX_INPUT_BYTES = MAX_IMAGE_BYTES
 #: Largest accepted frame, in pixels (e.g. 8000 x 5000).
 MAX_PIXELS = 40_000_000
 #: Largest accepted side, whatever the pixel count.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.settings import ImageQuality
+from domain.settings import ImageQuality, Settings, get_settings
 
 FORMATS = ("jpeg", "png", "webp", "gif")
 SIZES = ("full", "medium", "thumb")
@@ -21,8 +21,14 @@ MEDIA_TYPES = {
     "gif": "image/gif",
 }
 
-#: Default cap on animation frames; longer inputs are rejected, not silently cut.
-DEFAULT_MAX_FRAMES = 120
+#: Default cap on animation frames; longer inputs are rejected, not silently cut. MAX_FRAMES
+#: (domain/settings.py) is the one source: this is its default, for callers without settings.
+DEFAULT_MAX_FRAMES: int = Settings.model_fields["max_frames"].default
+
+
+def _max_frames() -> int:
+    """MAX_FRAMES of this process, so uploads and renders agree on the cap."""
+    return get_settings().max_frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +39,7 @@ class RenderOptions:
     quality: ImageQuality | None = None
     sizes: tuple[str, ...] = SIZES
     filters: tuple[str, ...] = ()
-    max_frames: int = DEFAULT_MAX_FRAMES
+    max_frames: int = field(default_factory=_max_frames)
     #: Filters applied to the template's frames before the text (the editor's rotate, crop
     #: and colour filter); box positions are then relative to the transformed image.
     transform: tuple[str, ...] = ()

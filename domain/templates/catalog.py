@@ -21,7 +21,6 @@ from domain.templates.model import Template, TextBox
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_TEMPLATE_SIDE = 4096
-MAX_TEMPLATE_FRAMES = 200
 _BOX_FIELDS = {f.name for f in fields(TextBox)}
 
 
@@ -107,9 +106,21 @@ def load_template(config_path: Path) -> Template:
         raise TemplateConfigError(f"{config_path}: {exc}") from exc
 
 
+def max_template_frames() -> int:
+    """MAX_FRAMES: a template with more frames could never render, so it is refused up front."""
+    from domain.settings import get_settings
+
+    return get_settings().max_frames
+
+
 def template_from_config(
-    template_id: str, raw: Mapping[str, Any], folder: Path | None = None
+    template_id: str,
+    raw: Mapping[str, Any],
+    folder: Path | None = None,
+    *,
+    max_frames: int | None = None,
 ) -> Template:
+    """A validated template; `max_frames` defaults to this process' MAX_FRAMES."""
     if not TEMPLATE_ID.match(template_id):
         raise ValueError(f"bad template id {template_id!r} (lowercase letters, digits, '-')")
     width, height = (int(v) for v in raw["size"])
@@ -117,8 +128,9 @@ def template_from_config(
         raise ValueError(f"size {width}x{height} outside 16..{MAX_TEMPLATE_SIDE}")
     animation = raw.get("animation") or {}
     frame_count = int(animation.get("frames", 1))
-    if not 1 <= frame_count <= MAX_TEMPLATE_FRAMES:
-        raise ValueError(f"frames must be 1..{MAX_TEMPLATE_FRAMES}")
+    cap = max_template_frames() if max_frames is None else max_frames
+    if not 1 <= frame_count <= cap:
+        raise ValueError(f"frames must be 1..{cap} (MAX_FRAMES)")
     source = None
     if raw.get("image"):
         if folder is None:

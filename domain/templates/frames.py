@@ -58,8 +58,10 @@ def template_frames(template: Template) -> Frames:
 def _build(template: Template) -> Frames:
     if template.source is not None:
         from domain.rendering.decode import decode_path
+        from domain.settings import get_settings
 
-        return decode_path(template.source)
+        # MAX_FRAMES, not decode's import-time default, so the setting governs file templates too.
+        return decode_path(template.source, max_frames=get_settings().max_frames)
     from domain.templates.artwork import draw_frames
 
     images = draw_frames(template.artwork, template.width, template.height, template.frame_count)
