@@ -10,7 +10,7 @@ import io
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from domain.templates import TemplateCatalog
 
@@ -94,6 +94,27 @@ def test_suggest_from_an_uploaded_image_finds_its_template(api_url: str) -> None
     assert body["by"] == "image" and body["source"] == "image_hash"
     assert body["templates"][0]["template_id"] == "drake"
     assert 0.0 <= body["templates"][-1]["score"] <= body["templates"][0]["score"] <= 1.0
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), [("GIF", "image/gif"), ("WEBP", "image/webp")])
+def test_suggest_from_an_animation_matches_its_first_frame(
+    api_url: str, fmt: str, media_type: str
+) -> None:
+    """An animated upload is matched by its first frame, not refused for its frame count."""
+    first = TemplateCatalog.default().get("drake").image().resize((240, 240))
+    later = [ImageOps.invert(first), first.rotate(90), ImageOps.mirror(first)]
+    buffer = io.BytesIO()
+    first.save(buffer, fmt, save_all=True, append_images=later, duration=80, loop=0)
+    with Image.open(io.BytesIO(buffer.getvalue())) as sent:
+        assert sent.n_frames == 4
+    response = httpx.post(
+        f"{api_url}/api/templates/suggest",
+        files={"image": (f"drake.{fmt.lower()}", buffer.getvalue(), media_type)},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["by"] == "image" and body["templates"][0]["template_id"] == "drake"
 
 
 def test_suggest_rejects_bad_uploads_and_empty_requests(api_url: str) -> None:

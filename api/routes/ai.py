@@ -9,9 +9,12 @@ the rule-based fallback answers and `source` says `heuristic`.
 
 from __future__ import annotations
 
+import asyncio
+import io
 from typing import Any
 
 from fastapi import APIRouter, Request
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.dependencies import ServicesDep
@@ -19,11 +22,13 @@ from api.problems import Problem, unavailable
 from domain.ai.service import AIService
 from domain.ai.types import Suggestion
 from domain.rendering.decode import decode
-from domain.rendering.errors import ImageTooLarge, RenderError, UnsupportedImage
+from domain.rendering.errors import ImageTooLarge, RenderError, TooManyFrames, UnsupportedImage
 from domain.templates import UnknownTemplate
 
 router = APIRouter(tags=["ai"])
 MAX_LIMIT = 20
+#: Longest side the suggester needs (its hash is 9 x 8 pixels); JPEGs decode straight to it.
+HASH_SIDE = 256
 
 
 class CaptionRequestBody(BaseModel):
@@ -131,7 +136,10 @@ async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
         image = form.get("image")
         if image is not None and hasattr(image, "read"):
             data: bytes = await image.read()
-            picture = _decode(data, getattr(image, "content_type", None))
+            claimed = getattr(image, "content_type", None)
+            max_bytes = services.settings.max_upload_bytes
+            # Off the event loop: decoding a 25 MiB image takes long enough to stall every request.
+            picture = await asyncio.to_thread(_decode, data, claimed, max_bytes)
             ranked = await ai.suggester.from_image(picture, limit)
             return _out("image", "image_hash", ranked)
         text = form.get("text")
@@ -169,16 +177,33 @@ def _limit(raw: Any) -> int:
     return value
 
 
-def _decode(data: bytes, content_type: str | None) -> Any:
+def _decode(data: bytes, content_type: str | None, max_bytes: int) -> Image.Image:
+    """The image's first frame: an animated GIF or WebP is matched by it, not refused."""
     claimed = content_type if content_type and content_type.startswith("image/") else None
     try:
-        return decode(data, claimed_type=claimed, max_frames=1, target_side=256).images[0]
+        return decode(
+            data, claimed_type=claimed, max_frames=1, max_bytes=max_bytes, target_side=HASH_SIDE
+        ).images[0]
+    except TooManyFrames:
+        # An animation. decode() has checked its size, signature, type and pixel bounds and
+        # decoded frame 0 before refusing frame 1, so frame 0 alone is safe to take here.
+        return _first_frame(data)
     except UnsupportedImage as exc:
         raise Problem(415, "unsupported-image", "Unsupported image", str(exc)) from exc
     except ImageTooLarge as exc:
         raise Problem(413, "image-too-large", "Image too large", str(exc)) from exc
     except RenderError as exc:
         raise Problem(422, "corrupt-image", "Corrupt image", str(exc)) from exc
+
+
+def _first_frame(data: bytes) -> Image.Image:
+    """Frame 0 of a vetted animation as RGB, transparency on white like decode() does."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        rgba = im.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, (0, 0), rgba)
+    return flat
 
 
 def _out(by: str, source: str, ranked: list[Suggestion]) -> SuggestOut:
