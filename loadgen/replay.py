@@ -4,7 +4,9 @@ A closed loop (send, wait, send) slows down when the server does and hides exact
 latency it should measure (coordinated omission). Here a scheduler sleeps until each
 record's `at / speed`, starts it as its own task and moves on; latency counts from the
 scheduled time, so a stalled server or a saturated client shows up as latency. In-flight
-requests beyond `max_in_flight` are skipped as "client saturated" rather than queued.
+requests beyond `max_in_flight` are skipped as "client saturated" rather than queued, and
+requests still unanswered when the drain ends are cancelled and counted as errors at the
+latency they had reached, so the slowest requests are never dropped from the figures.
 
 While it runs, an observer samples consumer lag (and the replicas KEDA would want for it)
 and the RSS of the platform's processes, and a ticker feeds the live display.
@@ -137,6 +139,7 @@ async def replay(
     samples = Samples()
     refs: dict[int, str] = {}
     in_flight: set[asyncio.Task[None]] = set()
+    cutoff: float | None = None  # when the drain gave up on the requests still running
     started_at = datetime.now(UTC).isoformat()
     await target.setup()
     start = loop.time()
@@ -159,6 +162,12 @@ async def replay(
         sent = loop.time()
         try:
             outcome = await target.execute(record, meme_id)
+        except asyncio.CancelledError:
+            if cutoff is None:  # cancelled for another reason: the replay itself is stopping
+                raise
+            unanswered = Outcome(error=f"unanswered after the {drain_timeout_s:g} s drain")
+            stats.record(record.action, intended - start, cutoff - intended, unanswered)
+            raise
         except Exception as exc:  # a bug in one action must not stop the replay
             outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -189,8 +198,12 @@ async def replay(
         if in_flight:
             await asyncio.wait(set(in_flight), timeout=drain_timeout_s)
         undrained = len(in_flight)
-        for task in list(in_flight):
-            task.cancel()
+        if in_flight:
+            cutoff = loop.time()
+            for task in in_flight:
+                task.cancel()
+            # Let each record its error before the target's client closes under it.
+            await asyncio.gather(*in_flight, return_exceptions=True)
     finally:
         stop.set()
         for task in background:

@@ -56,7 +56,12 @@ CANDIDATES: dict[str, tuple[Route, ...]] = {
     ),
     "get_meme": (Route("GET", "/api/meme/{}"),),
     "get_image": (Route("GET", "/api/meme/{}/image"),),
-    "view": (Route("POST", "/api/meme/{}/view"), Route("POST", "/api/meme/{}/views")),
+    # No view route: reading a meme counts a view (of a rendered meme), so GET is the fallback.
+    "view": (
+        Route("POST", "/api/meme/{}/view"),
+        Route("POST", "/api/meme/{}/views"),
+        Route("GET", "/api/meme/{}"),
+    ),
     "vote": (Route("POST", "/api/meme/{}/vote"), Route("POST", "/api/meme/{}/votes")),
     "trending": (
         Route("GET", "/api/trending"),
@@ -203,6 +208,8 @@ class RestTarget:
                 case "get_image":
                     params = {"size": payload.get("size", "full")}
                     return _outcome(await self.client.get(path, params=params, headers=headers))
+                case "view" if route.method == "GET":
+                    return _outcome(await self.client.get(path, headers=headers))
                 case "view":
                     return _outcome(await self.client.post(path, json={}, headers=headers))
                 case "vote":

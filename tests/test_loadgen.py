@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadgen.histograms import LatencyHistogram, Timeline
@@ -15,7 +16,7 @@ from loadgen.record import build, record
 from loadgen.replay import replay
 from loadgen.report import build as build_report
 from loadgen.report import write_html, write_json
-from loadgen.rest_target import routes_from_openapi
+from loadgen.rest_target import RestTarget, Route, routes_from_openapi
 from loadgen.scenarios import NEEDS_MEME, SCENARIOS, get_scenario
 from loadgen.stats import Outcome
 from loadgen.trace import TraceRecord, read_header, read_trace
@@ -209,6 +210,34 @@ def test_routes_come_from_openapi_and_missing_ones_are_absent() -> None:
     assert "trending" not in routes and "upload" not in routes
 
 
+def test_view_reads_the_meme_when_there_is_no_view_route() -> None:
+    """GET /api/meme/{id} counts a view; a dedicated view route would be preferred."""
+    spec = {"paths": {"/api/meme/{meme_id}": {"get": {}}}}
+    assert routes_from_openapi(spec)["view"] == Route("GET", "/api/meme/{}")
+    spec["paths"]["/api/meme/{meme_id}/view"] = {"post": {}}
+    assert routes_from_openapi(spec)["view"] == Route("POST", "/api/meme/{}/view")
+
+
+async def test_a_view_is_sent_as_a_get_of_the_meme() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        return httpx.Response(200, json={"id": "m1", "status": "rendered"})
+
+    target = RestTarget("http://api.test", auth="none")
+    await target.client.aclose()
+    target.client = httpx.AsyncClient(
+        base_url="http://api.test", transport=httpx.MockTransport(answer)
+    )
+    target.routes = {"view": Route("GET", "/api/meme/{}")}
+    try:
+        outcome = await target.execute(TraceRecord(at=0, user="u", action="view", seq=1), "m1")
+    finally:
+        await target.close()
+    assert outcome.kind == "ok" and seen == [("GET", "/api/meme/m1")]
+
+
 class SlowTarget:
     """Answers every request after a fixed delay: a server that stalls."""
 
@@ -245,6 +274,21 @@ async def test_replay_is_open_loop_and_counts_stalls_as_latency() -> None:
     assert result.stats.actions["get_meme"].skipped == {"referenced meme not created": 1}
     assert len(result.stats.created) == 20
     assert result.duration_s < 3
+
+
+async def test_requests_unanswered_at_the_drain_cutoff_are_errors() -> None:
+    """A server that never answers: its requests count as errors at the cutoff's latency,
+    rather than vanishing from the figures."""
+    records = [TraceRecord(at=i * 0.1, user="u", action="trending", seq=i) for i in range(3)]
+    result = await replay(records, SlowTarget(delay=30.0), drain_timeout_s=0.5)
+    trending = result.stats.actions["trending"]
+    assert result.undrained == 3 and result.duration_s < 5
+    assert (trending.sent, trending.errors, result.stats.in_flight) == (3, 3, 0)
+    assert sum(trending.error_samples.values()) == 3
+    assert next(iter(trending.error_samples)).startswith("unanswered after the 0.5 s drain")
+    # Sent at 0, 0.1 and 0.2 s, cut off ~0.5 s after the last: 0.7, 0.6 and 0.5 s.
+    assert trending.latency.percentile(100) == pytest.approx(0.7, abs=0.1)
+    assert trending.latency.percentile(0) == pytest.approx(0.5, abs=0.1)
 
 
 async def test_replay_speed_compresses_the_schedule() -> None:
