@@ -33,6 +33,14 @@ RUN pip install --no-deps -e . \
     && python -m compileall -q api domain producers sinks streams memestream
 
 USER app
+# Every Path setting the processes write to, in /tmp: relative defaults resolve against /app
+# (PROJECT_ROOT), which `app` cannot write and Kubernetes mounts read-only. docker-compose.yml
+# and deploy/generate.py set the same values; these cover a bare `docker run`.
+ENV CACHE_DIR=/tmp/cache \
+    STACK_DIR=/tmp/stack \
+    WORKER_DATA_DIR=/tmp/faust \
+    UPLOAD_TMP_DIR=/tmp/uploads \
+    STORAGE_PATH=/tmp/objects
 EXPOSE 8000 6066 6067 6068
 ENTRYPOINT ["memestream-entrypoint"]
 CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]

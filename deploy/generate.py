@@ -58,6 +58,19 @@ KEDA_USER = "memestream-keda"
 API_NAME = "memestream-api"
 API_PORT = 8000
 WORKER_WEB_PORT = 6066
+TMP_MOUNT = "/tmp"  # the pod's only writable folder: an emptyDir (readOnlyRootFilesystem)
+
+# Every Path setting the processes write to. Relative defaults resolve against PROJECT_ROOT,
+# which is /app in the image: root-owned, and read-only in these pods, so a worker would crash
+# creating its Faust folder and the API its upload spool. docker-compose.yml sets the same.
+WRITABLE_PATHS: dict[str, str] = {
+    "CACHE_DIR": f"{TMP_MOUNT}/cache",
+    "STACK_DIR": f"{TMP_MOUNT}/stack",
+    "WORKER_DATA_DIR": f"{TMP_MOUNT}/faust",
+    "UPLOAD_TMP_DIR": f"{TMP_MOUNT}/uploads",
+    # Read only with STORAGE_BACKEND=filesystem (these pods use s3); set so it never means /app.
+    "STORAGE_PATH": f"{TMP_MOUNT}/objects",
+}
 
 # What the API reads and writes (DESIGN.md: it produces requests, votes, views, deletions and
 # relays the feed to SSE/WebSocket clients).
@@ -106,10 +119,12 @@ SCALING: dict[str, Scaling] = {
                 threshold="25",
                 activation="0.5",
             ),
-            # AI inference queue (moderation, captions) in front of the render path.
+            # AI inference queue (moderation) in front of the render path. Only render pods:
+            # the API runs its own batchers (captions), which more render replicas do not drain.
+            # `component` is the pod label the scrape jobs in deploy/prometheus/ add.
             PromTrigger(
                 "inference-queue",
-                'sum(memestream_queue_depth{queue="inference"})',
+                'sum(memestream_queue_depth{queue="inference",component="render"})',
                 threshold="32",
                 activation="1",
             ),
@@ -299,14 +314,15 @@ def app_env(kafka_user_name: str, service_name: str) -> list[dict[str, Any]]:
         ("API_PORT", {"value": str(API_PORT)}),
         ("WORKER_WEB_PORT", {"value": str(WORKER_WEB_PORT)}),
         ("WORKER_ID", {"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-        ("CACHE_DIR", {"value": "/tmp/cache"}),
+        # Folders the process writes, all in the /tmp emptyDir (WRITABLE_PATHS says why).
+        *((name, {"value": path}) for name, path in WRITABLE_PATHS.items()),
         # Observability.
         ("LOG_LEVEL", cm("LOG_LEVEL")),
         ("LOG_FORMAT", {"value": "json"}),
         ("OTEL_SERVICE_NAME", {"value": service_name}),
         ("OTEL_TRACES_EXPORTER", cm("OTEL_TRACES_EXPORTER")),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", cm("OTEL_EXPORTER_OTLP_ENDPOINT", optional=True)),
-        ("PROMETHEUS_MULTIPROC_DIR", {"value": "/tmp/prometheus"}),
+        ("PROMETHEUS_MULTIPROC_DIR", {"value": f"{TMP_MOUNT}/prometheus"}),
     ]
     return [{"name": name, **value} for name, value in env]
 
@@ -347,7 +363,7 @@ def pod_spec(
                 # args, not command: Kubernetes' command would replace the image's entrypoint,
                 # which prepares PROMETHEUS_MULTIPROC_DIR.
                 "args": command,
-                "workingDir": "/tmp",
+                "workingDir": TMP_MOUNT,
                 "ports": [{"name": port_name, "containerPort": port, "protocol": "TCP"}],
                 "env": env,
                 "resources": RESOURCES,
@@ -357,7 +373,7 @@ def pod_spec(
                     "readOnlyRootFilesystem": True,
                     "capabilities": {"drop": ["ALL"]},
                 },
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}],
             }
         ],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
@@ -519,10 +535,10 @@ def migrate_job() -> dict[str, Any]:
                             "name": "migrate",
                             "image": IMAGE,
                             "args": ["memestream", "migrate"],
-                            "workingDir": "/tmp",
+                            "workingDir": TMP_MOUNT,
                             "env": env,
                             "resources": RESOURCES,
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                            "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}],
                         }
                     ],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],

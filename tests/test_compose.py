@@ -274,3 +274,10 @@ def test_dockerfile_and_dockerignore() -> None:
         assert kept not in ignored, f"the image needs {kept}"
     for svc in app_services().values():
         assert svc["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+
+
+def test_kafka_is_the_local_stack_version() -> None:
+    """Compose and `memestream stack` run the same broker, so a test on one holds on the other."""
+    from memestream.stack.kafka import KAFKA_VERSION
+
+    assert services()["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
