@@ -3,12 +3,15 @@
 Why: nothing here runs a cluster, so the manifests are checked offline the way `kubeconform
 -strict` would (an unknown field anywhere is an error), and their topics, consumer groups, roles
 and variable names are checked against producers.topics, streams.roles and domain.settings.
-The CRDs come from `../shared/crds` beside the repository (CI clones it with a copy).
+The CRDs come from `../shared/crds` beside the repository (CI clones it with a copy). Without
+them the strict validation is skipped locally, but fails when `CI=true`: a CI run that skipped
+it would pass manifests nothing validated.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -58,9 +61,37 @@ BUILT_IN = {
 }
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
-needs_crds = pytest.mark.skipif(
-    not CRDS.is_dir(), reason=f"CRD schemas not found at {CRDS} (shared/ beside the repository)"
-)
+
+def in_ci() -> bool:
+    """CI services (GitHub Actions, GitLab, most others) set CI=true."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def require_crds(crds: Path | None = None) -> None:
+    """Skips a test that needs the CRD schemas when they are missing, or fails it in CI."""
+    crds = CRDS if crds is None else crds
+    if crds.is_dir():
+        return
+    reason = f"CRD schemas not found at {crds} (shared/ beside the repository)"
+    if in_ci():
+        pytest.fail(f"{reason}; CI=true, so strict CRD validation may not be skipped")
+    pytest.skip(reason)
+
+
+def test_missing_crds_skip_locally_but_fail_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-crds"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_crds(missing)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require_crds(missing)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_crds(missing)
+    require_crds(tmp_path)  # present: neither
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -129,8 +160,8 @@ def crd_errors(doc: dict[str, Any]) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
 
 
-@needs_crds
 def test_strict_validator_rejects_unknown_fields() -> None:
+    require_crds()
     topic = {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
@@ -169,8 +200,7 @@ def test_manifest_is_valid(file: str, doc: dict[str, Any]) -> None:
         assert all(isinstance(v, str) for v in (meta.get(field) or {}).values()), field
     assert "namespace" not in meta, "kustomization.yaml sets the namespace"
     if key in CRD_FILES:
-        if not CRDS.is_dir():
-            pytest.skip(f"CRD schemas not found at {CRDS} (shared/ beside the repository)")
+        require_crds()
         assert crd_errors(doc) == []
     else:
         assert key in BUILT_IN, f"{file}: unexpected kind {key}"
