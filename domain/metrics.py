@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections import Counter as _Tally
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,9 @@ RATE_LIMITED = _counter(
     "Requests refused with 429, by limit scope (user, ip).",
     ("scope",),
 )
+# Known label values start at 0, so rate() says 0 rather than "no data" before the first 429.
+for _scope in ("user", "ip"):
+    RATE_LIMITED.labels(scope=_scope)
 
 # --- Generation and rendering ----------------------------------------------------------------
 MEMES_REQUESTED = _counter(
@@ -178,8 +182,8 @@ PRODUCE_ERRORS = _counter(
 )
 DLQ_MESSAGES = _counter(
     "dlq_messages_total",
-    "Poison messages sent to a dead-letter topic, by source topic and reason.",
-    ("topic", "reason"),
+    "Poison messages sent to a dead-letter topic, by source topic, reason and consumer group.",
+    ("topic", "reason", "group"),
 )
 QUEUE_DEPTH = _gauge(
     "queue_depth",
@@ -201,7 +205,9 @@ LIVE_CONNECTIONS = _gauge(
 )
 FEED_DELIVERY_LATENCY = _histogram(
     "feed_delivery_seconds",
-    "Feed event produced to written to a client connection.",
+    "Feed event produced to written to a client connection; transport: sse or websocket (a"
+    " connection's task drained it from its mailbox), direct (one sample per broadcast: the hub"
+    " wrote every directly written socket in one pass, so this is its last client's latency).",
     ("transport",),
     FEED_BUCKETS,
 )
@@ -261,7 +267,8 @@ MODERATION_DECISIONS = _counter(
 # --- Trending and sinks ----------------------------------------------------------------------
 TRENDING_FRESHNESS = _histogram(
     "trending_freshness_seconds",
-    "Vote or view accepted to the trending set updated.",
+    "Vote or view accepted by Kafka to the trending set updated; one sample per batch and"
+    " window, for the batch's oldest vote or view (an upper bound of its events' freshness).",
     ("window",),
     FRESHNESS_BUCKETS,
 )
@@ -295,6 +302,36 @@ def live_connection(transport: str) -> Iterator[None]:
         yield
     finally:
         gauge.dec()
+
+
+def observe_feed_delivery(transport: str, occurred_at_ms: float) -> None:
+    """One feed event written: `occurred_at_ms` is the event's time (its `occurred_at` field,
+    epoch milliseconds, set when it was produced), so the sample spans Kafka, the relay and
+    the write. Replayed history is not live delivery and is never passed here."""
+    FEED_DELIVERY_LATENCY.labels(transport=transport).observe(
+        max(0.0, time.time() - occurred_at_ms / 1000)
+    )
+
+
+def count_consumed(group: str, topics: Iterable[str]) -> None:
+    """Counts a batch's events with one increment per topic, not one label lookup per event.
+
+    `group` is the full consumer group id (the Faust app's `conf.id`), the same value the lag
+    gauge, KEDA and the DLQ headers use, so `events_consumed` and `consumer_lag` join on it.
+    """
+    for topic, count in _Tally(topics).items():
+        EVENTS_CONSUMED.labels(group=group, topic=topic).inc(count)
+
+
+def observe_trending_freshness(windows: Iterable[str], accepted: Iterable[float]) -> None:
+    """After a batch reached the trending sets: `accepted` are its votes' and views' Kafka
+    timestamps (epoch seconds). One sample per window keeps this off the per-event path."""
+    oldest = min(accepted, default=None)
+    if oldest is None:
+        return
+    age = max(0.0, time.time() - oldest)
+    for window in windows:
+        TRENDING_FRESHNESS.labels(window=window).observe(age)
 
 
 def set_consumer_lag(group: str, topic: str, partition: int, lag: int) -> None:

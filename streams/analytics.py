@@ -41,7 +41,7 @@ from domain.events import (
     View,
     Vote,
 )
-from domain.metrics import EVENTS_CONSUMED
+from domain.metrics import count_consumed
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
@@ -118,9 +118,13 @@ def to_row(event: Event, catalog: TemplateCatalog) -> list[Any]:
 class AnalyticsSink:
     """ClickHouse writer plus the Redis side duties, built inside the worker's loop."""
 
-    def __init__(self, settings: Settings, producer: EventProducer) -> None:
+    def __init__(
+        self, settings: Settings, producer: EventProducer, group: str | None = None
+    ) -> None:
         self.settings = settings
         self.producer = producer
+        #: The full consumer group id (the app's `conf.id`), as the lag gauge and KEDA name it.
+        self.group = group or ANALYTICS.group_id_for(settings.consumer_group_prefix)
         self.catalog = TemplateCatalog.default()
         self.client = get_client(settings)
         apply_schema(self.client)
@@ -140,9 +144,9 @@ class AnalyticsSink:
     async def handle(self, events: Sequence[faust.EventT[bytes]]) -> None:
         decoded: list[Event] = []
         minutes: set[datetime] = set()
+        count_consumed(self.group, (item.message.topic for item in events))
         for item in events:
             message = item.message
-            EVENTS_CONSUMED.labels(group=ANALYTICS.name, topic=message.topic).inc()
             try:
                 event = self.producer.codec.decode(item.value)
                 row = to_row(event, self.catalog)
@@ -156,6 +160,7 @@ class AnalyticsSink:
                     key=item.key,
                     value=item.value,
                     headers=message_headers(message.headers),
+                    group=self.group,
                 )
                 continue
             self.writer.add(row)
@@ -225,7 +230,9 @@ def register(app: faust.App, settings: Settings) -> None:
         async with building:
             if "sink" not in holder:
                 producer = EventProducer(settings, client_id=f"{app.conf.id}-producer")
-                holder["sink"] = await asyncio.to_thread(AnalyticsSink, settings, producer)
+                holder["sink"] = await asyncio.to_thread(
+                    AnalyticsSink, settings, producer, app.conf.id
+                )
         return holder["sink"]
 
     @app.on_before_shutdown.connect

@@ -1,4 +1,10 @@
-"""Dead-letter queues: a message that cannot be processed is parked, never dropped."""
+"""Dead-letter queues: a message that cannot be processed is parked, never dropped.
+
+Every agent parks its poison through `dead_letter`, which also counts it
+(`memestream_dlq_messages_total`) and names the consumer group in the `dlq.consumer.group`
+header: counting here rather than in each agent means no role's dead letters go uncounted,
+and a topic several groups read (votes: trending and analytics) says whose copy failed.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,12 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from domain.metrics import DLQ_MESSAGES
 from producers.producer import EventProducer
 
 log = logging.getLogger(__name__)
+#: The group named when a caller does not say which it is (older callers).
+UNKNOWN_GROUP = "unknown"
 
 
 def message_headers(raw: Any) -> list[tuple[str, bytes]]:
@@ -26,8 +35,9 @@ def dlq_headers(
     partition: int,
     offset: int,
     headers: Sequence[tuple[str, bytes]],
+    group: str = UNKNOWN_GROUP,
 ) -> list[tuple[str, bytes]]:
-    """The original headers plus why and where the message failed."""
+    """The original headers plus why and where the message failed, and who gave up on it."""
     return [
         *headers,
         ("dlq.error.class", type(error).__name__.encode()),
@@ -36,6 +46,7 @@ def dlq_headers(
         ("dlq.original.topic", topic.encode()),
         ("dlq.original.partition", str(partition).encode()),
         ("dlq.original.offset", str(offset).encode()),
+        ("dlq.consumer.group", group.encode()),
     ]
 
 
@@ -49,8 +60,16 @@ async def dead_letter(
     key: bytes | None,
     value: bytes | None,
     headers: Sequence[tuple[str, bytes]] = (),
+    group: str | None = None,
 ) -> None:
-    log.warning("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
+    """Parks one message in `<topic>.dlq`; counted once Kafka acknowledged it.
+
+    `group` is the full consumer group id (the Faust app's `conf.id`); without it the header
+    and the metric say `unknown`.
+    """
+    group = group or UNKNOWN_GROUP
+    log.warning("dead-lettering %s[%d]@%d (%s): %s", topic, partition, offset, group, error)
     await producer.send_raw(
-        f"{topic}.dlq", key, value, dlq_headers(error, topic, partition, offset, headers)
+        f"{topic}.dlq", key, value, dlq_headers(error, topic, partition, offset, headers, group)
     )
+    DLQ_MESSAGES.labels(topic=topic, reason=type(error).__name__, group=group).inc()

@@ -22,6 +22,7 @@ from api.feed.history import History
 from api.feed.mailbox import Mailbox
 from api.feed.messages import Message, feed_message, heartbeat
 from domain.events import FeedEvent
+from domain.metrics import observe_feed_delivery
 
 SLOW_CLIENT_GRACE_S = 5.0
 SLOW = "slow-consumer"
@@ -174,6 +175,8 @@ class Hub:
         self._send(members, message)
         if message.id is not None:  # feed events, not room chatter
             self.fanout_s.append(time.perf_counter() - started)
+            if members.routes:  # written just now; mailboxes are timed where they are drained
+                observe_feed_delivery("direct", message.body["occurred_at"])
 
     def beat(self) -> None:
         """Heartbeat every client at once; a client that cannot take even that is slow."""

@@ -8,6 +8,11 @@ at 20,000 connections. What it keeps of the protocol: `retry:` hint first, every
 with `id:`, heartbeats that are id-only events (so `Last-Event-ID` advances even on a quiet
 channel, keeping resume inside the history) plus a comment, and named `reload` / `close`
 events that say why.
+
+Metrics: the connection counts in `memestream_live_connections{transport="sse"}` (the API's
+HPA scales on it) from the response's start to its end, however it ends. A feed event this
+task writes from the mailbox is timed in `memestream_feed_delivery_seconds{transport="sse"}`;
+events the hub writes directly are timed by the hub, once per broadcast.
 """
 
 from __future__ import annotations
@@ -22,6 +27,17 @@ from starlette.types import Receive, Scope, Send
 from api.feed.direct import SSE, DirectWriter, sse_transport
 from api.feed.hub import Client, Frame, Hub
 from api.feed.messages import Message
+from domain.metrics import (
+    FEED_DELIVERY_LATENCY,
+    LIVE_CONNECTIONS,
+    live_connection,
+    observe_feed_delivery,
+)
+
+TRANSPORT = "sse"
+# Created at import: an idle replica exports 0 connections (the HPA needs the series).
+LIVE_CONNECTIONS.labels(transport=TRANSPORT)
+FEED_DELIVERY_LATENCY.labels(transport=TRANSPORT)
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -39,6 +55,17 @@ def encode(frame: Frame) -> bytes:
     return frame.sse if isinstance(frame, Message) else frame.encode()
 
 
+def observe_delivered(batch: list[Frame], transport: str) -> None:
+    """Times the live feed events of a batch just written. Heartbeats, presence and drafts
+    are not feed events, and replayed history is not live: it reaches the client as text (the
+    SSE preamble, `WsSession.subscribe`), never as a `Message` in the mailbox."""
+    for frame in batch:
+        if isinstance(frame, Message) and frame.kind == "event" and frame.id is not None:
+            occurred = frame.body.get("occurred_at")
+            if isinstance(occurred, int | float):
+                observe_feed_delivery(transport, occurred)
+
+
 class EventStream(Response):
     def __init__(self, hub: Hub, client: Client, preamble: bytes, direct_limit: int = 0) -> None:
         self.hub = hub
@@ -50,6 +77,10 @@ class EventStream(Response):
         self.raw_headers = list(HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with live_connection(TRANSPORT):
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, client = self.hub, self.client
         mailbox = client.mailbox
         try:
@@ -74,6 +105,7 @@ class EventStream(Response):
                     break
                 chunk = b"".join(map(encode, batch))
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                observe_delivered(batch, TRANSPORT)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not client.killed:

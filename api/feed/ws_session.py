@@ -13,6 +13,10 @@ Client -> server (`ref` is echoed in the reply):
   {"type":"draft.update","draft":id,"fields":{...}} -> ack with version; room gets "draft"
 Server -> client, unprompted: {"type":"event","id":...,"data":{...}}, {"type":"presence"},
   {"type":"draft"}, {"type":"heartbeat","cursor":...}, {"type":"close","reason":...}.
+
+Metrics: the connection counts in `memestream_live_connections{transport="websocket"}` from
+accept to close; feed events the send loop writes are timed in
+`memestream_feed_delivery_seconds{transport="websocket"}` (direct writes: by the hub).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from api.feed.hub import Client, Frame
 from api.feed.messages import Message, valid_channel
 from api.feed.presence import is_presence_room
 from api.feed.relay import FeedRelay
+from api.feed.sse import observe_delivered
 from api.feed.votes import VoteRejected, build_vote
+from domain.metrics import FEED_DELIVERY_LATENCY, LIVE_CONNECTIONS, live_connection
 from producers.producer import ProducerUnavailable
 from sinks.redis.client import REDIS_ERRORS
 
@@ -41,6 +47,10 @@ log = logging.getLogger(__name__)
 MAX_FRAME = 64 * 1024
 MAX_CHANNELS = 200
 CLOSE_CODES = {"slow-consumer": 4008, "server-shutdown": 1012}
+TRANSPORT = "websocket"
+# Created at import: an idle replica exports 0 connections (the HPA needs the series).
+LIVE_CONNECTIONS.labels(transport=TRANSPORT)
+FEED_DELIVERY_LATENCY.labels(transport=TRANSPORT)
 
 
 #: Casts a vote frame and returns the ack's fields; the route supplies the accounts-aware one.
@@ -85,6 +95,7 @@ class WsSession:
                 return
             for frame in batch:
                 await send(frame.ws if isinstance(frame, Message) else frame)
+            observe_delivered(batch, TRANSPORT)
 
     async def receive_loop(self) -> None:
         while True:
@@ -187,7 +198,8 @@ class WsSession:
         if reload:
             self.reply({"type": "reload", "reason": "gap-too-old", "cursor": str(self.hub.cursor)})
         for message in missed:
-            self.control(message)
+            # As text (the same bytes on the wire): a replay is not a live delivery to time.
+            self.control(message.ws)
 
     async def vote(self, frame: dict[str, Any], ref: object) -> None:
         frame = {**frame, "user_id": frame.get("user_id") or self.user_id}
@@ -290,6 +302,12 @@ async def serve(
     task drains the client's mailbox through ASGI.
     """
     await websocket.accept()
+    with live_connection(TRANSPORT):
+        await _run(relay, websocket, voter, raw_send)
+
+
+async def _run(relay: FeedRelay, websocket: WebSocket, voter: Voter | None, raw_send: Any) -> None:
+    """One accepted connection, from `hub.connect` to `hub.disconnect`."""
     hub = relay.hub
     client = hub.connect()
     session = WsSession(relay, websocket, client, voter)

@@ -6,6 +6,10 @@ collector task groups them: it takes the first waiting item, then waits at most 
 for more, up to `max_batch`, and runs the batch in the model's executor. While a batch runs,
 new items queue up and form the next batch, so under load batches fill without any wait.
 
+`memestream_queue_depth{queue="inference"}` counts the items waiting in every batcher of the
+process (KEDA scales the render workers on it): +1 when an item is queued, -1 when a collector
+takes it or `close` drops it, so batchers of several models add up instead of overwriting.
+
 A caller that gives up (its timeout cancels the future) is dropped from the batch before it
 runs. `fn` returns one result per item, in order; an item's result may be an exception, which
 is raised to that caller only. If `fn` raises, every caller of that batch gets the error.
@@ -20,11 +24,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
+from domain.metrics import QUEUE_DEPTH
+
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
 BatchFn = Callable[[Sequence[I]], Sequence[O | BaseException]]
 BatchObserver = Callable[[int, float], None]
+#: Created at import, so the series reads 0 (not absent) in every process that can infer.
+WAITING = QUEUE_DEPTH.labels(queue="inference")
 
 
 class BatcherClosed(RuntimeError):
@@ -67,6 +75,7 @@ class MicroBatcher(Generic[I, O]):
             self._task = loop.create_task(self._collect(), name="micro-batcher")
         future: asyncio.Future[O] = loop.create_future()
         self._queue.put_nowait((item, future))
+        WAITING.inc()
         return await future
 
     async def close(self) -> None:
@@ -77,16 +86,19 @@ class MicroBatcher(Generic[I, O]):
                 await self._task
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
+            WAITING.dec()
             if not future.done():
                 future.set_exception(BatcherClosed("the batcher is closed"))
 
     async def _collect(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            WAITING.dec()
             deadline = time.monotonic() + self.max_wait_s
             while len(batch) < self.max_batch:
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
+                    WAITING.dec()
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -95,6 +107,7 @@ class MicroBatcher(Generic[I, O]):
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
+                WAITING.dec()
             live = [(item, future) for item, future in batch if not future.done()]
             if live:
                 await self._run(live)

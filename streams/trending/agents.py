@@ -31,6 +31,7 @@ import faust
 from faust.types import Message
 
 from domain.events import FeedEvent, FeedKind
+from domain.metrics import count_consumed, observe_trending_freshness
 from domain.settings import Settings
 from producers.producer import EventProducer
 from producers.serialization import AvroCodec, SerializationError
@@ -219,6 +220,8 @@ class TrendingWorker:
         now = time.time()
         owned = self.app.consumer.assignment()
         generation = self.app.consumer_generation_id
+        consumed: list[str] = []  # the topics of the messages this generation owns
+        oldest = now  # the Kafka time of the batch's oldest event: its freshness sample
         for message in messages:
             # Fetched before the last rebalance: Faust seeks back to the committed offset and
             # delivers it again, in order; applying this copy first would make the per-meme
@@ -226,6 +229,7 @@ class TrendingWorker:
             if message.generation_id != generation or message.tp not in owned:
                 self.engine.stats["stale_generation"] += 1
                 continue
+            consumed.append(message.topic)
             try:
                 decoded = self.codec.decode(message.value)
             except SerializationError as exc:
@@ -239,8 +243,10 @@ class TrendingWorker:
                     key=message.key,
                     value=message.value,
                     headers=message_headers(message.headers),
+                    group=self.app.conf.id,
                 )
                 continue
+            oldest = min(oldest, message.timestamp)
             self.engine.apply(
                 decoded,
                 topic=message.topic,
@@ -248,12 +254,14 @@ class TrendingWorker:
                 offset=message.offset,
                 now=now,
             )
+        count_consumed(self.app.conf.id, consumed)
         self.processed += len(messages)
         self.batches += 1
         changes = self.engine.drain()
         self.persist(changes)
         await self.table.flush()
-        await self.publish(changes, now)
+        if await self.publish(changes, now) and consumed:
+            observe_trending_freshness([w.name for w in WINDOWS], [oldest])
         self.feed_pending |= changes.votes - changes.deleted
 
     def persist(self, changes: Changes) -> None:
@@ -268,11 +276,12 @@ class TrendingWorker:
         for batch in changes.seen:
             self.table.put(batch.partition, batch.key, batch.encode())
 
-    async def publish(self, changes: Changes, now: float) -> None:
+    async def publish(self, changes: Changes, now: float) -> bool:
+        """True when the sorted sets took the batch (False: Redis is down, the tick catches up)."""
         async with self.redis_lock:
-            await self._publish(changes, now)
+            return await self._publish(changes, now)
 
-    async def _publish(self, changes: Changes, now: float) -> None:
+    async def _publish(self, changes: Changes, now: float) -> bool:
         assert self.sets is not None
         scores: dict[str, dict[str, float]] = {key: {} for key in self.keys}
         for meme_id in changes.memes - changes.deleted:
@@ -289,10 +298,11 @@ class TrendingWorker:
             await self.sets.update(scores, removed)
         except REDIS_ERRORS as exc:
             self._redis_down(exc)
-            return
+            return False
         if removed:
             await self._remove_rising(removed)
         self.pending_removals.clear()
+        return True
 
     async def _remove_rising(self, removed: list[str]) -> None:
         assert self.sets is not None
