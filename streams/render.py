@@ -44,7 +44,6 @@ from domain.events import (
 )
 from domain.logs import bound_request_id, request_id_from_headers
 from domain.metrics import (
-    DLQ_MESSAGES,
     EVENT_PROCESSING_DURATION,
     EVENTS_CONSUMED,
     GENERATION_LATENCY,
@@ -72,9 +71,14 @@ from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import ObjectNotFound, meme_key
 from streams.dlq import dead_letter, message_headers
 from streams.moderation import Checked, ModerationStep
+from streams.roles import RENDER
 
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
+# Every outcome exported from the start at 0: the failure-ratio alert and the dashboard's
+# generation rate read 0 rather than "no data" until the first failed or held-back meme.
+for _status in (*RenderStatus, "flagged", "rejected"):  # domain.events.HELD_BACK
+    MEMES_GENERATED.labels(status=str(_status))
 
 # Only a store that is down or slow is waited out (holding the partition); any other error
 # is a property of the message and sends it to the DLQ instead of retrying forever.
@@ -181,6 +185,8 @@ class RenderPipeline:
             transform=tuple(request.transform),
             boxes=boxes,
             filters=tuple(request.filters),
+            # The cap uploads were checked against (MAX_FRAMES), from this worker's settings.
+            max_frames=self.settings.max_frames,
         )
 
     async def handle(
@@ -221,8 +227,7 @@ class RenderPipeline:
         except Exception as exc:  # a bug must park one message, never kill the worker
             log.exception("unexpected error on %s[%d]@%d", MEME_REQUESTS.name, partition, offset)
             error = exc
-        DLQ_MESSAGES.labels(topic=MEME_REQUESTS.name, reason=type(error).__name__).inc()
-        await dead_letter(
+        await dead_letter(  # counts it in memestream_dlq_messages_total too
             self.producer,
             error,
             topic=MEME_REQUESTS.name,
@@ -231,6 +236,7 @@ class RenderPipeline:
             key=key,
             value=value,
             headers=headers,
+            group=RENDER.group_id_for(self.settings.consumer_group_prefix),  # the app's conf.id
         )
         return None
 
@@ -240,6 +246,8 @@ class RenderPipeline:
             async for attempt in AsyncRetrying(**_INFRA_RETRY):
                 with attempt:
                     await self.memes.record_render(request, outcome)
+        if outcome.variants:
+            await self.drop_if_deleted(outcome)
         await self.producer.send(MEME_RENDERED.name, outcome)
         await self.producer.send(MEME_FEED.name, feed_event(outcome))
         latency = (datetime.now(UTC) - request.occurred_at).total_seconds()
@@ -248,6 +256,25 @@ class RenderPipeline:
         fields = {"meme_id": outcome.meme_id, "render_ms": outcome.render_ms, "latency_s": latency}
         log.info("meme %s %s", outcome.meme_id, outcome.status.value, extra=fields)
         return outcome
+
+    async def drop_if_deleted(self, outcome: MemeRendered) -> bool:
+        """Removes the images just stored when the meme was deleted while it rendered.
+
+        The API deletes the images its delete saw (the row as `soft_delete` locked it); a
+        render recorded after that finds the row deleted (record_render leaves it so) and
+        cleans up here, so either side removes them and no orphan is left.
+        """
+        async for attempt in AsyncRetrying(**_INFRA_RETRY):
+            with attempt:
+                record = await self.memes.get(outcome.meme_id)
+        if record is None or record.status != "deleted":
+            return False
+        for variant in outcome.variants:
+            async for attempt in AsyncRetrying(**_INFRA_RETRY):
+                with attempt:
+                    await asyncio.to_thread(self.storage.delete, variant.key)
+        log.info("meme %s was deleted while rendering: images removed", outcome.meme_id)
+        return True
 
     async def uploaded_template(
         self, template_id: str

@@ -12,10 +12,11 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
 
 from api.app import create_app
 from domain.events import MemeDeleted, MemeRendered, MemeRequested, RenderStatus
-from domain.ids import new_id
+from domain.ids import id_time, new_id
 from domain.settings import Settings
 from producers.topics import MEME_DELETED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
@@ -214,6 +215,44 @@ def test_delete_tombstones_invalidates_cache_and_removes_images(
         assert client.delete(f"/api/meme/{meme_id}", headers=owner["headers"]).status_code == 204
         replay = events_for(tail, meme_id)
     assert replay[0].event_id == events[0].event_id
+
+
+def test_delete_removes_images_recorded_after_it_read_the_row(
+    client: TestClient, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker records the render between the delete's read (pending, no images) and its
+    soft delete: the images the row holds when the delete locks it are removed too."""
+    owner = register(client)
+    client.cookies.clear()
+    storage = object_store(stack_settings)
+    storage.ensure_bucket()
+    meme_id = insert_meme(stack_settings, owner_id=owner["id"], status="pending")
+    key = f"memes/{meme_id}/full.png"
+    variant = {"size": "full", "key": key, "width": 1, "height": 1, "bytes": 9}
+    memes = client.app.state.services.memes  # type: ignore[attr-defined]
+    read = memes.get
+
+    async def read_then_render(wanted: str) -> object:
+        record = await read(wanted)
+
+        def render() -> None:
+            storage.put(key, b"\x89PNG fake", "image/png")
+            with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE memes SET status = 'rendered', variants = %s"
+                    " WHERE id = %s AND created_at = %s",
+                    (Jsonb([variant | {"media_type": "image/png"}]), meme_id, id_time(meme_id)),
+                )
+
+        await asyncio.to_thread(render)
+        return record
+
+    monkeypatch.setattr(memes, "get", read_then_render)
+    assert client.delete(f"/api/meme/{meme_id}", headers=owner["headers"]).status_code == 204
+    monkeypatch.undo()
+    assert meme_status(stack_settings, meme_id) == "deleted"
+    with pytest.raises(ObjectNotFound):
+        storage.get(key)
 
 
 @pytest.mark.e2e

@@ -475,7 +475,9 @@ async def delete_meme(
     if record.owner_id != principal.user_id and not principal.is_admin:
         raise Problem(403, "forbidden", "Not your meme", "only its owner or an admin may delete it")
     try:
-        await soft_delete(services.pool, meme_id)
+        # The row as the delete locked it: a render recorded since `record` was read has its
+        # images listed there; one recorded later finds the row deleted and removes its own.
+        locked = await soft_delete(services.pool, meme_id)
     except (psycopg.Error, PoolTimeout) as exc:
         raise unavailable("postgres") from exc
     # Derived id: a retried delete produces the same event, which every sink dedupes.
@@ -491,7 +493,7 @@ async def delete_meme(
         await data.recent.remove(meme_id)
     except REDIS_ERRORS as exc:  # the cache entry expires within MEME_CACHE_TTL_S
         log.warning("cache entry of deleted meme %s not dropped: %s", meme_id, exc)
-    for variant in record.variants:
+    for variant in (locked or record).variants:
         try:
             await asyncio.to_thread(services.storage.delete, variant["key"])
         except Exception as exc:  # an orphan image is unreachable: the row says deleted

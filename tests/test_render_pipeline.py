@@ -1,0 +1,140 @@
+"""The render pipeline in-process against the real stores: uploads at the frame cap render, and
+a meme deleted while it renders leaves no image behind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.app import create_app
+from domain.events import MemeRendered, MemeRequested, RenderStatus
+from domain.ids import new_id
+from domain.settings import Settings
+from producers.producer import EventProducer
+from sinks.postgres.lifecycle import soft_delete
+from sinks.postgres.memes import MemeRepository
+from sinks.postgres.pool import create_pool
+from sinks.postgres.templates import TemplateRepository
+from sinks.storage import ObjectNotFound, object_store
+from streams.render import RenderPipeline, RenderPool
+from tests.data_helpers import insert_meme, meme_status, register
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+async def pipeline(stack_settings: Settings) -> AsyncIterator[RenderPipeline]:
+    db = create_pool(stack_settings)
+    await db.open(wait=False)
+    storage = object_store(stack_settings)
+    await asyncio.to_thread(storage.ensure_bucket)
+    producer = EventProducer(stack_settings, client_id="test-render-pipeline")
+    pool = RenderPool(1)
+    try:
+        yield RenderPipeline(
+            stack_settings,
+            producer,
+            MemeRepository(db),
+            storage,
+            pool,
+            templates=TemplateRepository(db),
+        )
+    finally:
+        await asyncio.to_thread(producer.close)
+        pool.close()
+        await db.close()
+
+
+@pytest.fixture(scope="module")
+def client(stack_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(stack_settings)) as client:
+        yield client
+
+
+def _gif(frames: int, size: tuple[int, int] = (48, 48)) -> bytes:
+    """An animation whose frames all differ (GIF writers merge identical ones)."""
+    images = []
+    for i in range(frames):
+        im = Image.new("RGB", size, (i % 256, (i * 7) % 256, (i * 13) % 256))
+        im.putpixel((i % size[0], (i // size[0]) % size[1]), (255, 255, 255))
+        images.append(im.convert("P", palette=Image.Palette.ADAPTIVE))
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
+    return buffer.getvalue()
+
+
+def _remove(pipeline: RenderPipeline, outcome: MemeRendered) -> None:
+    for variant in outcome.variants:
+        pipeline.storage.delete(variant.key)
+
+
+async def _handle(pipeline: RenderPipeline, request: MemeRequested) -> MemeRendered:
+    outcome = await pipeline.handle(
+        pipeline.producer.codec.encode(request), key=None, partition=0, offset=0, headers=[]
+    )
+    assert outcome is not None
+    return outcome
+
+
+async def test_an_upload_at_max_frames_renders_every_frame(
+    pipeline: RenderPipeline, client: TestClient, stack_settings: Settings
+) -> None:
+    """The upload's cap and the worker's are one setting: what is accepted renders."""
+    cap = stack_settings.max_frames
+    account = register(client, "cap")
+    client.cookies.clear()
+    response = client.post(
+        "/api/templates",
+        headers=account["headers"],
+        data={"name": "at the cap"},
+        files={"file": ("cap.gif", _gif(cap), "image/gif")},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["frame_count"] == cap
+    request = MemeRequested(meme_id=new_id(), template_id=response.json()["id"], texts=["at"])
+    outcome = await pipeline.render(request)
+    try:
+        assert outcome.status is RenderStatus.RENDERED, outcome.error
+        full = next(v for v in outcome.variants if v.size == "full")
+        stored = await asyncio.to_thread(pipeline.storage.get, full.key)
+        with Image.open(io.BytesIO(stored.data)) as image:
+            assert image.n_frames == cap
+    finally:
+        await asyncio.to_thread(_remove, pipeline, outcome)
+
+
+async def test_a_meme_deleted_while_rendering_leaves_no_images(
+    pipeline: RenderPipeline, stack_settings: Settings
+) -> None:
+    """The delete lands after the API read the (pending, imageless) row and before the worker
+    recorded the render: the worker finds the row deleted and removes what it stored."""
+    meme_id = insert_meme(stack_settings, status="pending", texts=["gone", "soon"])
+    await soft_delete(pipeline.memes.pool, meme_id)
+    request = MemeRequested(meme_id=meme_id, template_id="drake", texts=["gone", "soon"])
+    outcome = await _handle(pipeline, request)
+    assert outcome.status is RenderStatus.RENDERED and outcome.variants
+    for variant in outcome.variants:
+        with pytest.raises(ObjectNotFound):
+            await asyncio.to_thread(pipeline.storage.get, variant.key)
+    assert meme_status(stack_settings, meme_id) == "deleted"
+
+
+async def test_a_meme_that_stays_keeps_its_images(
+    pipeline: RenderPipeline, stack_settings: Settings
+) -> None:
+    meme_id = insert_meme(stack_settings, status="pending", texts=["here", "to stay"])
+    request = MemeRequested(meme_id=meme_id, template_id="drake", texts=["here", "to stay"])
+    outcome = await _handle(pipeline, request)
+    try:
+        assert outcome.status is RenderStatus.RENDERED and outcome.variants
+        for variant in outcome.variants:
+            stored = await asyncio.to_thread(pipeline.storage.get, variant.key)
+            assert len(stored.data) == variant.bytes
+        assert meme_status(stack_settings, meme_id) == "rendered"
+    finally:
+        await asyncio.to_thread(_remove, pipeline, outcome)
