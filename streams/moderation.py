@@ -10,9 +10,9 @@ render path never runs one-at-a-time inference.
 
 Images of catalogue templates: a meme's pixels are the template's own artwork plus its texts,
 and the texts are moderated already, so by default (MODERATION_IMAGE_EVERY_MEME=false) the
-template's image is scored once per worker and that verdict reused; Open-NSFW costs ~100 ms of
-CPU per image, which would otherwise cap a 2-core worker near 10 memes/s. Any other image (and
-every image when the setting is true) is scored after rendering.
+template's image is scored once per worker and that verdict reused; Open-NSFW costs 18-30 ms of
+CPU per image, as much as a render, which would otherwise halve a worker's rate. Any other
+image (and every image when the setting is true) is scored after rendering.
 
 Outcomes: at or above a reject threshold the meme is `rejected`: nothing is stored, the
 MemeRendered event has status `failed`, moderation `rejected` and the reason in `error` (it is

@@ -161,3 +161,43 @@ def test_verdict_worse_prefers_the_stricter_decision() -> None:
     assert ok.worse(flagged) is flagged
     assert rejected.worse(flagged) is rejected
     assert Verdict(Decision.OK, 0.2, "clean").worse(ok).score == 0.2
+
+
+def test_onnx_sub_of_a_constant_becomes_an_add_of_its_negation() -> None:
+    """So onnxruntime folds Open-NSFW's Sub/Mul/Add batch norms into the Conv weights; every
+    field the rewrite does not know (here ir_version) passes through unchanged."""
+    pytest.importorskip("google.protobuf")
+    import numpy as np
+
+    from domain.ai.backends import _onnx_subset, foldable_onnx
+
+    model_class, _ = _onnx_subset()
+    model = model_class()
+    graph = model.graph
+    mean = graph.initializer.add(name="mean", data_type=1, dims=[1, 2, 1, 1])
+    mean.raw_data = np.array([0.5, -2.0], "<f4").tobytes()
+    graph.initializer.add(name="listed", data_type=1, dims=[2], float_data=[1.0, 3.0])
+    graph.initializer.add(name="shape", data_type=7, dims=[1], raw_data=b"\x01" + b"\x00" * 7)
+    graph.node.add(op_type="Conv", input=["x", "w"], output=["c"])
+    graph.node.add(op_type="Sub", input=["c", "mean"], output=["s1"])
+    graph.node.add(op_type="Sub", input=["s1", "listed"], output=["s2"])
+    graph.node.add(op_type="Sub", input=["s2", "mean"], output=["s3"])  # shares a negation
+    graph.node.add(op_type="Sub", input=["n", "shape"], output=["i"])  # int64: left alone
+    graph.node.add(op_type="Sub", input=["mean", "c"], output=["r"])  # constant first: alone
+    ir_version = b"\x08\x08"  # field 1 (ir_version) = 8, unknown to the subset
+    data, rewritten = foldable_onnx(ir_version + model.SerializeToString())
+
+    assert rewritten == 3
+    out = model_class()
+    out.ParseFromString(data)
+    assert [n.op_type for n in out.graph.node] == ["Conv", "Add", "Add", "Add", "Sub", "Sub"]
+    tensors = {t.name: t for t in out.graph.initializer}
+    assert out.graph.node[1].input[1] == out.graph.node[3].input[1] == "mean/negated"
+    negated = np.frombuffer(tensors["mean/negated"].raw_data, "<f4")
+    assert negated.tolist() == [-0.5, 2.0]
+    assert list(tensors["mean/negated"].dims) == [1, 2, 1, 1]
+    assert np.frombuffer(tensors["listed/negated"].raw_data, "<f4").tolist() == [-1.0, -3.0]
+    assert np.frombuffer(tensors["mean"].raw_data, "<f4").tolist() == [0.5, -2.0]
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    assert [(f.field_number, f.data) for f in UnknownFieldSet(out)] == [(1, 8)]

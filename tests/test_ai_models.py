@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,77 @@ async def test_stream_step_scores_a_catalogue_template_once(tiny_models: TinyMod
         assert per_meme.verdict.decision in set(Decision)
     finally:
         await ai.aclose()
+
+
+async def test_prepare_runs_on_the_preparation_threads_before_batching(
+    tiny_models: TinyModels,
+) -> None:
+    """Decoding must not occupy the model's single inference thread: `prepare` runs on the
+    preparation pool, and `run` gets the prepared inputs of a whole batch."""
+    import threading
+
+    from domain.ai.manager import TaskRunner
+
+    seen: dict[str, set[str]] = {"prepare": set(), "run": set()}
+    batches: list[list[str]] = []
+
+    def prepare(_model: object, item: str) -> str:
+        seen["prepare"].add(threading.current_thread().name)
+        return item.upper()
+
+    def run(_model: object, items: Sequence[str]) -> list[str]:
+        seen["run"].add(threading.current_thread().name)
+        batches.append(list(items))
+        return [f"{i}!" for i in items]
+
+    runner = TaskRunner(Task.SENTIMENT, run, lambda i: i, "warm", prepare=prepare)
+    mgr = ModelManager(_settings(ai_model_size="small"), _registry(tiny_models))
+    try:
+        await mgr.infer(runner, "warm")  # load first, so the eight items queue together
+        answers = await mgr.infer_many(runner, [f"m{i}" for i in range(8)])
+        assert [a.value for a in answers] == [f"M{i}!" for i in range(8)]
+        assert {a.source for a in answers} == {"bert-tiny"}
+        assert all(name.startswith("ai-prepare") for name in seen["prepare"])
+        assert all(name.startswith("ai-bert-tiny") for name in seen["run"])
+        assert len(batches) - 1 < 8  # the eight items shared batches
+        alone = await mgr.infer_alone(runner, "x")
+        assert alone == "X!" and batches[-1] == ["X"]
+    finally:
+        await mgr.aclose()
+
+
+async def test_infer_alone_is_a_batch_of_one_without_the_batching_wait(
+    tiny_models: TinyModels,
+) -> None:
+    """The benchmark's one-at-a-time baseline: the model on one item, no AI_MAX_WAIT_MS."""
+    import time
+
+    from domain.ai.backends import ModelUnavailable
+
+    mgr = ModelManager(
+        _settings(ai_model_size="small", ai_max_wait_ms=1000), _registry(tiny_models)
+    )
+    try:
+        await mgr.infer_alone(SENTIMENT, "load the model first")
+        started = time.perf_counter()
+        alone = await mgr.infer_alone(SENTIMENT, "I love this")
+        assert time.perf_counter() - started < 0.5  # a batcher would hold it for 1 s
+        assert isinstance(alone, Sentiment)
+        batched = await mgr.infer(SENTIMENT, "I love this")
+        assert batched.value == alone
+        slot = next(iter(mgr._loaded.values()))
+        assert slot.batchers[Task.SENTIMENT].items == 1  # only `infer` went through the batcher
+    finally:
+        await mgr.aclose()
+    off = ModelManager(_settings(ai_enabled=False), _registry(tiny_models))
+    with pytest.raises(ModelUnavailable):
+        await off.infer_alone(SENTIMENT, "no model")
+    await off.aclose()
+
+
+async def test_a_corrupt_image_in_a_batch_fails_only_itself(manager: ModelManager) -> None:
+    """Decoding moved out of the batch: a corrupt image still fails its own caller only."""
+    images = [_png(), b"not an image", _png((200, 40, 40))]
+    verdicts = await asyncio.gather(*(Moderator(manager).check_image(i) for i in images))
+    assert [v.source for v in verdicts] == ["vit-tiny", "heuristic", "vit-tiny"]
+    assert verdicts[1].label == "unreadable"

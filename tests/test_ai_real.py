@@ -95,3 +95,24 @@ async def test_zero_shot_text_moderation_flags_abuse_not_dark_idioms(ai: AIServi
         assert verdict.decision is Decision.OK, (benign, verdict)
     abuse = await ai.moderator.check_text(["you are all worthless idiots and should die"])
     assert abuse.decision is Decision.FLAGGED and abuse.source == "minilm-l6"
+
+
+def test_open_nsfw_norms_fold_into_the_convolutions_without_changing_scores(
+    settings: Settings,
+) -> None:
+    """The Sub -> Add rewrite (domain/ai/backends.py `foldable_onnx`) must leave the scores
+    as the shipped graph gives them; it only lets onnxruntime fold the batch norms."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from domain.ai.backends import OnnxImageClassifier, load_model
+
+    spec = packaged_registry(settings).chain(Task.MODERATION_IMAGE, settings.ai_model_size)[0]
+    model = load_model(spec, 1)
+    assert isinstance(model, OnnxImageClassifier)
+    assert model.folded == 53  # every batch norm of Open-NSFW
+    shipped = ort.InferenceSession(str(spec.path), providers=["CPUExecutionProvider"])
+    catalog = TemplateCatalog.default()
+    batch = np.stack([model.preprocess(catalog.get(t).image()) for t in ("drake", "two-buttons")])
+    expected = shipped.run(None, {shipped.get_inputs()[0].name: batch})[0][:, 1]
+    assert np.allclose(model.scores(batch), expected, atol=1e-5)

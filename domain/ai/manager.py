@@ -14,6 +14,10 @@ does not cancel it, so the next request finds the model ready. A model that fail
 is not retried for `retry_after_s`. Each loaded model has one inference thread (its batches
 run one after another, in order) and one micro-batcher per task. Loaded models form an LRU:
 loading one that does not fit in `AI_MEMORY_BUDGET_MB` first evicts the least recently used.
+
+A runner's `prepare` (decoding and resizing an image) runs on a shared pool of preparation
+threads before the item joins a batch, so that serial inference thread runs only the model
+and the next batch is prepared while the current one runs.
 """
 
 from __future__ import annotations
@@ -54,14 +58,17 @@ class TaskRunner(Generic[I, O]):
     """How one task uses a model (`run`, on a batch) and answers without one (`heuristic`).
 
     `sample` is an input for warm-up; `timeout_s`, when set, overrides the manager's default
-    (captions generate token by token and need longer than a classification).
+    (captions generate token by token and need longer than a classification). `prepare`, when
+    set, turns one item into the model's input (`prepare(model, item)`, thread-safe) off the
+    model's inference thread; `run` then gets prepared inputs instead of items.
     """
 
     task: Task
-    run: Callable[[Any, Sequence[I]], Sequence[O | BaseException]]
+    run: Callable[[Any, Sequence[Any]], Sequence[O | BaseException]]
     heuristic: Callable[[I], O]
     sample: I
     timeout_s: float | None = None
+    prepare: Callable[[Any, I], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,9 @@ class ModelManager:
         self._loading: dict[str, asyncio.Future[_Slot]] = {}
         self._failed: dict[str, tuple[float, str, str]] = {}  # key -> (when, reason, message)
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="ai-load")
+        self._prepare_executor = ThreadPoolExecutor(
+            max(1, self.threads), thread_name_prefix="ai-prepare"
+        )
 
     # --- public -----------------------------------------------------------------------------
     def chain(self, task: Task) -> list[ModelSpec]:
@@ -149,6 +159,28 @@ class ModelManager:
             await asyncio.gather(*(self.infer(runner, i, timeout_s=timeout_s) for i in items))
         )
 
+    async def infer_alone(
+        self, runner: TaskRunner[I, O], item: I, *, timeout_s: float | None = None
+    ) -> O:
+        """`item` through the task's first model as a batch of one, on the model's inference
+        thread but without the micro-batcher (no AI_MAX_WAIT_MS wait) and without fallbacks:
+        the one-at-a-time baseline that benchmarks/ai.py measures batching against."""
+        chain = self.chain(runner.task)
+        if not chain:
+            raise ModelUnavailable(f"no model for {runner.task.value}")
+
+        async def attempt() -> O:
+            slot = await self._slot(chain[0])
+            value = await self._prepare(runner, slot, item)
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(slot.executor, runner.run, slot.model, [value])
+            result = results[0]
+            if isinstance(result, BaseException):
+                raise result
+            return result
+
+        return await asyncio.wait_for(attempt(), timeout_s or runner.timeout_s or self.timeout_s)
+
     async def warm_up(
         self, runners: Sequence[TaskRunner[Any, Any]], *, timeout_s: float = 120.0
     ) -> dict[str, str]:
@@ -175,19 +207,29 @@ class ModelManager:
         for key in list(self._loaded):
             await self._evict(key, count=False)
         self._load_executor.shutdown(wait=False, cancel_futures=True)
+        self._prepare_executor.shutdown(wait=False, cancel_futures=True)
 
     # --- internals ------------------------------------------------------------------------
     async def _attempt(self, runner: TaskRunner[I, O], spec: ModelSpec, item: I) -> O:
         slot = await self._slot(spec)
+        value = await self._prepare(runner, slot, item)
         batcher = slot.batchers.get(runner.task)
         if batcher is None:
             batcher = self._batcher(runner, spec, slot)
             slot.batchers[runner.task] = batcher
-        return await batcher.submit(item)
+        return await batcher.submit(value)
+
+    async def _prepare(self, runner: TaskRunner[I, O], slot: _Slot, item: I) -> Any:
+        """The runner's input for `item`, prepared on the preparation threads (if it has a
+        `prepare`), so the model's single inference thread runs only the model."""
+        if runner.prepare is None:
+            return item
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare_executor, runner.prepare, slot.model, item)
 
     def _batcher(
         self, runner: TaskRunner[I, O], spec: ModelSpec, slot: _Slot
-    ) -> MicroBatcher[I, O]:
+    ) -> MicroBatcher[Any, O]:
         task, size = runner.task.value, spec.size.value
         model = slot.model
 
@@ -195,7 +237,7 @@ class ModelManager:
             INFERENCE_BATCH_SIZE.labels(task=task).observe(n)
             INFERENCE_DURATION.labels(task=task, model_size=size).observe(seconds)
 
-        def run(items: Sequence[I]) -> Sequence[O | BaseException]:
+        def run(items: Sequence[Any]) -> Sequence[O | BaseException]:
             return runner.run(model, items)
 
         return MicroBatcher(

@@ -72,16 +72,14 @@ def _open(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
-def _score_images(model: ImageScorer, images: Sequence[bytes]) -> list[float | Exception]:
-    decoded: list[Image.Image | Exception] = []
-    for data in images:
-        try:
-            decoded.append(_open(data))
-        except Exception as exc:  # one corrupt image fails itself, not its batch
-            decoded.append(exc)
-    good = [im for im in decoded if isinstance(im, Image.Image)]
-    scores = iter(model.unsafe_scores(good).tolist() if good else [])
-    return [im if isinstance(im, Exception) else float(next(scores)) for im in decoded]
+def _prepare_image(model: ImageScorer, data: bytes) -> np.ndarray:
+    """Decoding and resizing, on the manager's preparation threads: a corrupt image fails its
+    own caller here, and the model's inference thread is left to run the model."""
+    return model.preprocess(_open(data))
+
+
+def _score_images(model: ImageScorer, inputs: Sequence[np.ndarray]) -> list[float]:
+    return [float(score) for score in model.scores(np.stack(inputs))]
 
 
 def _image_heuristic(data: bytes) -> float:
@@ -95,7 +93,13 @@ def _sample_image() -> bytes:
 
 
 TEXT = TaskRunner(Task.MODERATION_TEXT, _zero_shot, lambda _text: 0.0, "warming up")
-IMAGE = TaskRunner(Task.MODERATION_IMAGE, _score_images, _image_heuristic, _sample_image())
+IMAGE = TaskRunner(
+    Task.MODERATION_IMAGE,
+    _score_images,
+    _image_heuristic,
+    _sample_image(),
+    prepare=_prepare_image,
+)
 
 
 class Moderator:
