@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,6 +32,28 @@ def test_migrate_is_idempotent_and_records_versions(stack_settings: Settings) ->
     with psycopg.connect(stack_settings.database_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
     assert versions == [v for v, _ in migrations()]
+
+
+@pytest.mark.parametrize(
+    ("names", "error"),
+    [
+        (["0001_a.sql", "0001_b.sql"], "share version 1"),
+        (["0001_a.sql", "one_more.sql"], "named NNNN_name.sql"),
+    ],
+)
+def test_migration_files_are_refused_when_two_share_a_version_or_one_has_none(
+    tmp_path: Path, names: list[str], error: str
+) -> None:
+    for name in names:
+        (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(ValueError, match=error):
+        migrations(tmp_path)
+
+
+def test_migration_files_are_ordered_by_version(tmp_path: Path) -> None:
+    for name in ("0010_later.sql", "0002_sooner.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    assert [v for v, _ in migrations(tmp_path)] == [2, 10]
 
 
 def test_monthly_partitions_exist_around_now(stack_settings: Settings) -> None:

@@ -13,21 +13,26 @@ from pathlib import Path
 import psycopg
 
 from domain.settings import Settings
+from sinks.postgres.partitions import ensure_partitions_sync
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^(?P<version>\d{4})_[\w-]+\.sql$")
 _LOCK_ID = 0x6D656D65  # "meme"
-PARTITION_MONTHS_AHEAD = 3
 
 
 def migrations(folder: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
-    found = []
+    """The folder's migrations in order. Two files with one version number are refused: the
+    version table records numbers, so the second file would never run anywhere the first had."""
+    found: dict[int, Path] = {}
     for path in sorted(folder.glob("*.sql")):
         match = _NAME.match(path.name)
         if match is None:
             raise ValueError(f"{path.name}: migrations are named NNNN_name.sql")
-        found.append((int(match["version"]), path))
-    return found
+        version = int(match["version"])
+        if version in found:
+            raise ValueError(f"{path.name} and {found[version].name} share version {version}")
+        found[version] = path
+    return sorted(found.items())
 
 
 def migrate(settings: Settings, *, today: date | None = None) -> list[int]:
@@ -52,14 +57,7 @@ def migrate(settings: Settings, *, today: date | None = None) -> list[int]:
                         (version, path.name),
                     )
                 applied.append(version)
-            ensure_partitions(conn, today or datetime.now(UTC).date())
+            ensure_partitions_sync(conn, today or datetime.now(UTC).date())
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied
-
-
-def ensure_partitions(conn: psycopg.Connection, today: date) -> None:
-    for offset in range(-1, PARTITION_MONTHS_AHEAD + 1):
-        month_index = today.year * 12 + today.month - 1 + offset
-        month = date(month_index // 12, month_index % 12 + 1, 1)
-        conn.execute("SELECT ensure_memes_partition(%s)", (month,))
