@@ -1,16 +1,133 @@
-"""Errors as RFC 9457 problem details, each with a stable `type` clients can branch on."""
+"""Errors as RFC 9457 problem details, each with a stable `type` clients can branch on.
+
+`ProblemDetails` is the body's schema for the OpenAPI document (component `Problem`), and
+`problem_responses()` declares it, as `application/problem+json`, for the error statuses a
+route can answer; `install()` adds the handlers that produce these bodies, the catch-all 500
+included, and puts the schema into the document.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from domain.logs import REQUEST_ID_HEADER, bound_request_id, current_request_id, new_request_id
+
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://memestream.dev/problems/"
+PROBLEM_SCHEMA = "Problem"
+
+
+class ValidationIssue(BaseModel):
+    """One entry of `errors`: where the request is wrong and why (pydantic's own words)."""
+
+    loc: list[str | int] = Field(description='Path to the bad value, e.g. `["body", "texts", 0]`')
+    msg: str
+    type: str
+
+
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`): branch on `type`.
+
+    The extension members listed are the ones the API sends; as RFC 9457 allows, others may
+    appear, and a client ignores members it does not know.
+    """
+
+    model_config = ConfigDict(
+        title=PROBLEM_SCHEMA,
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": TYPE_BASE + "meme-not-found",
+                    "title": "No such meme",
+                    "status": 404,
+                    "detail": "no meme has the id 01a22554-2caf-74c0-8ab6-2678edb7c00b",
+                    "instance": "/api/meme/01a22554-2caf-74c0-8ab6-2678edb7c00b",
+                },
+                {
+                    "type": TYPE_BASE + "validation-error",
+                    "title": "The request is not valid",
+                    "status": 422,
+                    "instance": "/api/meme/generate",
+                    "errors": [
+                        {
+                            "loc": ["body", "texts"],
+                            "msg": "Input should be a valid list",
+                            "type": "list_type",
+                        }
+                    ],
+                },
+            ]
+        },
+    )
+
+    type: str = Field(description="Stable URI of the problem kind: branch on this")
+    title: str = Field(description="Short human-readable summary of the kind")
+    status: int = Field(ge=400, le=599, description="The HTTP status, repeated")
+    detail: str | None = Field(None, description="What went wrong with this request")
+    instance: str | None = Field(None, description="The request path")
+    errors: list[ValidationIssue] | None = Field(
+        None, description="`validation-error` (422) and `malformed-json` (400): every issue found"
+    )
+    retry_after: int | None = Field(
+        None, description="`rate-limited` (429): seconds to wait, as in `Retry-After`"
+    )
+    service: str | None = Field(
+        None, description="`service-unavailable` (503): which backing service did not answer"
+    )
+    template_id: str | None = Field(None, description="`unknown-template` (422): the id sent")
+    request_id: str | None = Field(
+        None, description="`internal-error` (500): find the failure in the logs by this id"
+    )
+
+
+#: Why a route answers each status, unless the route says more precisely.
+DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed JSON or multipart body, or an invalid header",
+    401: "Authentication required, or the credential sent is invalid",
+    403: "Not allowed for this account",
+    404: "Not found",
+    409: "Conflicts with the resource's current state",
+    413: "Body too large (`MAX_BODY_BYTES`; uploads `MAX_UPLOAD_BYTES`)",
+    415: "Unsupported media type",
+    422: "The request is not valid: `errors` lists every issue",
+    429: "Rate limited: retry after `Retry-After` seconds",
+    500: "Unexpected error: `request_id` finds it in the logs; nothing internal is shown",
+    503: "A backing service is unavailable: retry after `Retry-After` seconds",
+    507: "The upload could not be stored: retry after `Retry-After` seconds",
+}
+
+
+#: What any route behind `api.ratelimit.RateLimited` may answer: its caller lookup refuses an
+#: invalid credential (401) or cannot reach the key and session stores (503), its limit 429.
+LIMITED_STATUSES = (401, 429, 503)
+
+
+def problem_responses(
+    *statuses: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries declaring the problem+json body for each error status.
+
+    FastAPI's `model=` would put the schema under the route's own media type
+    (application/json), so the content is spelled out with a reference to the `Problem`
+    component that `install()` adds. Declaring 422 also replaces FastAPI's default
+    `HTTPValidationError`, which is not what the API sends.
+    """
+    described = {**DESCRIPTIONS, **(descriptions or {})}
+    content = {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}}}
+    return {
+        status: {"description": described.get(status, "Error"), "content": content}
+        for status in statuses
+    }
 
 
 class Problem(Exception):
@@ -72,7 +189,57 @@ _HTTP_SLUGS = {
 }
 
 
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 that names no internals; the exception is logged under the request's id.
+
+    Starlette runs this handler in its outermost middleware, after the request-id middleware
+    has unbound its id, so the id is the one that middleware left in the request's state (the
+    caller's `X-Request-ID` or the one it made); it is sent back in the header and the body
+    and is on the log line.
+    """
+    request_id = getattr(request.state, "request_id", None) or current_request_id()
+    if request_id is None:
+        raw = request.headers.get(REQUEST_ID_HEADER)
+        request_id = raw[:128] if raw else new_request_id()
+    with bound_request_id(request_id):
+        log.error(
+            "unhandled %s on %s %s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            exc_info=exc,
+        )
+    problem = Problem(
+        500,
+        "internal-error",
+        "Internal server error",
+        "The server failed unexpectedly; quote request_id when reporting it.",
+        headers={REQUEST_ID_HEADER: request_id},
+        request_id=request_id,
+    )
+    return problem_response(problem, request)
+
+
+def _with_problem_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi` plus the `Problem` component that `problem_responses()` refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = generate()  # cached by FastAPI until the routes change
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        if PROBLEM_SCHEMA not in schemas:
+            schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[PROBLEM_SCHEMA] = schema
+        return spec
+
+    return openapi
+
+
 def install(app: FastAPI) -> None:
+    app.openapi = _with_problem_schema(app)  # type: ignore[method-assign]
+    app.add_exception_handler(Exception, internal_error)
+
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)

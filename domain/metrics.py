@@ -462,6 +462,8 @@ class HttpMetricsMiddleware:
 
         raw = dict(scope.get("headers") or ()).get(REQUEST_ID_HEADER.encode())
         request_id = raw.decode("latin-1")[:128] if raw else new_request_id()
+        # Kept in the request's state too: the 500 handler runs outside this middleware.
+        scope.setdefault("state", {})["request_id"] = request_id
         method = str(scope.get("method", "GET"))
         status = 500
         started = time.perf_counter()

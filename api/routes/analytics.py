@@ -12,10 +12,15 @@ from pydantic import BaseModel, ConfigDict
 
 from api.analytics_reader import AnalyticsUnavailable
 from api.auth import DataDep
-from api.problems import Problem, unavailable
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 
-router = APIRouter(prefix="/api/analytics", tags=["analytics"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/analytics",
+    tags=["analytics"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 
 Minutes = Annotated[int, Query(ge=1, le=44640, description="Window: the last N minutes")]
 Step = Annotated[int, Query(ge=1, le=44640, description="Bucket size in minutes")]
@@ -66,7 +71,9 @@ async def _run(data: DataDep, name: str, minutes: int, step: int, **extra: Any) 
     return Series(query=name, minutes=minutes, step_minutes=step, rows=rows)
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {422: {}, 429: {}, 503: {}}
+_RESPONSES = problem_responses(
+    422, 503, descriptions={503: "ClickHouse (or the analytics worker) is unavailable"}
+)
 
 
 @router.get(

@@ -17,13 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import SESSION_COOKIE, DataDep, UserDep
 from api.dependencies import ServicesDep
-from api.problems import Problem, unavailable
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from sinks.postgres.users import UsernameTaken
 from sinks.redis import REDIS_ERRORS
 from sinks.redis.sessions import Session
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
+#: The JSON-body routes: a malformed or oversized body, a body that fails validation.
+BODY_PROBLEMS = problem_responses(400, 413, 422)
 DB_ERRORS = (psycopg.Error, PoolTimeout)
 
 
@@ -127,7 +134,7 @@ class NewKey(KeyOut):
     "/register",
     status_code=201,
     response_model=UserOut,
-    responses={409: {"description": "Username taken"}, 422: {}, 429: {}, 503: {}},
+    responses={**BODY_PROBLEMS, **problem_responses(409, descriptions={409: "Username taken"})},
     summary="Create an account",
 )
 async def register(body: Registration, data: DataDep) -> UserOut:
@@ -143,7 +150,10 @@ async def register(body: Registration, data: DataDep) -> UserOut:
 @router.post(
     "/login",
     response_model=SessionOut,
-    responses={401: {"description": "Wrong username or password"}, 429: {}, 503: {}},
+    responses={
+        **BODY_PROBLEMS,
+        **problem_responses(401, descriptions={401: "Wrong username or password"}),
+    },
     summary="Log in: a session token (body and HttpOnly cookie)",
 )
 async def login(
@@ -181,7 +191,6 @@ async def login(
     "/logout",
     status_code=204,
     response_class=Response,
-    responses={401: {}},
     summary="End the session of the token or cookie sent",
 )
 async def logout(request: Request, data: DataDep, principal: UserDep) -> Response:
@@ -197,7 +206,7 @@ async def logout(request: Request, data: DataDep, principal: UserDep) -> Respons
     return response
 
 
-@router.get("/me", response_model=UserOut, responses={401: {}}, summary="Who am I")
+@router.get("/me", response_model=UserOut, summary="Who am I")
 async def me(principal: UserDep) -> UserOut:
     assert principal.user_id and principal.username
     return UserOut(id=principal.user_id, username=principal.username, role=principal.role)
@@ -207,7 +216,7 @@ async def me(principal: UserDep) -> UserOut:
     "/api-keys",
     status_code=201,
     response_model=NewKey,
-    responses={401: {}, 503: {}},
+    responses=BODY_PROBLEMS,
     summary="Create an API key (the secret is shown once)",
 )
 async def create_key(
@@ -224,7 +233,6 @@ async def create_key(
 @router.get(
     "/api-keys",
     response_model=list[KeyOut],
-    responses={401: {}, 503: {}},
     summary="My API keys (without secrets)",
 )
 async def list_keys(data: DataDep, principal: UserDep) -> list[KeyOut]:
@@ -240,7 +248,7 @@ async def list_keys(data: DataDep, principal: UserDep) -> list[KeyOut]:
     "/api-keys/{key_id}",
     status_code=204,
     response_class=Response,
-    responses={401: {}, 404: {"description": "No such key of yours"}, 503: {}},
+    responses=problem_responses(422, 404, descriptions={404: "No such key of yours"}),
     summary="Revoke an API key",
 )
 async def revoke_key(

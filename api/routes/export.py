@@ -14,14 +14,19 @@ from psycopg_pool import PoolTimeout
 
 from api.auth import UserDep
 from api.dependencies import ServicesDep
-from api.problems import unavailable
+from api.problems import LIMITED_STATUSES, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from api.zipstream import zip_stream
 from sinks.postgres.lifecycle import owned_memes
 from sinks.postgres.memes import MemeRecord
 from sinks.storage import ObjectNotFound, ObjectStore
 
-router = APIRouter(prefix="/api/me", tags=["export"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/me",
+    tags=["export"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 MAX_EXPORT = 10_000
 
 
@@ -66,8 +71,7 @@ def _entries(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}, "description": "A zip, streamed"},
-        401: {"description": "Exporting needs an account"},
-        503: {},
+        **problem_responses(401, descriptions={401: "Exporting needs an account"}),
     },
     summary="Download my rendered memes as a zip (streamed)",
 )

@@ -27,7 +27,7 @@ from api.feed.history import GapTooOld
 from api.feed.messages import NEW, valid_channel
 from api.feed.sse import EventStream, control_frame
 from api.feed.ws_session import Voter, serve
-from api.problems import Problem, problem_response
+from api.problems import Problem, problem_response, problem_responses
 from api.routes import votes
 from api.routes.votes import VoteRequest
 
@@ -80,7 +80,17 @@ def open_stream(relay: FeedRelay, channels: str, resume: str | None) -> EventStr
     "/stream",
     summary="Server-sent events of the live feed",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}, 422: {}, 503: {}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
+        **problem_responses(
+            422,
+            503,
+            descriptions={
+                422: "Unknown or malformed channels",
+                503: "The live feed is not running",
+            },
+        ),
+    },
 )
 async def stream(
     request: Request,
@@ -203,7 +213,11 @@ class FeedFastPath:
             await self.app(scope, receive, send)
 
 
-@router.get("/status", summary="This replica's feed, and every replica's over NATS")
+@router.get(
+    "/status",
+    summary="This replica's feed, and every replica's over NATS",
+    responses=problem_responses(503, descriptions={503: "The live feed is not running"}),
+)
 async def status(request: Request) -> dict[str, Any]:
     relay = relay_of(request.app)
     return {"local": relay.status(), "replicas": await relay.cluster_status()}

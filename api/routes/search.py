@@ -10,18 +10,23 @@ from psycopg_pool import PoolTimeout
 
 from api.dependencies import ServicesDep
 from api.models import MemeView
-from api.problems import unavailable
+from api.problems import LIMITED_STATUSES, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from api.routes.memes import _view
 from sinks.postgres.search import search_memes
 
-router = APIRouter(prefix="/api/search", tags=["search"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/search",
+    tags=["search"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 
 
 @router.get(
     "/memes",
     response_model=list[MemeView],
-    responses={422: {}, 429: {}, 503: {}},
+    responses=problem_responses(422),
     summary='Search captions (web-search syntax: "a phrase", -exclude, or)',
 )
 async def search(

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
-from api.problems import Problem, unavailable
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from api.uploads import UploadTooLarge, spooled
 from domain.rendering.decode import decode, sniff
@@ -35,7 +35,12 @@ from domain.rendering.errors import RenderError, TooManyFrames
 from domain.templates.catalog import template_from_config
 from sinks.postgres.templates import NewUpload, TemplateExists, TemplateRecord
 
-router = APIRouter(prefix="/api/templates", tags=["templates"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/templates",
+    tags=["templates"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 DB_ERRORS = (psycopg.Error, PoolTimeout)
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
 
@@ -85,7 +90,7 @@ class TemplateOut(BaseModel):
 @router.get(
     "",
     response_model=list[TemplateOut],
-    responses={429: {}, 503: {}},
+    responses=problem_responses(422),
     summary="Templates, by category then id",
 )
 async def list_templates(
@@ -137,7 +142,7 @@ _LISTING = TypeAdapter(list[TemplateOut])
 @router.get(
     "/search",
     response_model=list[TemplateOut],
-    responses={422: {}, 429: {}, 503: {}},
+    responses=problem_responses(422),
     summary="Search names, tags, categories and descriptions (web-search syntax)",
 )
 async def search_templates(
@@ -155,7 +160,7 @@ async def search_templates(
 @router.get(
     "/{template_id}",
     response_model=TemplateOut,
-    responses={404: {"description": "No such template"}, 429: {}, 503: {}},
+    responses=problem_responses(422, 404, descriptions={404: "No such template"}),
     summary="One template",
 )
 async def get_template(template_id: str, data: DataDep) -> TemplateOut:
@@ -201,14 +206,26 @@ def _default_boxes(width: int, height: int) -> list[dict[str, Any]]:
     "",
     status_code=201,
     response_model=TemplateOut,
-    responses={
-        401: {"description": "Uploading needs an account"},
-        413: {"description": "File too large, too many pixels or frames"},
-        415: {"description": "Not a JPEG, PNG, GIF or WebP, or not what Content-Type says"},
-        422: {"description": "Corrupt image or invalid boxes"},
-        429: {},
-        503: {},
-    },
+    responses=problem_responses(
+        400,
+        401,
+        409,
+        413,
+        415,
+        422,
+        503,
+        507,
+        descriptions={
+            400: "Malformed multipart body",
+            401: "Uploading needs an account",
+            409: "A generated template id collided; try again",
+            413: "File too large, too many pixels or frames",
+            415: "Not a JPEG, PNG, GIF or WebP, or not what Content-Type says",
+            422: "Missing file or name, invalid fields, a corrupt image or invalid boxes",
+            503: "Object storage or PostgreSQL is unavailable",
+            507: "The upload could not be spooled to disk; retry later",
+        },
+    ),
     summary="Upload a template image (multipart) with optional caption boxes",
     description=(
         "`file`: the image (JPEG, PNG, GIF or WebP; at most MAX_UPLOAD_BYTES bytes and "

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.dependencies import ServicesDep
-from api.problems import Problem, unavailable
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from sinks.postgres.trending import public_memes
 from sinks.postgres.trending import top_memes as postgres_top
@@ -30,7 +30,12 @@ from sinks.redis.client import REDIS_ERRORS
 from sinks.redis.trending import Ranked, TrendingSets
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/meme", tags=["trending"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/meme",
+    tags=["trending"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 
 Window = Literal["1h", "24h", "7d"]
 Source = Literal["redis", "clickhouse", "postgres"]
@@ -118,7 +123,14 @@ async def _fallback(
 @router.get(
     "/trending",
     response_model=TrendingPage,
-    responses={422: {"description": "Invalid window, limit or cursor"}, 503: {}},
+    responses=problem_responses(
+        422,
+        503,
+        descriptions={
+            422: "Invalid window, limit or cursor",
+            503: "Redis and every fallback store are unavailable",
+        },
+    ),
     summary="The trending memes of a window, best first",
 )
 async def trending(

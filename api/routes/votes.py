@@ -17,14 +17,19 @@ from pydantic import BaseModel, ConfigDict
 
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
-from api.problems import Problem, unavailable
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from domain.events import Vote
 from domain.ids import id_time, is_valid_id, new_id
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_VOTES
 
-router = APIRouter(prefix="/api/meme", tags=["votes"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/meme",
+    tags=["votes"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 
 
 class VoteRequest(BaseModel):
@@ -58,13 +63,22 @@ class VoteResult(BaseModel):
 @router.post(
     "/{meme_id}/vote",
     response_model=VoteResult,
-    responses={
-        401: {"description": "Voting needs an account"},
-        404: {"description": "No such meme"},
-        409: {"description": "The meme is not rendered (pending or failed)"},
-        429: {},
-        503: {},
-    },
+    responses=problem_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        422,
+        503,
+        descriptions={
+            400: "Malformed JSON",
+            401: "Voting needs an account",
+            404: "No such meme",
+            409: "The meme is not rendered (pending or failed)",
+            422: "`value` is not 1, -1 or 0",
+        },
+    ),
     summary="Vote on a meme (1, -1, or 0 to withdraw); one vote per user, changeable",
 )
 async def vote(

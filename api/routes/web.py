@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from api.dependencies import ServicesDep
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from domain.templates import TemplateCatalog, UnknownTemplate
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -77,7 +77,11 @@ async def _uploaded_preview(services: ServicesDep, template_id: str, width: int)
 
 @router.get(
     "/api/templates/{template_id}/preview",
-    responses={200: {"content": {"image/webp": {}}}, 404: {}},
+    responses={
+        200: {"content": {"image/webp": {}}, "description": "The preview"},
+        304: {"description": "`If-None-Match` matched: the cached preview is current"},
+        **problem_responses(404, 422, descriptions={404: "No such template"}),
+    },
     response_class=Response,
     summary="The blank template, rendered, at most `width` pixels wide (WebP)",
 )

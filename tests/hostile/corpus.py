@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass, field
 
@@ -31,8 +32,15 @@ class ImageCase:
 class HttpCase:
     name: str
     body: bytes
-    content_type: str = "application/json"
+    content_type: str | None = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    #: `{meme}` is a rendered meme, `{pending}` a meme still rendering (the test makes both).
+    path: str = "/api/meme/generate"
+    #: Sent with a logged-in account's token (unless `headers` brings its own credential).
+    auth: bool = False
+    #: The exact status where one answer is right (a refused credential is a 401, not any 4xx).
+    status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +176,199 @@ def http_cases() -> list[HttpCase]:
         ),
         HttpCase("body-over-limit", b'{"texts": ["' + b"x" * 2_000_000 + b'"]}'),
     ]  # fmt: skip
+
+
+BOUNDARY = "hostileboundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def _part(name: str, value: bytes, filename: str | None = None, media_type: str = "") -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
+    if media_type:
+        head += f"Content-Type: {media_type}\r\n"
+    return head.encode() + b"\r\n" + value + b"\r\n"
+
+
+def _form(*parts: bytes) -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def _upload(name: str, body: bytes, content_type: str | None = MULTIPART, **kw: object) -> HttpCase:
+    return HttpCase(name, body, content_type, path="/api/templates", auth=True, **kw)  # type: ignore[arg-type]
+
+
+def upload_cases() -> list[HttpCase]:
+    """Malformed multipart for `POST /api/templates` (the endpoint that really reads one)."""
+    png = _png(64, 64)
+    image = _part("file", png, "ok.png", "image/png")
+    title = _part("name", b"hostile upload")
+    tiny = _part("x", b"x")
+    return [
+        _upload("no-boundary", _form(title, image), "multipart/form-data", status=400),
+        _upload("wrong-boundary", _form(title, image), "multipart/form-data; boundary=other"),
+        _upload("empty-body", b""),
+        _upload("boundary-only", f"--{BOUNDARY}--\r\n".encode()),
+        _upload("truncated-part", title + image[: len(image) // 2]),
+        _upload("part-without-headers", f"--{BOUNDARY}\r\n\r\nbare\r\n".encode()),
+        _upload("missing-file-field", _form(title), status=422),
+        _upload("missing-name-field", _form(image), status=422),
+        _upload("file-sent-as-text-field", _form(title, _part("file", png)), status=422),
+        _upload("huge-text-field", _form(_part("name", b"A" * 2_000_000), image), status=400),
+        _upload("boxes-over-max-length", _form(title, image, _part("boxes", b"[" * 30_000))),
+        _upload("boxes-not-json", _form(title, image, _part("boxes", b"{not json")), status=422),
+        _upload(
+            "boxes-outside-the-image",
+            _form(title, image, _part("boxes", b'[{"x": 5000, "y": 0, "width": 9, "height": 9}]')),
+            status=422,
+        ),
+        _upload("category-traversal", _form(title, image, _part("category", b"../../x"))),
+        _upload(
+            "traversal-filename-garbage-bytes",
+            _form(title, _part("file", b"\x00" * 64, "../../../etc/passwd", "image/png")),
+            status=415,
+        ),
+        _upload("thousands-of-fields", _form(title, image, *[tiny] * 1_200), status=400),
+        _upload("json-instead-of-multipart", b'{"name": "x"}', "application/json", status=422),
+        HttpCase("anonymous", _form(title, image), MULTIPART, path="/api/templates", status=401),
+    ]  # fmt: skip
+
+
+def _vote(name: str, body: bytes, path: str = "/api/meme/{meme}/vote", **kw: object) -> HttpCase:
+    return HttpCase(name, body, path=path, auth=True, **kw)  # type: ignore[arg-type]
+
+
+def vote_cases() -> list[HttpCase]:
+    up = b'{"value": 1}'
+    return [
+        _vote("malformed-json", b'{"value": ', status=400),
+        _vote("value-out-of-range", b'{"value": 2}', status=422),
+        _vote("value-as-string", b'{"value": "1"}', status=422),
+        _vote("value-null", b'{"value": null}', status=422),
+        _vote("value-huge-number", b'{"value": 1e999999}'),
+        _vote("value-nan", b'{"value": NaN}'),
+        _vote("vote-as-someone-else", b'{"value": 1, "user_id": "someone-else"}', status=422),
+        _vote("array-body", b"[1]", status=422),
+        _vote("empty-body", b""),
+        _vote("body-over-limit", b'{"value": 1, "x": "' + b"x" * 2_000_000 + b'"}', status=413),
+        _vote("form-instead-of-json", b"value=1", content_type="application/x-www-form-urlencoded"),
+        _vote("not-a-meme-id", up, "/api/meme/not-a-uuid/vote", status=404),
+        _vote("encoded-traversal-id", up, "/api/meme/..%2F..%2Fetc%2Fpasswd/vote", status=404),
+        _vote("uuid4-not-a-meme-id", up, f"/api/meme/{uuid.uuid4()}/vote", status=404),
+        _vote("unknown-meme", up, f"/api/meme/{new_id()}/vote", status=404),
+        _vote("meme-still-rendering", up, "/api/meme/{pending}/vote", status=409),
+        HttpCase("anonymous", up, path="/api/meme/{meme}/vote", status=401),
+        HttpCase(
+            "forged-api-key",
+            up,
+            path="/api/meme/{meme}/vote",
+            headers={"x-api-key": "msk_" + "A" * 43},
+            status=401,
+        ),
+    ]  # fmt: skip
+
+
+def _batch(name: str, body: bytes, **kw: object) -> HttpCase:
+    return HttpCase(name, body, path="/api/meme/batch", **kw)  # type: ignore[arg-type]
+
+
+def batch_cases() -> list[HttpCase]:
+    """Refused whole (4xx), or item by item: a 207 that accepted none, each with its problem."""
+    import json
+
+    unknown = {"template_id": "no-such-template", "texts": ["x"]}
+    return [
+        _batch("malformed-json", b'{"items": [', status=400),
+        _batch("no-items", b"{}", status=422),
+        _batch("empty-items", b'{"items": []}', status=422),
+        _batch("items-null", b'{"items": null}', status=422),
+        _batch("items-not-a-list", b'{"items": "drake"}', status=422),
+        _batch("items-of-garbage", b'{"items": [1, "x", null, []]}', status=422),
+        _batch("over-100-items", json.dumps({"items": [unknown] * 101}).encode(), status=422),
+        _batch("item-extra-field", json.dumps({"items": [{**unknown, "user_id": "x"}]}).encode()),
+        _batch("deeply-nested", b'{"items": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+        _batch("body-over-limit", json.dumps({"items": [{"texts": ["x" * 2_000_000]}]}).encode()),
+        _batch("every-item-unknown-template", json.dumps({"items": [unknown] * 5}).encode()),
+        _batch("every-text-over-the-limit", _generate_batch(["B" * 5_000], 3)),
+        _batch("control-characters-only", _generate_batch(["\x00\x07\x1b"], 2)),
+        _batch(
+            "idempotency-key-too-long",
+            json.dumps({"items": [unknown]}).encode(),
+            headers={"idempotency-key": "k" * 300},
+            status=400,
+        ),
+        _batch("text-plain", json.dumps({"items": [unknown]}).encode(), content_type="text/plain"),
+    ]  # fmt: skip
+
+
+def _generate_batch(texts: list[str], items: int) -> bytes:
+    import json
+
+    return json.dumps({"items": [{"template_id": "drake", "texts": texts}] * items}).encode()
+
+
+def _auth(name: str, path: str, body: bytes = b"", **kw: object) -> HttpCase:
+    return HttpCase(name, body, path=f"/api/auth/{path}", **kw)  # type: ignore[arg-type]
+
+
+def _account(**fields: object) -> bytes:
+    import json
+
+    return json.dumps({"username": "hostile_user", "password": "long enough pw", **fields}).encode()
+
+
+def _me(name: str, **headers: str) -> HttpCase:
+    """`GET /api/auth/me` with a credential that must be refused, never read as anonymous."""
+    return HttpCase(name, b"", None, {k.replace("_", "-"): v for k, v in headers.items()},
+                    "GET", "/api/auth/me", status=401)  # fmt: skip
+
+
+def auth_cases() -> list[HttpCase]:
+    """Accounts and credentials: bad registrations, bad logins, forged or garbled credentials."""
+    nobody = f"nobody_{uuid.uuid4().hex[:8]}"
+    keys = {"auth": True, "method": "DELETE"}
+    return [
+        _auth("register-malformed-json", "register", b'{"username": ', status=400),
+        _auth("register-not-an-object", "register", b"[]", status=422),
+        _auth("register-missing-password", "register", b'{"username": "abc"}', status=422),
+        _auth("register-role-admin", "register", _account(role="admin"), status=422),
+        _auth("register-username-too-long", "register", _account(username="u" * 1000), status=422),
+        _auth("register-username-nul", "register", _account(username="bob\x00"), status=422),
+        _auth("register-username-sql", "register", _account(username="x' OR '1'='1"), status=422),
+        _auth("register-lookalike", "register", _account(username="\u0430dmin"), status=422),
+        _auth("register-password-huge", "register", _account(password="p" * 100_000), status=422),
+        _auth("register-password-short", "register", _account(password="short"), status=422),
+        _auth("register-email-garbage", "register", _account(email="not an email"), status=422),
+        _auth("login-malformed-json", "login", b'{"username"', status=400),
+        _auth("login-unknown-user", "login", _account(username=nobody), status=401),
+        _auth("login-injection", "login", _account(username="admin'--"), status=422),
+        _auth("login-body-over-limit", "login", _account(password="p" * 2_000_000), status=413),
+        _auth("logout-anonymous", "logout", status=401),
+        _me("me-anonymous"),
+        _me("me-basic-auth", authorization="Basic Zm9vOmJhcg=="),
+        _me("me-empty-bearer", authorization="Bearer"),
+        _me("me-huge-bearer", authorization="Bearer " + "x" * 8_000),
+        _me("me-forged-session", authorization="Bearer mss_forged"),
+        _me("me-forged-api-key", x_api_key="msk_" + "B" * 43),
+        _me("me-garbage-cookie", cookie="memestream_session=%00%ff"),
+        _auth("key-huge-name", "api-keys", b'{"name": "' + b"n" * 10_000 + b'"}', auth=True,
+              status=422),
+        _auth("key-for-another-user", "api-keys", b'{"name": "x", "user_id": "other"}', auth=True,
+              status=422),
+        _auth("revoke-not-a-uuid", "api-keys/not-a-uuid", status=404, **keys),
+        _auth("revoke-id-too-long", "api-keys/" + "a" * 100, status=422, **keys),
+        _auth("revoke-someone-elses", f"api-keys/{uuid.uuid4()}", status=404, **keys),
+    ]  # fmt: skip
+
+
+def endpoint_cases() -> dict[str, list[HttpCase]]:
+    """Hostile requests for every endpoint but generation (`http_cases`), by endpoint group."""
+    return {
+        "upload": upload_cases(),
+        "vote": vote_cases(),
+        "batch": batch_cases(),
+        "auth": auth_cases(),
+    }
 
 
 def multipart_image(field: str, case: ImageCase) -> tuple[bytes, str]:

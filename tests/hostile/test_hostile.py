@@ -7,6 +7,7 @@ must never wedge the shared stack's.
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 import time
 import uuid
@@ -21,13 +22,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from domain.events import MemeRequested
 from domain.ids import new_id
+from domain.settings import Settings
 from loadgen.rest_target import routes_from_openapi
 from producers.serialization import AvroCodec
 from producers.topics import MEME_REQUESTS
 from tests.chaos.private import PrivateStack
+from tests.data_helpers import insert_meme
 from tests.hostile.corpus import (
     EventCase,
+    HttpCase,
     ImageCase,
+    endpoint_cases,
     event_cases,
     http_cases,
     image_cases,
@@ -56,6 +61,60 @@ def test_hostile_http_requests_get_clear_4xx(api_url: str) -> None:
     assert not failures, failures
 
 
+def _is_problem(response: httpx.Response) -> bool:
+    return 400 <= response.status_code < 500 and response.headers.get(
+        "content-type", ""
+    ).startswith("application/problem+json")
+
+
+def _refused(case: HttpCase, response: httpx.Response) -> bool:
+    """A clear refusal: a 4xx problem+json (the case's own status when it names one). A batch
+    may also refuse item by item: a 207 that accepted none, each item with its 4xx problem."""
+    if case.status is not None and response.status_code != case.status:
+        return False
+    if _is_problem(response):
+        return True
+    if case.path != "/api/meme/batch" or response.status_code != 207:
+        return False
+    body = response.json()
+    return body["accepted"] == 0 and all(
+        400 <= item["status"] < 500 and item["problem"]["status"] == item["status"]
+        for item in body["results"]
+    )
+
+
+def test_hostile_requests_to_every_endpoint_get_clear_4xx(
+    api_url: str, stack_settings: Settings
+) -> None:
+    """Malformed multipart to the upload endpoint, and hostile batch, vote and auth requests."""
+    memes = {
+        "meme": insert_meme(stack_settings),
+        "pending": insert_meme(stack_settings, status="pending"),
+    }
+    failures = []
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        account = _login(client)
+        assert account, "the hostile cases need an account"
+        client.cookies.clear()  # the login's session cookie would make every case logged in
+        for group, cases in endpoint_cases().items():
+            outcomes: Counter[int] = Counter()
+            for case in cases:
+                headers = dict(case.headers)
+                if case.content_type:
+                    headers["content-type"] = case.content_type
+                if case.auth and not {"authorization", "x-api-key"} & set(headers):
+                    headers.update(account)
+                response = client.request(
+                    case.method, case.path.format(**memes), content=case.body, headers=headers
+                )
+                outcomes[response.status_code] += 1
+                if not _refused(case, response):
+                    failures.append((group, case.name, response.status_code, response.text[:200]))
+            print(f"\nhostile {group}: {len(cases)} cases -> {dict(sorted(outcomes.items()))}")
+        assert client.get("/health").status_code == 200, "the API must survive the corpus"
+    assert not failures, "\n".join(map(str, failures))
+
+
 def _limit_memory() -> None:
     # A bomb that gets decoded blows this limit (MemoryError) instead of the machine.
     resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
@@ -80,7 +139,10 @@ def test_hostile_images_are_refused_with_a_reason(api_url: str) -> None:
     cases = image_cases()
     outcomes: Counter[str] = Counter()
     failures = []
-    with ProcessPoolExecutor(1, initializer=_limit_memory) as pool:
+    # Spawned, not forked: a fork inherits the test process's address space (models, the app),
+    # which alone may be near the limit below, so a legal 26 MB read would crash it.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=_limit_memory) as pool:
         for case in cases:
             try:
                 kind, detail, seconds = pool.submit(_decode, case).result(timeout=30)
