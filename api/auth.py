@@ -136,3 +136,17 @@ async def require_user(
 
 
 UserDep = Annotated[Principal, Depends(require_user)]
+
+
+async def require_admin(principal: UserDep) -> Principal:
+    """An admin, else 403 (401 when not logged in): moderation review is a platform duty.
+
+    The role is the one the credential carries (a session reads it at login, an API key on
+    every request), so a user made admin logs in again before it applies.
+    """
+    if not principal.is_admin:
+        raise Problem(403, "forbidden", "Admins only", "this needs the admin role")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

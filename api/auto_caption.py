@@ -3,6 +3,8 @@
 Runs in the API so the event on `meme.requests` carries the final texts (a replay renders the
 same meme) and the client sees them in the meme's status. The caption model answers within
 AI_CAPTION_TIMEOUT_S or the heuristic does, so a request is never refused for lack of a model.
+Uploaded templates are captioned like catalogue ones: their boxes come from PostgreSQL
+(api/template_lookup.py), the table generation validates them against.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from domain.ai import heuristics
 async def fill_empty_boxes(body: GenerateRequest, services: Services) -> GenerateRequest:
     if not body.auto_caption:
         return body
-    if body.template_id not in services.catalog:
+    template = await services.template_lookup.find(body.template_id, services)
+    if template is None:
         return body  # the caller's validation answers 422 for an unknown template
-    template = services.catalog.get(body.template_id)
     limit = services.settings.max_text_length
     if services.ai is not None:
         texts, _ = await services.ai.captions.fill(template, body.texts, body.topic)

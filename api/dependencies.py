@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.data_layer import DataLayer
 from api.feed import FeedRelay
+from api.template_lookup import TemplateLookup
 from domain.ai.service import AIService
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
@@ -29,6 +30,8 @@ class Services:
     data: DataLayer | None = None  # Redis, users, votes, templates, views, analytics
     feed: FeedRelay | None = None  # the live feed relay (api/feed), started by the lifespan
     ai: AIService | None = None  # captions and template suggestions (domain/ai), lazy models
+    # Catalogue and uploaded templates for the AI features (uploads from PostgreSQL, cached).
+    template_lookup: TemplateLookup = field(default_factory=TemplateLookup)
 
 
 async def get_services(request: Request) -> Services:

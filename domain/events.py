@@ -28,6 +28,13 @@ class RenderStatus(StrEnum):
 #: Moderation's verdicts that keep a meme out of public places (the `new` channel, trending);
 #: its owner and whoever opens the meme itself still see it.
 HELD_BACK = frozenset({"flagged", "rejected"})
+FLAGGED = "flagged"
+#: An admin's review (api/routes/review.py) produces a MemeRendered for its decision, on the
+#: meme's own partition of `meme.rendered` (so it follows the flag in order): approved is
+#: `rendered` + moderation APPROVED (public again), rejected is `failed` + moderation `rejected`.
+#: Its moderation_label is REVIEW_LABEL, which no model uses, so readers can tell it from a render.
+APPROVED = "approved"
+REVIEW_LABEL = "review"
 
 
 class FeedKind(StrEnum):
@@ -120,7 +127,7 @@ class MemeRendered(Event):
     user_id: str | None = None
     # v2 (domain/ai): moderation's verdict and the caption's sentiment; None when not run.
     # A rejected meme is status FAILED + moderation "rejected", so v1 readers see a failure.
-    moderation: str | None = None  # ok, flagged, rejected
+    moderation: str | None = None  # ok, flagged, rejected; approved after a review
     moderation_label: str | None = None
     moderation_score: float | None = None
     moderation_reason: str | None = None
@@ -138,6 +145,11 @@ class MemeRendered(Event):
     def public(self) -> bool:
         """Rendered and not held back by moderation: what may trend."""
         return self.status is RenderStatus.RENDERED and self.moderation not in HELD_BACK
+
+    @property
+    def reviewed(self) -> bool:
+        """An admin's decision on a flagged meme, not a render (the render came earlier)."""
+        return self.moderation_label == REVIEW_LABEL
 
     @classmethod
     def for_request(cls, request: MemeRequested, **fields: object) -> MemeRendered:

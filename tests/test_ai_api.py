@@ -53,7 +53,7 @@ def test_caption_needs_a_topic(api_url: str) -> None:
     assert response.status_code == 422
 
 
-def test_suggest_from_text_ranks_catalogue_templates(api_url: str) -> None:
+def test_suggest_from_text_ranks_templates(api_url: str) -> None:
     catalog = TemplateCatalog.default()
     response = httpx.post(
         f"{api_url}/api/templates/suggest",
@@ -65,7 +65,11 @@ def test_suggest_from_text_ranks_catalogue_templates(api_url: str) -> None:
     assert body["by"] == "text"
     templates = body["templates"]
     assert len(templates) == 3
-    assert all(t["template_id"] in catalog for t in templates)
+    # Uploads rank with the catalogue (other tests upload into the shared database).
+    for t in templates:
+        if t["template_id"] not in catalog:
+            found = httpx.get(f"{api_url}/api/templates/{t['template_id']}")
+            assert found.status_code == 200, t
     scores = [t["score"] for t in templates]
     assert scores == sorted(scores, reverse=True)
     assert templates[0]["template_id"] == "night-thoughts"  # model and heuristic agree here

@@ -30,6 +30,8 @@ import redis
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from domain.events import (
+    APPROVED,
+    REVIEW_LABEL,
     Event,
     MemeDeleted,
     MemeRendered,
@@ -387,6 +389,41 @@ async def test_a_meme_held_back_for_review_leaves_every_set(
     await produce(trending_settings, [Vote(meme_id=meme_id, user_id="late", value=1)])
     await asyncio.sleep(1.5)
     assert all(rdb.zscore(k, meme_id) is None for k in keys)
+
+
+async def test_an_approved_meme_trends_again_with_the_votes_it_had(
+    worker: str, trending_settings: Settings, rdb: redis.Redis
+) -> None:
+    """An admin approves a flagged meme (the MemeRendered api/routes/review.py produces): it
+    is back in every set with the score of its earlier votes, and new votes count again."""
+    meme_id, now = new_id(), time.time()
+    votes: list[Event] = [
+        Vote(meme_id=meme_id, user_id=f"u{i}", value=1, occurred_at=_at(now - i)) for i in range(3)
+    ]
+    await produce(trending_settings, votes)
+    wait_until_matches(rdb, votes)
+    review = {
+        "meme_id": meme_id,
+        "template_id": "drake",
+        "variants": [],
+        "render_ms": 12.0,
+        "requested_at": _at(now - 30),
+    }
+    flagged = MemeRendered(status=RenderStatus.RENDERED, moderation="flagged", **review)
+    await produce(trending_settings, [flagged])
+    keys = [f"trending:{w}" for w in WINDOWS]
+    deadline = time.monotonic() + 5
+    while any(rdb.zscore(k, meme_id) is not None for k in keys):
+        assert time.monotonic() < deadline, "a flagged meme still trends"
+        await asyncio.sleep(0.05)
+    approved = MemeRendered(
+        status=RenderStatus.RENDERED, moderation=APPROVED, moderation_label=REVIEW_LABEL, **review
+    )
+    await produce(trending_settings, [approved])
+    wait_until_matches(rdb, votes, timeout=10)
+    late = Vote(meme_id=meme_id, user_id="late", value=1, occurred_at=_at(time.time()))
+    await produce(trending_settings, [late])
+    wait_until_matches(rdb, [*votes, late], timeout=10)
 
 
 async def test_sigkill_under_load_then_restart_restores_the_tables(

@@ -1,10 +1,11 @@
 """AI helpers of the editor: caption suggestions and template suggestions.
 
-`POST /api/meme/caption` suggests one text per box of a template for a topic.
-`POST /api/templates/suggest` ranks catalogue templates for a text (JSON or form field
-`text`) or an uploaded image (form field `image`): by embedding similarity for text, by
-perceptual hash for images. Both always answer: when a model is missing, slow or failing,
-the rule-based fallback answers and `source` says `heuristic`.
+`POST /api/meme/caption` suggests one text per box of a template (catalogue or uploaded) for a
+topic. `POST /api/templates/suggest` ranks templates for a text (JSON or form field `text`),
+uploaded ones included (api/template_lookup.py), or catalogue templates for an uploaded image
+(form field `image`): by embedding similarity for text, by perceptual hash for images. Both
+always answer: when a model is missing, slow or failing, the rule-based fallback answers and
+`source` says `heuristic`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.dependencies import ServicesDep
-from api.problems import Problem, unavailable
+from api.problems import Problem, problem_responses, unavailable
 from domain.ai.service import AIService
 from domain.ai.types import Suggestion
 from domain.rendering.decode import decode
 from domain.rendering.errors import ImageTooLarge, RenderError, TooManyFrames, UnsupportedImage
-from domain.templates import UnknownTemplate
 
 router = APIRouter(tags=["ai"])
 MAX_LIMIT = 20
@@ -77,16 +77,29 @@ def _ai(services: ServicesDep) -> AIService:
 @router.post(
     "/api/meme/caption",
     response_model=CaptionOut,
-    responses={422: {"description": "Unknown template or invalid topic"}},
+    responses=problem_responses(
+        400,
+        413,
+        422,
+        503,
+        descriptions={
+            400: "Malformed JSON",
+            422: "Unknown template or invalid topic",
+            503: "The AI service is not running",
+        },
+    ),
     summary="Suggest a caption (one text per box) for a topic and template",
 )
 async def caption(body: CaptionRequestBody, services: ServicesDep) -> CaptionOut:
-    try:
-        template = services.catalog.get(body.template_id)
-    except UnknownTemplate as exc:
+    template = await services.template_lookup.find(body.template_id, services)
+    if template is None:
         raise Problem(
-            422, "unknown-template", "Unknown template", str(exc), template_id=body.template_id
-        ) from exc
+            422,
+            "unknown-template",
+            "Unknown template",
+            f"no template has the id {body.template_id!r}",
+            template_id=body.template_id,
+        )
     answer = await _ai(services).captions.suggest(body.topic, template)
     return CaptionOut(
         template_id=template.id,
@@ -120,11 +133,20 @@ SUGGEST_BODY: dict[str, Any] = {
     "/api/templates/suggest",
     response_model=SuggestOut,
     openapi_extra=SUGGEST_BODY,
-    responses={
-        413: {"description": "Image too large"},
-        415: {"description": "Not a JPEG, PNG, GIF or WebP image"},
-        422: {"description": "Neither text nor image, or a corrupt image"},
-    },
+    responses=problem_responses(
+        400,
+        413,
+        415,
+        422,
+        503,
+        descriptions={
+            400: "Malformed JSON or multipart body",
+            413: "Image too large",
+            415: "Not a JPEG, PNG, GIF or WebP image",
+            422: "Neither text nor image, an invalid limit, or a corrupt image",
+            503: "The AI service is not running",
+        },
+    ),
     summary="Rank templates for a text (JSON or form) or an uploaded image (multipart)",
 )
 async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
@@ -152,6 +174,7 @@ async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
         except ValueError as exc:
             raise Problem(400, "malformed-json", "Malformed JSON", str(exc)) from exc
         body = _body(raw)
+    await services.template_lookup.refresh_suggestions(services)
     ranked, source = await ai.suggester.from_text(body.text, body.limit)
     return _out("text", source, ranked)
 

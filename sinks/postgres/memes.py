@@ -62,7 +62,8 @@ class MemeRepository:
             )
 
     async def record_render(self, request: MemeRequested, outcome: MemeRendered) -> None:
-        """Upserts the render's outcome (with moderation and sentiment); deleted stays deleted."""
+        """Upserts the render's outcome (with moderation and sentiment); deleted stays deleted,
+        and a reviewed meme keeps the reviewer's decision (a replayed render must not undo it)."""
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO memes (id, created_at, template_id, texts, status, owner_id, format,"
@@ -76,7 +77,7 @@ class MemeRepository:
                 " sentiment_score = EXCLUDED.sentiment_score, moderation = EXCLUDED.moderation,"
                 " moderation_score = EXCLUDED.moderation_score,"
                 " moderation_reason = EXCLUDED.moderation_reason, updated_at = now()"
-                " WHERE memes.status <> 'deleted'",
+                " WHERE memes.status <> 'deleted' AND memes.reviewed_at IS NULL",
                 (
                     request.meme_id,
                     id_time(request.meme_id),

@@ -7,8 +7,8 @@ the table always agrees with the files the renderer reads.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from domain.settings import Settings
-from domain.templates import Template, TemplateCatalog
+from domain.templates import Template, TemplateCatalog, TextBox
 
 _UPSERT = (
     "INSERT INTO templates (id, name, category, tags, width, height, animated, boxes,"
@@ -77,6 +77,35 @@ class TemplateRecord:
         owner = row["owner_id"]
         return cls(**{**row, "owner_id": str(owner) if owner else None})
 
+    def to_template(self) -> Template:
+        """The record as a domain Template: metadata and boxes, what captions and suggestions
+        need of an upload. Its pixels live in object storage (`image_key`), not in an artwork
+        recipe, so `image()` is not for uploads: the render worker reads the stored file."""
+        return Template(
+            id=self.id,
+            name=self.name,
+            tags=list(self.tags),
+            category=self.category,
+            width=self.width,
+            height=self.height,
+            boxes=[_text_box(b) for b in self.boxes],
+            animated=self.animated,
+            frame_count=self.frame_count,
+            description=self.description,
+        )
+
+
+_BOX_FIELDS = frozenset(f.name for f in fields(TextBox))
+
+
+def _text_box(raw: dict[str, Any]) -> TextBox:
+    """A stored box (asdict of a TextBox, through JSON) back as a TextBox; keys it does not
+    know (an older row's `text`) are dropped, lists that were tuples become tuples again."""
+    box = {k: v for k, v in raw.items() if k in _BOX_FIELDS}
+    if isinstance(box.get("gradient"), list):
+        box["gradient"] = tuple(box["gradient"])
+    return TextBox(**box)
+
 
 _COLUMNS = (
     "id, name, category, tags, width, height, animated, frame_count, description, boxes,"
@@ -98,6 +127,10 @@ class NewUpload:
     image_key: str
     media_type: str
     description: str = ""
+
+
+#: How far back an incremental read of uploads looks again (see `uploads_since`).
+UPLOAD_OVERLAP = timedelta(seconds=60)
 
 
 class TemplateExists(ValueError):
@@ -139,6 +172,29 @@ class TemplateRepository:
             )
             row = await cursor.fetchone()
         return TemplateRecord.from_row(row) if row else None
+
+    async def uploads_since(
+        self, after: datetime | None, *, limit: int, overlap: timedelta = UPLOAD_OVERLAP
+    ) -> list[TemplateRecord]:
+        """Uploads created after `after` minus `overlap`, oldest first; with no `after`, the
+        newest `limit` ones. The overlap re-reads uploads whose transaction committed after a
+        later one was read (created_at is the transaction's start); callers dedupe by id."""
+        async with self.pool.connection() as conn:
+            if after is None:
+                cursor = await conn.execute(
+                    f"SELECT * FROM (SELECT {_COLUMNS} FROM templates WHERE source = 'upload'"
+                    " ORDER BY created_at DESC, id DESC LIMIT %s) newest"
+                    " ORDER BY created_at, id",
+                    (limit,),
+                )
+            else:
+                cursor = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM templates WHERE source = 'upload'"
+                    " AND created_at > %s ORDER BY created_at, id LIMIT %s",
+                    (after - overlap, limit),
+                )
+            rows = await cursor.fetchall()
+        return [TemplateRecord.from_row(r) for r in rows]
 
     async def add_upload(self, upload: NewUpload) -> TemplateRecord:
         try:

@@ -3,10 +3,12 @@
 The agent feeds it batches and then drains what changed (to write the tables' changelogs and
 the sorted sets once per batch, not once per event). Correctness rules, in the order applied:
 a deleted meme (or a failed render, or one moderation holds back for review) ignores
-everything; an event at or below the meme's last applied offset of its topic is a replay and is
-skipped; an event more than the grace period behind its partition's newest event time is too
-late; a view whose id was seen within the grace period is a duplicate; a vote replaces the
-user's previous one only if it is newer (event time, then event id).
+everything, except that a meme held for review comes back with the counts it had when an admin
+approves it (a MemeRendered with moderation "approved", later on its partition); an event at or
+below the meme's last applied offset of its topic is a replay and is skipped; an event more than
+the grace period behind its partition's newest event time is too late; a view whose id was seen
+within the grace period is a duplicate; a vote replaces the user's previous one only if it is
+newer (event time, then event id).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from domain.events import MemeDeleted, MemeRendered, View, Vote
+from domain.events import APPROVED, FLAGGED, MemeDeleted, MemeRendered, RenderStatus, View, Vote
 from streams.trending.score import decay, rising, window_score
 from streams.trending.state import (
     MemeState,
@@ -122,9 +124,15 @@ class TrendingEngine:
                 self.apply_view(event, topic, partition, offset, now)
             case MemeDeleted():
                 self.apply_deleted(event.meme_id, topic, partition, offset)
+            case MemeRendered() if (
+                event.status is RenderStatus.RENDERED and event.moderation == FLAGGED
+            ):
+                self.apply_held(event.meme_id, topic, partition, offset)
             case MemeRendered() if not event.public:
-                # Failed, or held back for review: out of every set, as a deleted meme is.
+                # Failed or rejected: out of every set for good, as a deleted meme is.
                 self.apply_deleted(event.meme_id, topic, partition, offset)
+            case MemeRendered() if event.moderation == APPROVED:
+                self.apply_approved(event.meme_id, topic, partition, offset)
             case _:
                 self.stats["ignored"] += 1
 
@@ -231,13 +239,42 @@ class TrendingEngine:
     def apply_deleted(self, meme_id: str, topic: str, partition: int, offset: int) -> None:
         state = self.meme(meme_id, partition)
         self._changes.deleted.add(meme_id)
-        if state.deleted:
+        if state.deleted and not state.held:
             return
         state.deleted = True
+        state.held = False  # deleted or rejected while in review: for good
         state.buckets = [{} for _ in self.windows]
         state.offsets[topic] = offset
         self._changes.memes.add(meme_id)
         self.stats["deletes"] += 1
+
+    def apply_held(self, meme_id: str, topic: str, partition: int, offset: int) -> None:
+        """Flagged for review: out of every set and deaf to later events, as a deleted meme is,
+        but its buckets are kept for an approval to restore (votes and views are refused while
+        a meme is in review, so nothing is missed meanwhile)."""
+        state = self.meme(meme_id, partition)
+        if not state.deleted and offset <= state.offsets.get(topic, -1):
+            self.stats["replayed"] += 1  # the replay of a flag that an approval has lifted
+            return
+        self._changes.deleted.add(meme_id)
+        if state.deleted:
+            return
+        state.deleted = state.held = True
+        state.offsets[topic] = offset
+        self._changes.memes.add(meme_id)
+        self.stats["held"] += 1
+
+    def apply_approved(self, meme_id: str, topic: str, partition: int, offset: int) -> None:
+        """An admin approved a meme held for review: it may trend again. A meme deleted or
+        rejected stays out; one never held (its flag predates this worker's state) is public."""
+        state = self.meme(meme_id, partition)
+        if not state.held or offset <= state.offsets.get(topic, -1):
+            self.stats["ignored"] += 1
+            return
+        state.deleted = state.held = False
+        state.offsets[topic] = offset
+        self._changes.memes.add(meme_id)
+        self.stats["approved"] += 1
 
     def drain(self) -> Changes:
         """What changed since the last drain; the seen batches of this drain are sealed."""

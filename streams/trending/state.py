@@ -5,8 +5,8 @@ compacted changelog topic partitioned like the source topics:
 
 - `m|<meme>`: the meme's buckets per window, the last source offset applied from each topic
   (a replay after a crash skips what the record already holds, atomically with the counts), its
-  newest event time per topic (the partition's watermark is rebuilt from these), net votes and
-  the deleted flag.
+  newest event time per topic (the partition's watermark is rebuilt from these), net votes, the
+  deleted flag and the held flag (deleted until an admin's review decides: see engine.py).
 - `v|<meme>|<user>`: the user's current vote, its event time, id and source offset, and the vote
   it replaced at the start of the batch that set it.
 - `s|<topic>|<partition>|<offset>`: the event ids of views of one batch, kept for the grace
@@ -37,6 +37,8 @@ class MemeState:
     last_t: dict[str, float] = field(default_factory=dict)
     net: int = 0
     deleted: bool = False
+    #: Out of the sets while flagged for review; unlike a delete, an approval lifts it.
+    held: bool = False
 
     @classmethod
     def new(cls, partition: int, windows: int) -> MemeState:
@@ -51,6 +53,7 @@ class MemeState:
                 "t": self.last_t,
                 "n": self.net,
                 "d": self.deleted,
+                "h": self.held,
             }
         )
 
@@ -58,7 +61,8 @@ class MemeState:
     def decode(cls, data: bytes) -> MemeState:
         raw = orjson.loads(data)
         buckets = [{int(s): [rel, n] for s, rel, n in b} for b in raw["b"]]
-        return cls(raw["p"], buckets, raw["o"], raw["t"], raw["n"], raw["d"])
+        # Records written before reviews existed have no "h": a hold was then permanent.
+        return cls(raw["p"], buckets, raw["o"], raw["t"], raw["n"], raw["d"], raw.get("h", False))
 
 
 @dataclass(slots=True)
