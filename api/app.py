@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +25,7 @@ from api.routes import (
     feed,
     health,
     memes,
+    review,
     search,
     templates,
     trending,
@@ -34,8 +37,23 @@ from domain.settings import Settings, get_settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
 from sinks.postgres.memes import MemeRepository
+from sinks.postgres.partitions import maintain_partitions
 from sinks.postgres.pool import create_pool
 from sinks.storage import object_store
+
+
+def freeze_startup_heap() -> None:
+    """Hides what start-up allocated from the garbage collector, once per process.
+
+    About 170,000 objects (routes, validators, schemas, clients) live as long as the process,
+    and each full collection walked them all: 70-390 ms on this 2-core machine, every few
+    seconds under load, a stall every request in flight waited out (most of the reads' p95
+    and p99). Frozen, a collection walks only what requests allocated. Once per process: a
+    later app in the same process (tests) would otherwise freeze earlier apps' garbage.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,9 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ai=AIService(settings, TemplateCatalog.default()),
         )
         await app.state.services.feed.start()
+        freeze_startup_heap()
+        # Here rather than in a worker: every deployment runs the API, and it has the pool.
+        partitions = asyncio.create_task(maintain_partitions(pool), name="memes-partitions")
         try:
             yield
         finally:
+            partitions.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await partitions
             await app.state.services.feed.stop()
             await app.state.services.ai.aclose()
             await app.state.services.data.close()
@@ -77,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Meme generation as a stream: requests, votes and views through Kafka.",
         lifespan=lifespan,
         telemetry=observability.TELEMETRY,
+        # Any route may fail unexpectedly: `problems.install` answers that with this body.
+        responses=problems.problem_responses(500),
     )
     problems.install(app)
     app.add_middleware(
@@ -97,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(templates.router)
     app.include_router(export.router)
     app.include_router(votes.router)
+    app.include_router(review.router)  # /api/admin/review: moderation's flagged memes
     app.include_router(memes.router)
     app.include_router(feed.router)
     app.include_router(web.router)

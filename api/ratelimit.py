@@ -10,6 +10,7 @@ matters more than exact limits for the minutes Redis is away; the log says so.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -34,6 +35,12 @@ def limit_headers(decision: Decision, period_s: int = 60) -> dict[str, str]:
         "RateLimit-Reset": str(math.ceil(decision.reset_after_s)),
         "RateLimit-Policy": f"{decision.limit};w={period_s}",
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw_limit_headers(decision: Decision) -> tuple[tuple[bytes, bytes], ...]:
+    """ASGI header pairs of a decision, built once: a lease's requests share one decision."""
+    return tuple((k.lower().encode(), v.encode()) for k, v in limit_headers(decision).items())
 
 
 async def hit(services: Services, principal: Principal, *, write: bool) -> Decision | None:
@@ -103,9 +110,7 @@ class RateLimitHeaders:
                 if decision is not None:
                     headers = list(message.get("headers") or [])
                     present = {k.lower() for k, _ in headers}
-                    for name, value in limit_headers(decision).items():
-                        if name.lower().encode() not in present:
-                            headers.append((name.lower().encode(), value.encode()))
+                    headers.extend(h for h in _raw_limit_headers(decision) if h[0] not in present)
                     message["headers"] = headers
             await send(message)
 

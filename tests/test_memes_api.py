@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.routes.memes import _SerializedViews, _view
 from domain.ids import new_id
 from domain.settings import Settings
+from sinks.postgres.memes import MemeRecord
+from tests.data_helpers import insert_meme
 
 BOX = {"x": 10, "y": 10, "width": 100, "height": 50}
 
@@ -152,3 +158,49 @@ def test_openapi_documents_the_generate_endpoint(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     operation = spec["paths"]["/api/meme/generate"]["post"]
     assert "202" in operation["responses"] and "503" in operation["responses"]
+
+
+def test_meme_reads_answer_the_same_json(client: TestClient, stack_settings: Settings) -> None:
+    variant = {
+        "size": "full",
+        "key": "k/full.png",
+        "width": 600,
+        "height": 400,
+        "bytes": 7,
+        "media_type": "image/png",
+    }
+    meme_id = insert_meme(stack_settings, variants=[variant])
+    first, second = (client.get(f"/api/meme/{meme_id}") for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    assert first.content == second.content
+    body = first.json()
+    assert (body["id"], body["status"], body["texts"]) == (meme_id, "rendered", ["top", "bottom"])
+    assert body["images"]["full"] == {
+        "url": f"/api/meme/{meme_id}/image?size=full",
+        **{k: variant[k] for k in ("width", "height", "bytes", "media_type")},
+    }
+
+
+def test_a_body_is_made_once_per_record_object() -> None:
+    now = datetime.now(UTC)
+    record = MemeRecord(
+        id=new_id(),
+        created_at=now,
+        template_id="drake",
+        texts=["a", "b"],
+        status="rendered",
+        owner_id=None,
+        format="jpeg",
+        variants=[],
+        render_ms=3.5,
+        error=None,
+        rendered_at=now,
+        updated_at=now,
+    )
+    bodies = _SerializedViews(max_entries=2)
+    body = bodies.json(record)
+    assert body == _view(record).model_dump_json().encode()
+    assert bodies.json(record) is body
+    changed = dataclasses.replace(record, status="failed", error="boom")
+    assert json.loads(bodies.json(changed))["status"] == "failed"  # another object: new body

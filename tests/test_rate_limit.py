@@ -132,3 +132,54 @@ async def test_generous_limits_lease_tokens_without_exceeding_the_limit(
         assert not (await other.hit(key, limit=1000, burst=25)).allowed
     finally:
         await redis.aclose()
+
+
+async def test_concurrent_requests_share_one_lease_refill(stack_settings: Settings) -> None:
+    """Requests that find the lease spent together wait for one refill: a Redis call each
+    would buy (and count against the client) a whole lease per request."""
+    settings = private_redis(stack_settings)
+    redis = create_redis(settings)
+    key = f"herd-{uuid.uuid4().hex[:6]}"
+    try:
+        limiter = RateLimiter(redis)
+        calls = 0
+        script = limiter._script
+
+        async def counted(**kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await script(**kwargs)
+
+        limiter._script = counted  # type: ignore[assignment]
+        decisions = await asyncio.gather(*(limiter.hit(key, limit=1000) for _ in range(20)))
+        assert all(d.allowed for d in decisions)
+        assert calls == 2  # two leases of 10 served the 20 requests
+        # Redis counted 20 requests (and now the other limiter's lease of 10), not 20 leases.
+        left = (await RateLimiter(redis).hit(key, limit=1000)).remaining
+        assert left >= 1000 - 20 - 10
+    finally:
+        await redis.aclose()
+
+
+async def test_a_failed_refill_fails_every_waiting_request(stack_settings: Settings) -> None:
+    """The callers fail open on the error; one Redis call, not one per waiting request."""
+    redis = create_redis(private_redis(stack_settings))
+    try:
+        limiter = RateLimiter(redis)
+        calls = 0
+
+        async def broken(**kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.01)
+            raise ConnectionError("redis is away")
+
+        limiter._script = broken  # type: ignore[assignment]
+        key = f"down-{uuid.uuid4().hex[:6]}"
+        outcomes = await asyncio.gather(
+            *(limiter.hit(key, limit=1000) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, ConnectionError) for o in outcomes)
+        assert calls == 1
+    finally:
+        await redis.aclose()

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from psycopg_pool import PoolTimeout
 
-from api.auth import DataDep, Principal, PrincipalDep, UserDep
+from api.auth import DataDep, Principal, PrincipalDep, UserDep, get_principal
 from api.auto_caption import fill_empty_boxes
-from api.dependencies import ServicesDep
+from api.dependencies import Services, ServicesDep
 from api.idempotency import IdempotentCall
 from api.models import (
     BatchItemResult,
@@ -33,7 +33,7 @@ from api.models import (
     ImageSize,
     MemeView,
 )
-from api.problems import Problem, unavailable
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from domain.events import BoxPlacement, MemeDeleted, MemeRequested
 from domain.ids import derived_id, is_valid_id, new_id
@@ -50,7 +50,12 @@ from sinks.redis.status import StatusWaiter
 from sinks.storage import ObjectNotFound
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/meme", tags=["memes"], dependencies=[RateLimited])
+router = APIRouter(
+    prefix="/api/meme",
+    tags=["memes"],
+    dependencies=[RateLimited],
+    responses=problem_responses(*LIMITED_STATUSES),
+)
 FINAL = frozenset({"rendered", "failed", "rejected", "flagged"})  # flagged: rendered, in review
 IdempotencyKey = Annotated[
     str | None,
@@ -60,13 +65,20 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    400: {"description": "Malformed JSON"},
-    413: {"description": "Body too large"},
-    422: {"description": "Invalid request (unknown template, too many or too long texts)"},
-    429: {"description": "Rate limited; retry after `Retry-After` seconds"},
-    503: {"description": "Kafka or a store is unavailable; retry after `Retry-After` seconds"},
-}
+PROBLEM_RESPONSES = problem_responses(
+    400,
+    409,
+    413,
+    422,
+    503,
+    descriptions={
+        400: "Malformed JSON, or an invalid Idempotency-Key",
+        409: "The first request with this Idempotency-Key still runs",
+        422: "Invalid request (unknown template, too many or too long texts), or an "
+        "Idempotency-Key reused with another body",
+        503: "Kafka or a store is unavailable; retry after `Retry-After` seconds",
+    },
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +184,6 @@ def _accepted(meme_id: str) -> GenerateAccepted:
     responses={
         **PROBLEM_RESPONSES,
         200: {"description": "`?wait=` saw the render finish: `meme` holds it"},
-        409: {"description": "The first request with this Idempotency-Key still runs"},
     },
     summary="Request a meme; answers once Kafka has the request",
     description=(
@@ -281,6 +292,13 @@ async def _await_final(
     response_model=BatchResult,
     responses={
         **PROBLEM_RESPONSES,
+        **problem_responses(
+            422,
+            descriptions={
+                422: "Not a batch of 1 to 100 valid requests, or an Idempotency-Key reused "
+                "with another body (an item's own problem is in `results`)"
+            },
+        ),
         207: {"model": BatchResult, "description": "Some items were rejected: see `results`"},
     },
     summary="Request up to 100 memes at once; per-item results",
@@ -379,7 +397,7 @@ async def _load(meme_id: str, services: ServicesDep) -> MemeRecord:
 @router.get(
     "/recent",
     response_model=list[MemeView],
-    responses={429: {}, 503: {}},
+    responses=problem_responses(422, 503),
     summary="The newest rendered memes, newest first (Redis list, PostgreSQL fallback)",
 )
 async def recent(
@@ -407,18 +425,47 @@ async def recent(
     response_class=Response,
     responses={
         200: {"model": MemeView, "description": "The meme"},
-        404: {"description": "No such meme"},
-        429: {},
-        503: {},
+        **problem_responses(422, 404, 503, descriptions={404: "No such meme"}),
     },
     summary="A meme's status and metadata (counts a view)",
 )
-async def get_meme(meme_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def get_meme(meme_id: str, request: Request) -> Response:
+    # The hottest read takes the request, not `ServicesDep`/`PrincipalDep`: FastAPI's
+    # per-dependency cost was measurable here, and the rate limit (this router's dependency)
+    # has already resolved the principal and cached it on `request.state`.
+    services: Services = request.app.state.services
+    principal = await get_principal(request)  # a bad credential is a 401, as on every route
     record = await _load(meme_id, services)
     if services.data is not None and record.status == "rendered":
         services.data.views.count(record.id, principal.user_id)
-    # Serialized once here: the hottest read skips FastAPI's second validation of the model.
-    return Response(_view(record).model_dump_json(), media_type="application/json")
+    return Response(_BODIES.json(record), media_type="application/json")
+
+
+class _SerializedViews:
+    """The JSON body of each record the meme cache hands out, made once per record object.
+
+    The cache's per-process copy returns the same frozen record for MEME_LOCAL_CACHE_TTL_S,
+    so a hot meme is serialized once in that time, not on every read (building and dumping
+    the pydantic model was most of the handler's own cost). Any other record object (reloaded
+    from Redis or PostgreSQL, changed, deleted) fails the identity check and is serialized anew.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._bodies: dict[str, tuple[MemeRecord, bytes]] = {}
+
+    def json(self, record: MemeRecord) -> bytes:
+        entry = self._bodies.get(record.id)
+        if entry is not None and entry[0] is record:
+            return entry[1]
+        body = _view(record).model_dump_json().encode()
+        if len(self._bodies) >= self.max_entries:
+            self._bodies.clear()
+        self._bodies[record.id] = (record, body)
+        return body
+
+
+_BODIES = _SerializedViews()
 
 
 def _view(record: MemeRecord) -> MemeView:
@@ -451,12 +498,19 @@ def _view(record: MemeRecord) -> MemeView:
     "/{meme_id}",
     status_code=204,
     response_class=Response,
-    responses={
-        401: {"description": "Not logged in"},
-        403: {"description": "Only the owner or an admin may delete"},
-        404: {"description": "No such meme"},
-        503: {"description": "PostgreSQL or Kafka is unavailable; retry (deletes are idempotent)"},
-    },
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        422,
+        503,
+        descriptions={
+            401: "Not logged in",
+            403: "Only the owner or an admin may delete",
+            404: "No such meme",
+            503: "PostgreSQL or Kafka is unavailable; retry (deletes are idempotent)",
+        },
+    ),
     summary="Delete a meme: tombstone event, cache and image cleanup (owner or admin)",
 )
 async def delete_meme(
@@ -503,7 +557,21 @@ async def delete_meme(
 
 @router.get(
     "/{meme_id}/image",
-    responses={200: {"content": {"image/*": {}}}, 307: {}, 404: {}, 409: {}, 503: {}},
+    responses={
+        200: {"content": {"image/*": {}}, "description": "The image bytes"},
+        307: {"description": "`redirect=true`: to a presigned URL of the image"},
+        **problem_responses(
+            404,
+            409,
+            422,
+            503,
+            descriptions={
+                404: "No such meme, size or stored image",
+                409: "The meme is pending (see `Retry-After`), failed or rejected",
+                422: "Invalid `size` or `redirect`",
+            },
+        ),
+    },
     response_class=Response,
 )
 async def get_image(

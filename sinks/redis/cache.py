@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from domain.metrics import record_cache
+from domain.metrics import CACHE_HITS, CACHE_MISSES
 from sinks.postgres.memes import MemeRecord
 from sinks.redis.client import REDIS_ERRORS
 
@@ -76,13 +76,16 @@ class MemeCache:
         self.local_ttl_s = local_ttl_s
         self.local_max = local_max
         self._local: dict[str, tuple[float, MemeRecord]] = {}
+        # Bound once: a `labels()` lookup per read cost more than the local hit itself.
+        self._hits = CACHE_HITS.labels(cache=CACHE_NAME)
+        self._misses = CACHE_MISSES.labels(cache=CACHE_NAME)
 
     async def get(self, meme_id: str) -> MemeRecord | None:
         """The cached record, or None on a miss (Redis errors count as misses)."""
         local = self._local.get(meme_id)
         if local is not None:
             if local[0] >= time.monotonic():
-                record_cache(CACHE_NAME, True)
+                self._hits.inc()
                 return local[1]
             del self._local[meme_id]
         try:
@@ -90,9 +93,10 @@ class MemeCache:
         except REDIS_ERRORS as exc:
             log.debug("meme cache read failed: %s", exc)
             raw = None
-        record_cache(CACHE_NAME, bool(raw))
         if not raw:
+            self._misses.inc()
             return None
+        self._hits.inc()
         record = decode(raw)
         self._remember(record)
         return record

@@ -7,6 +7,8 @@ clock (`TIME`), so API processes with skewed clocks agree.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from dataclasses import dataclass
 
@@ -60,6 +62,11 @@ class RateLimiter:
     global accounting (leased requests are counted in Redis up front, so the limit is never
     exceeded), a fraction of the round trips. An unspent lease just expires, so a client may
     be refused up to one lease early per process. Small limits (writes) never lease.
+
+    One refill per bucket at a time: requests that find the lease spent while a refill is in
+    flight wait for it and share the new lease. Without that, every concurrent request of a
+    client (16 on a keep-alive pool) made its own Redis call when a lease ran out and each
+    bought a whole lease, so most leased requests were counted in Redis but never served.
     """
 
     def __init__(self, redis: Redis, *, lease_ttl_s: float = 1.0, max_leases: int = 50_000) -> None:
@@ -68,6 +75,7 @@ class RateLimiter:
         self.max_leases = max_leases
         self._script = redis.register_script(_GCRA)
         self._leases: dict[str, _Lease] = {}
+        self._refills: dict[str, asyncio.Future[Decision]] = {}
 
     @staticmethod
     def lease_size(limit: int) -> int:
@@ -81,22 +89,40 @@ class RateLimiter:
         # The policy is part of the key: a bucket filled under one limit never throttles
         # requests judged by another (two apps, or a changed setting).
         bucket = f"rl:{key}:{limit}:{burst}:{period_s:g}"
-        lease = self._leases.get(bucket)
-        if lease is not None:
-            if lease.tokens > 0 and lease.expires > time.monotonic():
-                lease.tokens -= 1
-                return lease.decision
-            del self._leases[bucket]
         size = min(self.lease_size(limit), burst)
+        while size > 1:
+            lease = self._leases.get(bucket)
+            if lease is not None:
+                if lease.tokens > 0 and lease.expires > time.monotonic():
+                    lease.tokens -= 1
+                    return lease.decision
+                del self._leases[bucket]
+            refill = self._refills.get(bucket)
+            if refill is None or refill.done():  # a done one was spent by earlier waiters
+                refill = asyncio.ensure_future(self._refill(bucket, limit, period_s, burst, size))
+                self._refills[bucket] = refill
+                refill.add_done_callback(functools.partial(self._refilled, bucket))
+            # Shielded: a request that goes away must not cancel the others' refill.
+            if not (await asyncio.shield(refill)).allowed:
+                break  # no lease fits the budget left: judge this request alone
+        return await self._call(bucket, limit, period_s, burst, 1)
+
+    async def _refill(
+        self, bucket: str, limit: int, period_s: float, burst: int, size: int
+    ) -> Decision:
+        """Buys a lease of `size` requests; the requests waiting on it spend it."""
         decision = await self._call(bucket, limit, period_s, burst, size)
-        if not decision.allowed and size > 1:
-            size = 1
-            decision = await self._call(bucket, limit, period_s, burst, 1)
-        if decision.allowed and size > 1:
+        if decision.allowed:
             if len(self._leases) >= self.max_leases:
                 self._leases.clear()
-            self._leases[bucket] = _Lease(size - 1, time.monotonic() + self.lease_ttl_s, decision)
+            self._leases[bucket] = _Lease(size, time.monotonic() + self.lease_ttl_s, decision)
         return decision
+
+    def _refilled(self, bucket: str, refill: asyncio.Future[Decision]) -> None:
+        if self._refills.get(bucket) is refill:
+            del self._refills[bucket]
+        if not refill.cancelled():
+            refill.exception()  # retrieved: every waiter may have gone away
 
     async def _call(
         self, bucket: str, limit: int, period_s: float, burst: int, cost: int
