@@ -102,11 +102,17 @@ def service_name(settings: Settings, component: str) -> str:
 def start(settings: Settings) -> None:
     """JSON logs and tracing for this process; safe to call once per app started."""
     name = service_name(settings, "api")
+    access = logging.getLogger("uvicorn.access")
+    # uvicorn leaves this logger without handlers under --no-access-log, and its protocols
+    # write access lines whenever it `hasHandlers()`: propagating it then would turn them on.
+    access_on = bool(access.handlers)
     setup_logging(settings, service=name)
     for logger_name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(logger_name)
         logger.handlers.clear()
-        logger.propagate = True
+        logger.propagate = logger is not access or access_on
+    # uvicorn sets INFO on its loggers; LOG_LEVEL=WARNING must quiet the access lines too.
+    access.setLevel(max(logging.INFO, logging.getLogger().level))
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         setup_tracing(settings, service_name=name)
 
