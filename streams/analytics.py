@@ -15,6 +15,10 @@ After each batch the minutes it touched are marked; every `FINALIZE_EVERY_S` the
 are recomputed from `events` (`sinks.clickhouse.finalize`), the tables the API's queries read,
 so analytics lag the stream by a few seconds.
 
+Tracing: one CONSUMER span per batch (`analytics process`, the batch's one insert under it as
+`clickhouse insert events`), linked to the producer spans in the messages' headers, so a
+request's trace id reaches the insert that stored its event (domain/tracing.py).
+
 Side duties on `meme.rendered` and `meme.deleted`, done before the batch is written because
 they are cheap and latency-sensitive: publish the status on Redis pub/sub (a client waiting on
 `POST /api/meme/generate?wait=` hears it), drop the meme's cache entry, and keep the capped
@@ -41,9 +45,11 @@ from domain.events import (
     View,
     Vote,
 )
+from domain.logs import bound_request_id, request_id_from_headers
 from domain.metrics import count_consumed
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
+from domain.tracing import consume_batch_span, get_tracer
 from producers.producer import EventProducer
 from producers.serialization import SerializationError
 from sinks.clickhouse import apply_schema, get_client
@@ -60,6 +66,7 @@ from streams.dlq import dead_letter, message_headers
 from streams.roles import ANALYTICS
 
 log = logging.getLogger(__name__)
+tracer = get_tracer(__name__)
 TRENDING_REFRESH_S = 60.0
 FINALIZE_EVERY_S = 1.0
 
@@ -142,6 +149,18 @@ class AnalyticsSink:
         self.client_lock = asyncio.Lock()
 
     async def handle(self, events: Sequence[faust.EventT[bytes]]) -> None:
+        """One CONSUMER span per insert batch (each call flushes once), linked to the messages'
+        producer spans (capped), so a request's trace reaches the insert that stored it."""
+        with consume_batch_span(
+            "analytics",
+            (item.message.headers for item in events),
+            count=len(events),
+            group=self.group,
+            tracer=tracer,
+        ):
+            await self._handle(events)
+
+    async def _handle(self, events: Sequence[faust.EventT[bytes]]) -> None:
         decoded: list[Event] = []
         minutes: set[datetime] = set()
         count_consumed(self.group, (item.message.topic for item in events))
@@ -149,19 +168,26 @@ class AnalyticsSink:
             message = item.message
             try:
                 event = self.producer.codec.decode(item.value)
+                if isinstance(event, MemeRendered) and event.reviewed:
+                    # An admin's decision on a meme whose render is counted already: a second
+                    # `rendered` or `failed` row would count it twice. Side effects only.
+                    decoded.append(event)
+                    continue
                 row = to_row(event, self.catalog)
             except (SerializationError, TypeError, ValueError) as exc:
-                await dead_letter(
-                    self.producer,
-                    exc,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=item.key,
-                    value=item.value,
-                    headers=message_headers(message.headers),
-                    group=self.group,
-                )
+                headers = message_headers(message.headers)
+                with bound_request_id(request_id_from_headers(headers)):  # on its log line
+                    await dead_letter(
+                        self.producer,
+                        exc,
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        key=item.key,
+                        value=item.value,
+                        headers=headers,
+                        group=self.group,
+                    )
                 continue
             self.writer.add(row)
             decoded.append(event)

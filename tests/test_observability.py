@@ -19,12 +19,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from fastapi.testclient import TestClient
+from faust.types import TP
+from faust.types import Message as FaustMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -33,24 +36,38 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from domain.events import MemeRequested, View
+from domain.events import MemeRequested, View, Vote
 from domain.ids import new_id
 from domain.logs import REQUEST_ID_HEADER, JsonFormatter, bound_request_id
 from domain.metrics import CONSUMER_LAG
 from domain.settings import PROJECT_ROOT, Settings
-from domain.tracing import setup_tracing
+from domain.tracing import (
+    MAX_BATCH_LINKS,
+    batch_links,
+    client_span,
+    consume_batch_span,
+    inject_headers,
+    setup_tracing,
+)
 from producers.admin import admin_client
 from producers.producer import EventProducer
-from producers.topics import MEME_RENDERED, MEME_REQUESTS
+from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
+from sinks.clickhouse import get_client
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
+from sinks.redis.trending import set_key
 from sinks.storage import object_store
+from streams.analytics import AnalyticsSink
 from streams.lag import LagGauge, LagReader
 from streams.render import RenderPipeline, RenderPool
+from streams.trending.agents import TrendingWorker
+from streams.trending.windows import WINDOWS
 from tests import processes
 from tests.services import environment
 
 GENERATE = {"template_id": "classic", "texts": ["ONE TRACE", "PER GENERATION"]}
+#: The trending sets the batch test writes go to a Redis database of their own.
+BATCH_REDIS_DB = 10
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -300,6 +317,192 @@ def test_send_merges_request_id_and_trace_context_into_caller_headers(
     assert "traceparent" in first
     assert second[REQUEST_ID_HEADER] == b"caller"  # a caller's own id is kept
     assert REQUEST_ID_HEADER not in third  # nothing bound, nothing invented
+
+
+# --- batch workers: analytics and trending continue a request's trace by span links ------------
+class _MemoryTable:
+    """The part of the trending worker's Faust table that `process` uses, in memory."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        return [(k, v) for k, v in self.data.items() if k.startswith(prefix) and v is not None]
+
+    def partition_of(self, key: bytes) -> int | None:
+        return None
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.data[key] = value
+
+    async def flush(self) -> None:
+        return None
+
+
+def _faust_message(message) -> FaustMessage:  # type: ignore[no-untyped-def]
+    """A consumed confluent-kafka message as Faust hands it to an agent."""
+    topic, partition = message.topic(), message.partition()
+    return FaustMessage(
+        topic,
+        partition,
+        message.offset(),
+        message.timestamp()[1] / 1000,
+        0,
+        message.headers() or [],
+        message.key(),
+        message.value(),
+        None,
+        tp=TP(topic, partition),
+        generation_id=1,
+    )
+
+
+def _links_to(span: ReadableSpan, trace_id: int) -> list[int]:
+    """The span ids a span links to in one trace."""
+    return [link.context.span_id for link in span.links if link.context.trace_id == trace_id]
+
+
+async def _analytics_batch(settings: Settings, messages: list[FaustMessage]) -> int:
+    """The analytics agent's batch path on consumed messages; returns the rows ClickHouse holds."""
+    producer = EventProducer(settings, client_id="test-observability-analytics")
+    sink = await asyncio.to_thread(AnalyticsSink, settings, producer, "test-obs-analytics")
+    try:
+        await sink.handle([SimpleNamespace(message=m, key=m.key, value=m.value) for m in messages])
+        meme_id = messages[0].key.decode()  # a new id: safe in the SQL text
+        query = f"SELECT count() FROM events WHERE meme_id = '{meme_id}'"
+        return int(sink.client.query(query).result_rows[0][0])
+    finally:
+        await sink.close()
+        await asyncio.to_thread(producer.close)
+
+
+async def _trending_batch(settings: Settings, messages: list[FaustMessage]) -> float | None:
+    """The trending agent's batch path on consumed messages; returns the meme's 1h score."""
+    app = SimpleNamespace(
+        consumer=SimpleNamespace(assignment=lambda: {m.tp for m in messages}),
+        consumer_generation_id=1,
+        conf=SimpleNamespace(id="test-obs-trending"),
+    )
+    worker = TrendingWorker(app, settings, _MemoryTable())  # type: ignore[arg-type]
+    worker.start()
+    assert worker.sets is not None
+    keys = [set_key(w.name) for w in WINDOWS]
+    # The database is this test's: empty sets, so no better-scored member trims the meme out.
+    await worker.sets.redis.delete(*keys)
+    try:
+        await worker.process(messages)
+        return await worker.sets.redis.zscore(keys[0], messages[0].key.decode())
+    finally:
+        await worker.sets.redis.delete(*keys)
+        await worker.sets.redis.aclose()
+        await asyncio.to_thread(worker.close)
+
+
+def test_a_request_trace_reaches_the_analytics_insert_and_the_trending_batch(
+    spans: InMemorySpanExporter, stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A vote and a view produced under one request, read back from Kafka, through both batch
+    agents: each batch is one CONSUMER span linked to the request's producer spans, with the
+    ClickHouse insert and the Redis pipeline as its children."""
+    chdb = f"chdb://{tmp_path_factory.getbasetemp() / 'chdb'}"
+    admin = get_client(url=chdb)
+    admin.command("CREATE DATABASE IF NOT EXISTS observability_test")
+    admin.close()
+    redis_base = stack_settings.redis_url.rsplit("/", 1)[0]
+    settings = stack_settings.model_copy(
+        update={
+            "clickhouse_url": f"{chdb}?database=observability_test",
+            "redis_url": f"{redis_base}/{BATCH_REDIS_DB}",
+        }
+    )
+    meme_id, request_id = new_id(), f"obs-batch-{uuid.uuid4().hex[:8]}"
+    consumers = [_consumer_at_end(settings, topic) for topic in (MEME_VOTES.name, MEME_VIEWS.name)]
+
+    async def request() -> int:
+        producer = EventProducer(settings, client_id="test-observability-batch")
+        try:
+            with (
+                bound_request_id(request_id),
+                trace.get_tracer("test").start_as_current_span(
+                    "POST /api/meme/{meme_id}/vote", kind=SpanKind.SERVER
+                ) as span,
+            ):
+                await producer.send(MEME_VOTES.name, Vote(meme_id=meme_id, user_id="u1", value=1))
+                await producer.send(MEME_VIEWS.name, View(meme_id=meme_id))
+                return span.get_span_context().trace_id
+        finally:
+            await asyncio.to_thread(producer.close)
+
+    try:
+        spans.clear()
+        trace_id = asyncio.run(request())
+        consumed = [_consume(consumer, meme_id) for consumer in consumers]
+    finally:
+        for consumer in consumers:
+            consumer.close()
+    assert all(dict(m.headers())[REQUEST_ID_HEADER] == request_id.encode() for m in consumed)
+    messages = [_faust_message(m) for m in consumed]
+    assert asyncio.run(_analytics_batch(settings, messages)) == 2
+    assert asyncio.run(_trending_batch(settings, messages)) is not None
+
+    finished: list[ReadableSpan] = list(spans.get_finished_spans())
+    published = {
+        s.context.span_id
+        for s in finished
+        if s.kind is SpanKind.PRODUCER and s.context.trace_id == trace_id
+    }
+    assert len(published) == 2  # the vote's and the view's PRODUCER spans
+    for name, child in (
+        ("analytics process", "clickhouse insert events"),
+        ("trending process", "redis trending update"),
+    ):
+        batch = next(s for s in finished if s.name == name)
+        assert batch.kind is SpanKind.CONSUMER
+        # A batch mixes requests: a root of its own, linked to each message's producer span.
+        assert batch.parent is None and batch.context.trace_id != trace_id
+        assert set(_links_to(batch, trace_id)) == published, name
+        assert batch.attributes["messaging.batch.message_count"] == 2
+        assert batch.attributes["memestream.batch.links_dropped"] == 0
+        store = next(s for s in finished if s.name == child)
+        assert store.kind is SpanKind.CLIENT
+        assert store.parent is not None and store.parent.span_id == batch.context.span_id
+        assert store.context.trace_id == batch.context.trace_id
+    insert = next(s for s in finished if s.name == "clickhouse insert events")
+    assert insert.attributes["db.operation.batch.size"] == 2
+
+
+def test_batch_links_are_capped_and_the_rest_counted() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = setup_tracing(span_exporter=exporter, set_global=False).get_tracer("test")
+    carriers: list[list[tuple[str, bytes]]] = []
+    for i in range(MAX_BATCH_LINKS + 10):
+        with tracer.start_as_current_span(f"publish {i}"):
+            carriers.append(inject_headers([(REQUEST_ID_HEADER, f"r{i}".encode())]))
+    carriers[1] = [(REQUEST_ID_HEADER, b"untraced")]  # skipped, not linked
+    with (
+        consume_batch_span("test", carriers, count=len(carriers), tracer=tracer) as span,
+        client_span("store write", tracer=tracer) as child,
+    ):
+        assert child is not None
+    with client_span("timer write", tracer=tracer) as orphan:
+        assert orphan is None  # outside a batch: no trace of its own
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    batch = by_name["test process"]
+    producers = [by_name[f"publish {i}"] for i in range(len(carriers)) if i != 1]
+    assert [link.context.span_id for link in batch.links] == [
+        p.context.span_id for p in producers[:MAX_BATCH_LINKS]
+    ]
+    # One message past the untraced one was read: 9 remain unread past the cap.
+    assert batch.attributes["memestream.batch.links_dropped"] == len(carriers) - MAX_BATCH_LINKS - 1
+    assert batch.attributes["messaging.batch.message_count"] == len(carriers)
+    assert by_name["store write"].parent.span_id == span.get_span_context().span_id  # type: ignore[union-attr]
+    assert "timer write" not in by_name
+    # Headers as a mapping (Faust's `event.headers` may be one) are read too.
+    links, read = batch_links([dict(carriers[0]), None, {}])
+    assert len(links) == 1 and read == 3
 
 
 # --- worker: request id and trace through Kafka, /metrics, lag --------------------------------

@@ -4,6 +4,8 @@ Idempotent by event id: a batch never holds one event twice, and the `events` ta
 ReplacingMergeTree keyed on (event_type, hour, event_id), so a replay after a crash merges away
 (see schema.sql). `flush` runs the blocking insert in a thread and keeps the rows if it fails,
 so the caller (the analytics agent) commits Kafka offsets only after a successful flush.
+Each insert is a CLIENT span under the agent's batch span (none outside one), so a trace shows
+the write, its size and a failed attempt.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from domain.metrics import QUEUE_DEPTH, SINK_ERRORS, SINK_WRITE_DURATION
+from domain.tracing import client_span, get_tracer
 from sinks.clickhouse.schema import EVENT_COLUMNS
 
 Row = Sequence[Any]
 _EVENT_ID = EVENT_COLUMNS.index("event_id")
+tracer = get_tracer(__name__)
 
 
 class EventWriter:
@@ -65,8 +69,15 @@ class EventWriter:
                 return 0
             rows = list(self._rows.values())
             started = time.perf_counter()
+            attributes = {
+                "db.system.name": "clickhouse",
+                "db.operation.name": "INSERT",
+                "db.collection.name": "events",
+                "db.operation.batch.size": len(rows),
+            }
             try:
-                await asyncio.to_thread(self.insert, rows)
+                with client_span("clickhouse insert events", tracer=tracer, attributes=attributes):
+                    await asyncio.to_thread(self.insert, rows)
             except Exception:
                 SINK_ERRORS.labels(sink="clickhouse").inc()
                 raise

@@ -9,6 +9,9 @@ Readers page with ZREVRANGE.
 
 When the API rebuilds an empty set from a fallback store, it sets `trending:{window}:warm`: the
 next worker tick then replaces the whole set, so fallback scores never mix with stream scores.
+
+A batch's pipeline (`update`, `remove`) is a CLIENT span under the worker's batch span; the
+tick's calls run outside one and make none.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from domain.tracing import client_span, get_tracer
+
+tracer = get_tracer(__name__)
 
 
 def set_key(window: str) -> str:
@@ -29,6 +37,15 @@ def meta_key(window: str) -> str:
 
 def warm_key(window: str) -> str:
     return f"trending:{window}:warm"
+
+
+def _attrs(pipe: Pipeline) -> dict[str, str | int]:
+    """A pipeline span's attributes: one round trip of this many commands."""
+    return {
+        "db.system.name": "redis",
+        "db.operation.name": "PIPELINE",
+        "db.operation.batch.size": len(pipe),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +81,8 @@ class TrendingSets:
             if removed:
                 for key in scores:
                     pipe.zrem(key, *removed)
-            await pipe.execute()
+            with client_span("redis trending update", tracer=tracer, attributes=_attrs(pipe)):
+                await pipe.execute()
 
     async def remove(self, keys: Iterable[str], meme_ids: Iterable[str]) -> None:
         """Takes memes out of every set at once (a delete must show within a second)."""
@@ -74,7 +92,8 @@ class TrendingSets:
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.zrem(key, *meme_ids)
-            await pipe.execute()
+            with client_span("redis trending remove", tracer=tracer, attributes=_attrs(pipe)):
+                await pipe.execute()
 
     async def reconcile(
         self,

@@ -31,8 +31,10 @@ import faust
 from faust.types import Message
 
 from domain.events import FeedEvent, FeedKind
+from domain.logs import bound_request_id, request_id_from_headers
 from domain.metrics import count_consumed, observe_trending_freshness
 from domain.settings import Settings
+from domain.tracing import consume_batch_span, get_tracer
 from producers.producer import EventProducer
 from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_FEED, MEME_VOTES
@@ -56,6 +58,7 @@ from streams.trending.state import (
 from streams.trending.windows import RISING_KEY, WINDOWS
 
 log = logging.getLogger(__name__)
+tracer = get_tracer(__name__)
 #: Vote counts go to the feed once a second, at most this many memes each time.
 FEED_INTERVAL_S = 1.0
 FEED_VOTES_MAX = 200
@@ -215,6 +218,18 @@ class TrendingWorker:
     # -- the batch path -------------------------------------------------------------------
 
     async def process(self, messages: list[Message]) -> None:
+        """One CONSUMER span per batch, linked to its messages' producer spans (capped), so a
+        request's trace reaches the batch that counted it: no span per event on this path."""
+        with consume_batch_span(
+            "trending",
+            (message.headers for message in messages),
+            count=len(messages),
+            group=self.app.conf.id,
+            tracer=tracer,
+        ):
+            await self._process(messages)
+
+    async def _process(self, messages: list[Message]) -> None:
         self.start()
         self.ensure_loaded()
         now = time.time()
@@ -234,17 +249,19 @@ class TrendingWorker:
                 decoded = self.codec.decode(message.value)
             except SerializationError as exc:
                 assert self.producer is not None
-                await dead_letter(
-                    self.producer,
-                    exc,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=message_headers(message.headers),
-                    group=self.app.conf.id,
-                )
+                headers = message_headers(message.headers)
+                with bound_request_id(request_id_from_headers(headers)):  # on its log line
+                    await dead_letter(
+                        self.producer,
+                        exc,
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        key=message.key,
+                        value=message.value,
+                        headers=headers,
+                        group=self.app.conf.id,
+                    )
                 continue
             oldest = min(oldest, message.timestamp)
             self.engine.apply(
