@@ -117,6 +117,11 @@ def _row_counts(database_url: str, ids: list[str]) -> dict[str, tuple[int, list[
     return {m: (n, sorted(v["key"] for v in variants)) for m, n, variants in found}
 
 
+#: 100 requests: a warm worker renders 40 in well under a second, and a window of "some
+#: rendered, many waiting" that short could pass between two polls of the database.
+BATCHES, PER_BATCH = 4, 25
+
+
 def test_sigkill_worker_mid_load_renders_every_request_exactly_once(
     private_stack: PrivateStack, chaos_api: str
 ) -> None:
@@ -129,8 +134,8 @@ def test_sigkill_worker_mid_load_renders_every_request_exactly_once(
 
     def load() -> None:
         with httpx.Client(base_url=chaos_api, timeout=15) as client:
-            for _ in range(4):
-                ids, counts = generate(client, 10, "SIGKILL")
+            for _ in range(BATCHES):
+                ids, counts = generate(client, PER_BATCH, "SIGKILL")
                 accepted.extend(ids)
                 for code, n in counts.items():
                     statuses[code] = statuses.get(code, 0) + n
@@ -142,7 +147,7 @@ def test_sigkill_worker_mid_load_renders_every_request_exactly_once(
     while time.monotonic() < deadline:  # kill mid-load: some rendered, more accepted and waiting
         snapshot = list(accepted)
         done = sum(1 for v in rows(database_url, snapshot).values() if v in DONE)
-        if done >= 5 and len(snapshot) - done >= 3:
+        if done >= 3 and len(snapshot) - done >= 10:
             break
         time.sleep(0.1)
     before_kill = list(accepted)  # acknowledged (202) before the kill
@@ -170,7 +175,7 @@ def test_sigkill_worker_mid_load_renders_every_request_exactly_once(
         f"kill {len(before_kill)} accepted, {len(before_kill) - len(in_flight)} rendered, "
         f"{len(in_flight)} in flight, lag {lag_at_kill.total} on {MEME_REQUESTS.name}"
     )
-    assert statuses.get(202) == len(accepted) == 40, statuses
+    assert statuses.get(202) == len(accepted) == BATCHES * PER_BATCH, statuses
     assert in_flight, "the kill must hit accepted requests that were not rendered yet"
     assert lag_at_kill.total > 0, (
         "offsets of requests the killed worker never finished must stay uncommitted"
