@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Query
@@ -182,10 +182,8 @@ async def review_queue(
     )
 
 
-@router.post(
-    "/{meme_id}/approve",
-    response_model=ReviewOutcome,
-    responses=problem_responses(
+def _decision_responses(other_outcome: str) -> dict[int | str, dict[str, Any]]:
+    return problem_responses(
         401,
         403,
         404,
@@ -193,8 +191,16 @@ async def review_queue(
         422,
         429,
         503,
-        descriptions={409: "The meme is not flagged (pending, rejected, or already decided)"},
-    ),
+        descriptions={
+            409: f"The meme is not flagged (pending, {other_outcome}, or already decided)"
+        },
+    )
+
+
+@router.post(
+    "/{meme_id}/approve",
+    response_model=ReviewOutcome,
+    responses=_decision_responses("rejected"),
     summary="Approve a flagged meme: it becomes public and may trend (admins only)",
 )
 async def approve(
@@ -210,16 +216,7 @@ async def approve(
 @router.post(
     "/{meme_id}/reject",
     response_model=ReviewOutcome,
-    responses=problem_responses(
-        401,
-        403,
-        404,
-        409,
-        422,
-        429,
-        503,
-        descriptions={409: "The meme is not flagged (pending, rendered, or already decided)"},
-    ),
+    responses=_decision_responses("rendered"),
     summary="Reject a flagged meme: it stays out of every public place, images removed",
 )
 async def reject(
