@@ -45,10 +45,10 @@ KafkaHeaders = list[tuple[str, bytes]]
 HeadersIn = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
 
 EXPORTERS = ("none", "console", "otlp")
-#: Links per batch span. Each costs 7-10 us (extracting its context with the propagator) on the
-#: trending worker's hot path, where a 2,000-message batch takes ~50 ms: 32 keep the batch span
-#: and its links near 1.5 % of that (64: ~2.5 %, 128: ~4 %; README). A lightly loaded worker's
-#: batches are small, so every message of them is linked.
+#: Links per batch span. Extracting a context with the propagator costs 7-30 us (warm to cold),
+#: all of it on the trending worker's hot path: with 32, the batch span, its links and the Redis
+#: span add ~2 % to a 2,000-message batch (64: ~3.5 %, 128: ~5.5 %; README). A lightly loaded
+#: worker's batches are small, so every message of them is linked.
 MAX_BATCH_LINKS = 32
 #: The header a trace context travels in (W3C), checked before anything is parsed.
 TRACEPARENT = "traceparent"
