@@ -6,6 +6,7 @@ import faust
 
 from domain.settings import Settings
 from streams import observability, recovery
+from streams.fetch_wait import limit_fetch_wait
 from streams.kafka_auth import faust_credentials
 from streams.roles import ROLES, Role
 
@@ -17,6 +18,7 @@ def faust_broker_url(bootstrap_servers: str) -> str:
 def create_app(role: Role, settings: Settings) -> faust.App:
     """The role's app with its agents registered; `faust.Worker(app).execute_...` runs it."""
     group_id = role.group_id_for(settings.consumer_group_prefix)
+    limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     data_dir = settings.resolved(settings.worker_data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
