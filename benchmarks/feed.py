@@ -58,7 +58,7 @@ def raise_fd_limit(want: int = 65_536) -> int:
 # ---- clients (run in child processes) ------------------------------------------------------
 class Stats:
     def __init__(self) -> None:
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[float, float]] = []  # (send time, latency) per delivery
         self.connected = 0
         self.failed = 0
         self.closed = 0
@@ -135,7 +135,8 @@ class Client(asyncio.Protocol):
             chunk = bytes(self.buffer[: cut + 2])
             del self.buffer[: cut + 2]
             for match in SCORE.finditer(chunk):
-                self.stats.latencies.append(now - float(match.group(1)))
+                sent = float(match.group(1))
+                self.stats.latencies.append((sent, now - sent))
         self.received.clear()
 
     def frames(self, now: float) -> None:
@@ -157,7 +158,8 @@ class Client(asyncio.Protocol):
             if opcode == 0x1:
                 match = SCORE.search(payload)
                 if match:
-                    self.stats.latencies.append(now - float(match.group(1)))
+                    sent = float(match.group(1))
+                    self.stats.latencies.append((sent, now - sent))
             elif opcode == 0x9 and self.transport is not None:
                 self.transport.write(masked(0xA, payload))
             elif opcode == 0x8:
@@ -254,8 +256,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def broadcast(producer: EventProducer, topic: str) -> None:
-    for _ in range(BROADCASTS):
+async def broadcast(producer: EventProducer, topic: str, count: int = BROADCASTS) -> None:
+    for _ in range(count):
         event = FeedEvent(
             meme_id=new_id(), kind=FeedKind.RENDERED, template_id="bench", score=time.time()
         )
@@ -276,7 +278,10 @@ def wait_for_deliveries(pipes: list[Connection], expected: int, limit_s: float =
         time.sleep(0.2)
 
 
-def gather(pipes: list[Connection]) -> tuple[list[list[float]], int]:
+Sample = tuple[float, float]  # (send time, latency) of one delivery
+
+
+def gather(pipes: list[Connection]) -> tuple[list[list[Sample]], int]:
     latencies, closed = [], 0
     for pipe in pipes:
         pipe.send("stats")
@@ -286,8 +291,18 @@ def gather(pipes: list[Connection]) -> tuple[list[list[float]], int]:
     return latencies, closed
 
 
-def describe(name: str, values: list[float], expected: int) -> str:
-    ms = [v * 1000 for v in values]
+def per_broadcast(samples: list[Sample]) -> str:
+    """First and slowest delivery of each broadcast (ms): the first is the Kafka hop plus one
+    write, the spread after it the fan-out; printed so a p99 can be traced to its cause."""
+    by_send: dict[float, list[float]] = {}
+    for sent, latency in samples:
+        by_send.setdefault(sent, []).append(latency * 1000)
+    rows = [f"{min(v):.0f}-{max(v):.0f}" for _, v in sorted(by_send.items())]
+    return "first-last delivery per broadcast (ms): " + " ".join(rows)
+
+
+def describe(name: str, values: list[Sample], expected: int) -> str:
+    ms = [latency * 1000 for _, latency in values]
     return (
         f"{name}: {len(ms):,}/{expected:,} deliveries, p50 {pct(ms, 0.5):.1f} ms, "
         f"p99 {pct(ms, 0.99):.1f} ms, min {min(ms, default=float('nan')):.1f} ms, "
@@ -340,6 +355,9 @@ def main() -> None:
             base_rss = server.memory_info().rss
             print(f"API idle RSS {base_rss / 2**20:.1f} MiB")
             producer = EventProducer(settings, client_id="bench-feed")
+            # Before any client: a fresh producer's first send also fetches metadata and a
+            # producer id, which is start-up, not broadcast latency.
+            asyncio.run(broadcast(producer, topic, count=1))
             pipes, procs = [], []
             stages: list[tuple[str, int, list[list[float]], int]] = []
             fanouts: list[dict[str, float]] = []
@@ -377,6 +395,7 @@ def main() -> None:
                 stages.append((kind, held, latencies, closed))
                 for name, values in zip(("sse", "ws"), latencies, strict=False):
                     print(describe(f"  {name}", values, counts[name] * BROADCASTS))
+                    print(f"    {per_broadcast(values)}")
                 if closed:
                     print(f"  {closed:,} connections closed by the server")
                 per_connection = (rss - base_rss) / max(held, 1)
@@ -392,9 +411,9 @@ def main() -> None:
         admin.delete_topics([topic])
 
     _, first_held, first_lat, _ = stages[0]
-    sse_only = first_lat[0]
+    sse_only = [latency for _, latency in first_lat[0]]
     _, all_held, all_lat, all_closed = stages[-1]
-    everything = [v for values in all_lat for v in values]
+    everything = [latency for values in all_lat for _, latency in values]
     expected = (counts["sse"] + counts["ws"]) * BROADCASTS
     p99_10k = pct(sse_only, 0.99) * 1000
     p99_20k = pct(everything, 0.99) * 1000
