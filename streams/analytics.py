@@ -45,7 +45,6 @@ from domain.events import (
     View,
     Vote,
 )
-from domain.logs import bound_request_id, request_id_from_headers
 from domain.metrics import count_consumed
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
@@ -62,7 +61,7 @@ from sinks.redis import REDIS_ERRORS, create_redis
 from sinks.redis.cache import MemeCache
 from sinks.redis.recent import RecentMemes
 from sinks.redis.status import publish_status
-from streams.dlq import dead_letter, message_headers
+from streams.dlq import dead_letter_message
 from streams.roles import ANALYTICS
 
 log = logging.getLogger(__name__)
@@ -175,19 +174,7 @@ class AnalyticsSink:
                     continue
                 row = to_row(event, self.catalog)
             except (SerializationError, TypeError, ValueError) as exc:
-                headers = message_headers(message.headers)
-                with bound_request_id(request_id_from_headers(headers)):  # on its log line
-                    await dead_letter(
-                        self.producer,
-                        exc,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        key=item.key,
-                        value=item.value,
-                        headers=headers,
-                        group=self.group,
-                    )
+                await dead_letter_message(self.producer, exc, message, group=self.group)
                 continue
             self.writer.add(row)
             decoded.append(event)

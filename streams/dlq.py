@@ -13,6 +13,9 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from faust.types import Message
+
+from domain.logs import bound_request_id, request_id_from_headers
 from domain.metrics import DLQ_MESSAGES
 from producers.producer import EventProducer
 
@@ -73,3 +76,22 @@ async def dead_letter(
         f"{topic}.dlq", key, value, dlq_headers(error, topic, partition, offset, headers, group)
     )
     DLQ_MESSAGES.labels(topic=topic, reason=type(error).__name__, group=group).inc()
+
+
+async def dead_letter_message(
+    producer: EventProducer, error: BaseException, message: Message, *, group: str
+) -> None:
+    """`dead_letter` for a message as Faust fetched it, its request id on the log line."""
+    headers = message_headers(message.headers)
+    with bound_request_id(request_id_from_headers(headers)):
+        await dead_letter(
+            producer,
+            error,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            headers=headers,
+            group=group,
+        )

@@ -44,6 +44,7 @@ from domain.settings import Settings
 from producers.producer import EventProducer
 from streams.roles import ROLES
 from tests import processes
+from tests.data_helpers import kafka_tail
 from tests.services import environment
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
@@ -330,6 +331,33 @@ async def test_duplicate_delivery_counts_once(
     wait_until_matches(rdb, [view, vote])
     expected = offline_scores([view, vote], landmarks(rdb) or {})["1h"][meme_id]
     assert rdb.zscore("trending:1h", meme_id) == pytest.approx(expected, rel=1e-9)
+
+
+async def test_an_undecodable_vote_is_dead_lettered_and_the_next_ones_count(
+    worker: str, trending_settings: Settings, rdb: redis.Redis
+) -> None:
+    meme_id, now = new_id(), time.time()
+    poison = b"\x00not avro"
+    vote = Vote(meme_id=meme_id, user_id="cat", value=1, occurred_at=_at(now - 1))
+    with kafka_tail(trending_settings, "meme.votes.dlq") as tail:
+        producer = EventProducer(trending_settings, client_id="test-trending-dlq")
+        try:  # the same key, so the same partition: the vote comes after the poison
+            await producer.send_raw("meme.votes", meme_id.encode(), poison)
+        finally:
+            await asyncio.to_thread(producer.close)
+        await produce(trending_settings, [vote])
+        wait_until_matches(rdb, [vote])
+        deadline, parked = time.monotonic() + 30, None
+        while parked is None and time.monotonic() < deadline:
+            message = tail.poll(0.5)
+            if message is None or message.error() is not None or message.value() != poison:
+                continue
+            headers = dict(message.headers() or [])
+            if headers.get("dlq.consumer.group") == f"{worker}-trending".encode():
+                parked = headers  # analytics parks its own copy, with its own group
+    assert parked is not None, "the trending worker did not dead-letter the poison"
+    assert parked["dlq.original.topic"] == b"meme.votes"
+    assert parked["dlq.error.class"] == b"SerializationError"
 
 
 async def test_a_deleted_meme_leaves_every_set_within_a_second(

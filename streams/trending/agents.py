@@ -31,7 +31,6 @@ import faust
 from faust.types import Message
 
 from domain.events import FeedEvent, FeedKind
-from domain.logs import bound_request_id, request_id_from_headers
 from domain.metrics import count_consumed, observe_trending_freshness
 from domain.settings import Settings
 from domain.tracing import consume_batch_span, get_tracer
@@ -41,7 +40,7 @@ from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
 from sinks.redis.trending import Decay, TrendingSets, set_key
 from streams import batches
-from streams.dlq import dead_letter, message_headers
+from streams.dlq import dead_letter_message
 from streams.roles import TRENDING
 from streams.trending.engine import Changes, TrendingEngine
 from streams.trending.score import decayed_to
@@ -249,19 +248,7 @@ class TrendingWorker:
                 decoded = self.codec.decode(message.value)
             except SerializationError as exc:
                 assert self.producer is not None
-                headers = message_headers(message.headers)
-                with bound_request_id(request_id_from_headers(headers)):  # on its log line
-                    await dead_letter(
-                        self.producer,
-                        exc,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        key=message.key,
-                        value=message.value,
-                        headers=headers,
-                        group=self.app.conf.id,
-                    )
+                await dead_letter_message(self.producer, exc, message, group=self.app.conf.id)
                 continue
             oldest = min(oldest, message.timestamp)
             self.engine.apply(
