@@ -2,14 +2,14 @@
 reason instead of holding up the broadcast to everyone else.
 
 Hand-written rather than `asyncio.Queue` because there are 20,000 of them per process: a
-deque and at most one pending future is a fraction of a Queue's memory, and `get` takes an
-optional timeout without wrapping itself in a task.
+list and at most one pending future is a fraction of a Queue's memory (an empty deque alone
+takes 760 bytes, an empty list 56, and readers take everything at once, so nothing pops from
+the front), and `get` takes an optional timeout without wrapping itself in a task.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,7 +20,7 @@ class Mailbox(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: deque[T] = deque()
+        self._items: list[T] = []
         self._waiter: asyncio.Future[None] | None = None
         self.closed: str | None = None
 
@@ -44,8 +44,7 @@ class Mailbox(Generic[T]):
             self._wake()
 
     def take_all(self) -> list[T]:
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         return items
 
     def close(self, reason: str) -> None:
@@ -75,9 +74,7 @@ class Mailbox(Generic[T]):
                 self._waiter = None
         if self.closed is not None:
             return []
-        items = list(self._items)
-        self._items.clear()
-        return items
+        return self.take_all()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -99,21 +99,25 @@ class WsSession:
 
     async def receive_loop(self) -> None:
         while True:
-            raw = await self.websocket.receive_text()
-            ref = None
+            # One call per frame: the frame and its parsed dict are freed before the next
+            # wait, instead of staying alive in this loop's frame between messages.
+            await self.receive_frame(await self.websocket.receive_text())
+
+    async def receive_frame(self, raw: str) -> None:
+        ref = None
+        try:
+            if len(raw) > MAX_FRAME:
+                raise ProtocolError(f"frames are at most {MAX_FRAME} bytes")
             try:
-                if len(raw) > MAX_FRAME:
-                    raise ProtocolError(f"frames are at most {MAX_FRAME} bytes")
-                try:
-                    frame = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise ProtocolError("frames are JSON objects") from exc
-                if not isinstance(frame, dict):
-                    raise ProtocolError("frames are JSON objects")
-                ref = frame.get("ref")
-                await self.handle(frame, ref)
-            except ProtocolError as exc:
-                self.reply({"type": "error", "ref": ref, "error": str(exc)})
+                frame = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError("frames are JSON objects") from exc
+            if not isinstance(frame, dict):
+                raise ProtocolError("frames are JSON objects")
+            ref = frame.get("ref")
+            await self.handle(frame, ref)
+        except ProtocolError as exc:
+            self.reply({"type": "error", "ref": ref, "error": str(exc)})
 
     async def handle(self, frame: dict[str, Any], ref: object) -> None:
         match frame.get("type"):
