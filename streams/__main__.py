@@ -21,10 +21,9 @@ def worker(
     loglevel: str = typer.Option("info"),
 ) -> None:
     """Run the worker of one role until stopped (SIGTERM or Ctrl-C)."""
-    import faust
     import mode.loop
 
-    from streams.app import create_app
+    from streams.app import create_app, create_worker
 
     # uvloop, as the API runs: Faust's per-message path is mostly futures, queues and
     # callbacks, which uvloop runs in C (trending worker: +4 % and +38 % in two A/B pairs).
@@ -33,7 +32,7 @@ def worker(
     if role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     app = create_app(ROLES[role], get_settings())
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    create_worker(app, loglevel).execute_from_commandline()
 
 
 if __name__ == "__main__":
