@@ -311,8 +311,10 @@ class TrendingEngine:
             if state.deleted:
                 continue
             for spec, buckets in zip(self.windows, state.buckets, strict=True):
-                for start in [s for s in buckets if not spec.bucket_live(s, now)]:
-                    del buckets[start]
+                # The oldest bucket first: on most ticks it is live, and so are all the others.
+                if buckets and not spec.bucket_live(min(buckets), now):
+                    for start in [s for s in buckets if not spec.bucket_live(s, now)]:
+                        del buckets[start]
             if not any(state.buckets):
                 empty.add(meme_id)
         return empty
