@@ -16,7 +16,7 @@ def faust_broker_url(bootstrap_servers: str) -> str:
 
 
 def create_app(role: Role, settings: Settings) -> faust.App:
-    """The role's app with its agents registered; `faust.Worker(app).execute_...` runs it."""
+    """The role's app with its agents registered; `create_worker(app, ...)` runs it."""
     group_id = role.group_id_for(settings.consumer_group_prefix)
     limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     data_dir = settings.resolved(settings.worker_data_dir)
