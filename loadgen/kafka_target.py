@@ -27,6 +27,7 @@ class KafkaTarget:
 
     async def setup(self) -> None:
         self.producer = EventProducer(self.settings, client_id="memestream-loadgen")
+        await asyncio.to_thread(self.producer.connect)
 
     async def close(self) -> None:
         if self.producer is not None:

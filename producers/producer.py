@@ -105,6 +105,15 @@ class EventProducer:
         EVENTS_PRODUCED.labels(topic=topic).inc()
         return delivery
 
+    def connect(self, timeout: float = 10.0) -> None:
+        """Waits until the broker answered a metadata request, so the first `send` does not
+        also pay for the connection (a load generator would count it as the event's latency).
+        Raises ProducerUnavailable when Kafka does not answer within `timeout` seconds."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise ProducerUnavailable(str(exc)) from exc
+
     def pending(self) -> int:
         return len(self._producer)
 

@@ -56,3 +56,22 @@ async def test_unreachable_broker_raises_unavailable_quickly(stack_settings: Set
         await producer.send(MEME_VIEWS.name, View(meme_id="m"))
     assert time.monotonic() - started < 5
     producer.close(timeout=0.5)
+
+
+def test_connect_returns_once_the_broker_answers_and_raises_when_none_does(
+    stack_settings: Settings,
+) -> None:
+    producer = EventProducer(stack_settings, client_id="test-connect")
+    try:
+        producer.connect(timeout=10)
+    finally:
+        producer.close(timeout=1)
+    settings = stack_settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"})
+    dead = EventProducer(settings, client_id="test-connect-dead")
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProducerUnavailable):
+            dead.connect(timeout=1)
+        assert time.monotonic() - started < 5
+    finally:
+        dead.close(timeout=0.5)
