@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,6 +37,20 @@ def flush(settings: Settings) -> None:
             await redis.aclose()
 
     asyncio.run(run())
+
+
+def counting_limiter(redis: Any) -> tuple[RateLimiter, list[int]]:
+    """A limiter whose Redis script calls are counted in the returned one-item list."""
+    limiter = RateLimiter(redis)
+    calls = [0]
+    script = limiter._script
+
+    async def counted(**kwargs: Any) -> Any:
+        calls[0] += 1
+        return await script(**kwargs)
+
+    limiter._script = counted  # type: ignore[assignment]
+    return limiter, calls
 
 
 @pytest.fixture
@@ -112,21 +127,12 @@ async def test_generous_limits_lease_tokens_without_exceeding_the_limit(
     redis = create_redis(settings)
     key = f"lease-{uuid.uuid4().hex[:6]}"
     try:
-        limiter = RateLimiter(redis)
-        calls = 0
-        script = limiter._script
-
-        async def counted(**kwargs):  # type: ignore[no-untyped-def]
-            nonlocal calls
-            calls += 1
-            return await script(**kwargs)
-
-        limiter._script = counted  # type: ignore[assignment]
+        limiter, calls = counting_limiter(redis)
         assert limiter.lease_size(1000) == 10
         decisions = [await limiter.hit(key, limit=1000, burst=25) for _ in range(30)]
         # 10 + 10 leased, then the burst (25) allows only 5 more: 1 each.
         assert [d.allowed for d in decisions] == [True] * 25 + [False] * 5
-        assert calls < 30
+        assert calls[0] < 30
         # Another process (a second limiter) sees the same, exhausted budget.
         other = RateLimiter(redis)
         assert not (await other.hit(key, limit=1000, burst=25)).allowed
@@ -141,19 +147,10 @@ async def test_concurrent_requests_share_one_lease_refill(stack_settings: Settin
     redis = create_redis(settings)
     key = f"herd-{uuid.uuid4().hex[:6]}"
     try:
-        limiter = RateLimiter(redis)
-        calls = 0
-        script = limiter._script
-
-        async def counted(**kwargs):  # type: ignore[no-untyped-def]
-            nonlocal calls
-            calls += 1
-            return await script(**kwargs)
-
-        limiter._script = counted  # type: ignore[assignment]
+        limiter, calls = counting_limiter(redis)
         decisions = await asyncio.gather(*(limiter.hit(key, limit=1000) for _ in range(20)))
         assert all(d.allowed for d in decisions)
-        assert calls == 2  # two leases of 10 served the 20 requests
+        assert calls[0] == 2  # two leases of 10 served the 20 requests
         # Redis counted 20 requests (and now the other limiter's lease of 10), not 20 leases.
         left = (await RateLimiter(redis).hit(key, limit=1000)).remaining
         assert left >= 1000 - 20 - 10
