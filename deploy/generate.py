@@ -309,7 +309,8 @@ def app_env(kafka_user_name: str, service_name: str) -> list[dict[str, Any]]:
         ("S3_SECRET_KEY", secret(STORES_SECRET, "S3_SECRET_KEY")),
         ("S3_BUCKET", cm("S3_BUCKET")),
         ("S3_REGION", cm("S3_REGION")),
-        # Process.
+        # Process. Production: refuse to start with a default store credential.
+        ("MEMESTREAM_ENV", {"value": "production"}),
         ("API_HOST", {"value": "0.0.0.0"}),
         ("API_PORT", {"value": str(API_PORT)}),
         ("WORKER_WEB_PORT", {"value": str(WORKER_WEB_PORT)}),
@@ -434,18 +435,15 @@ def api_manifests() -> list[dict[str, Any]]:
         "readinessProbe": {"httpGet": http, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {"httpGet": http, "periodSeconds": 10, "failureThreshold": 3},
     }
-    command = [
-        "uvicorn",
-        "api.app:app",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(API_PORT),
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "20",
+    # `memestream api`: the same uvicorn command line as everywhere (memestream/stack/apps.py:
+    # slow-client timeouts, FORWARDED_ALLOW_IPS), host and port from API_HOST / API_PORT.
+    command = ["memestream", "api", "--no-access-log", "--timeout-graceful-shutdown", "20"]
+    # The proxies whose X-Forwarded-For counts: the ingress controller's pods (config.yaml).
+    env = [
+        *app_env(API_NAME, API_NAME),
+        {"name": "FORWARDED_ALLOW_IPS", **cm("FORWARDED_ALLOW_IPS")},
     ]
-    spec = pod_spec(API_NAME, command, API_PORT, "http", app_env(API_NAME, API_NAME), probes, 30)
+    spec = pod_spec(API_NAME, command, API_PORT, "http", env, probes, 30)
     service = {
         "apiVersion": "v1",
         "kind": "Service",

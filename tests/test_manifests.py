@@ -375,7 +375,11 @@ def test_a_deployment_per_role_and_the_api() -> None:
     deployments = by_name("Deployment")
     assert set(deployments) == {"memestream-api"} | {f"memestream-{r}" for r in ROLES}
     api = deployments["memestream-api"]["spec"]["template"]["spec"]["containers"][0]
-    assert api["args"][:2] == ["uvicorn", "api.app:app"]
+    assert api["args"][:2] == ["memestream", "api"]  # memestream/stack/apps.py's uvicorn
+    api_env = {e["name"]: e for e in api["env"]}
+    forwarded = api_env["FORWARDED_ALLOW_IPS"]["valueFrom"]["configMapKeyRef"]["key"]
+    assert forwarded == "FORWARDED_ALLOW_IPS"
+    assert api_env["MEMESTREAM_ENV"]["value"] == "production"
     for role, spec in ROLES.items():
         container = deployments[f"memestream-{role}"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["python", "-m", "streams", "worker", "--role", role]
