@@ -32,6 +32,7 @@ from api.routes import (
     votes,
     web,
 )
+from domain import credentials
 from domain.ai.service import AIService
 from domain.settings import Settings, get_settings
 from domain.templates import TemplateCatalog
@@ -58,6 +59,7 @@ def freeze_startup_heap() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    credentials.enforce(settings, "the API")  # production refuses default store credentials
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
