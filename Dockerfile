@@ -40,7 +40,11 @@ ENV CACHE_DIR=/tmp/cache \
     STACK_DIR=/tmp/stack \
     WORKER_DATA_DIR=/tmp/faust \
     UPLOAD_TMP_DIR=/tmp/uploads \
-    STORAGE_PATH=/tmp/objects
+    STORAGE_PATH=/tmp/objects \
+    API_HOST=0.0.0.0 \
+    API_PORT=8000
 EXPOSE 8000 6066 6067 6068
 ENTRYPOINT ["memestream-entrypoint"]
-CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]
+# `memestream api` is uvicorn with the project's options (memestream/stack/apps.py): slow-client
+# timeouts, and proxy headers believed only from FORWARDED_ALLOW_IPS (unset: from nobody).
+CMD ["memestream", "api"]

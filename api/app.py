@@ -32,6 +32,8 @@ from api.routes import (
     votes,
     web,
 )
+from api.security_headers import SecurityHeaders
+from domain import credentials
 from domain.ai.service import AIService
 from domain.settings import Settings, get_settings
 from domain.templates import TemplateCatalog
@@ -58,6 +60,7 @@ def freeze_startup_heap() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    credentials.enforce(settings, "the API")  # production refuses default store credentials
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.max_upload_bytes,
     )
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(SecurityHeaders)  # nosniff, no framing, and the pages' CSP
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(search.router)

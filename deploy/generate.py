@@ -9,10 +9,11 @@ files. Run after changing a topic, a role or a setting:
     python deploy/generate.py          # writes deploy/strimzi/{topics,users,workloads,scaling}.yaml
     python deploy/generate.py --check  # exits 1 if the committed files are stale
 
-What a human decides stays in the tables below (what each role writes, its scaling knobs); a new
-role without an entry in ROLE_OUTPUTS stops the generator, since its write permissions are a
-decision, not a default. Hand-written, next to the generated files: kafka.yaml (cluster, node
-pools), kafka-metrics.yaml, config.yaml, namespace.yaml, kustomization.yaml.
+What a human decides stays in tables: what each service writes (producers/writers.py, checked
+against the code by tests/test_writers.py), the scaling knobs below; a new role without an entry
+in WRITERS stops the generator, since its write permissions are a decision, not a default.
+Hand-written, next to the generated files: kafka.yaml (cluster, node pools), kafka-metrics.yaml,
+config.yaml, namespace.yaml, kustomization.yaml.
 """
 
 from __future__ import annotations
@@ -32,17 +33,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from memestream import __version__  # noqa: E402
-from producers.topics import (  # noqa: E402
-    ALL_TOPICS,
-    BY_NAME,
-    MEME_DELETED,
-    MEME_FEED,
-    MEME_RENDERED,
-    MEME_REQUESTS,
-    MEME_VIEWS,
-    MEME_VOTES,
-    TopicSpec,
-)
+from producers.topics import ALL_TOPICS, BY_NAME, MEME_FEED, TopicSpec  # noqa: E402
+from producers.writers import WRITERS  # noqa: E402
 from streams.roles import ROLES, Role  # noqa: E402
 
 OUT_DIR = ROOT / "deploy" / "strimzi"
@@ -72,17 +64,9 @@ WRITABLE_PATHS: dict[str, str] = {
     "STORAGE_PATH": f"{TMP_MOUNT}/objects",
 }
 
-# What the API reads and writes (DESIGN.md: it produces requests, votes, views, deletions and
-# relays the feed to SSE/WebSocket clients).
-API_PRODUCES: tuple[TopicSpec, ...] = (MEME_REQUESTS, MEME_VOTES, MEME_VIEWS, MEME_DELETED)
+# What the API reads: it relays the feed to SSE/WebSocket clients. What every service writes is
+# declared once in producers/writers.py (tests/test_writers.py checks it against the code).
 API_CONSUMES: tuple[TopicSpec, ...] = (MEME_FEED,)
-
-# What each role writes besides the DLQ of every topic it reads.
-ROLE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "render": (MEME_RENDERED.name, MEME_FEED.name),
-    "trending": (MEME_FEED.name,),
-    "analytics": (),
-}
 
 
 @dataclass(frozen=True)
@@ -184,13 +168,14 @@ def labels(component: str) -> dict[str, str]:
 
 def role_outputs(role: Role) -> tuple[str, ...]:
     try:
-        outputs = ROLE_OUTPUTS[role.name]
+        writer = WRITERS[role.name]
     except KeyError:
         raise SystemExit(
-            f"role {role.name!r} has no entry in ROLE_OUTPUTS of deploy/generate.py: "
+            f"role {role.name!r} has no entry in WRITERS of producers/writers.py: "
             "say which topics it writes, then run the generator again"
         ) from None
-    return tuple(dict.fromkeys((*outputs, *(BY_NAME[t].dlq for t in role.topics))))
+    dlqs = tuple(BY_NAME[t].dlq for t in role.topics) if writer.dead_letters else ()
+    return tuple(dict.fromkeys((*writer.topics, *dlqs)))
 
 
 # --- KafkaTopic --------------------------------------------------------------------------------
@@ -234,9 +219,8 @@ def kafka_user(name: str, acls: list[dict[str, Any]], component: str) -> dict[st
 
 
 def api_user() -> dict[str, Any]:
-    acls = [acl("topic", t.name, ("Write", "Describe")) for t in API_PRODUCES]
+    acls = [acl("topic", t, ("Write", "Describe")) for t in WRITERS["api"].topics]
     acls += [acl("topic", t.name, ("Read", "Describe")) for t in API_CONSUMES]
-    acls += [acl("topic", t.dlq, ("Write", "Describe")) for t in API_CONSUMES]
     # Each API replica relays the whole feed, so each has its own group under this prefix.
     acls.append(acl("group", API_NAME, ("Read", "Describe"), "prefix"))
     acls.append(acl("cluster", None, ("IdempotentWrite",)))
@@ -309,7 +293,8 @@ def app_env(kafka_user_name: str, service_name: str) -> list[dict[str, Any]]:
         ("S3_SECRET_KEY", secret(STORES_SECRET, "S3_SECRET_KEY")),
         ("S3_BUCKET", cm("S3_BUCKET")),
         ("S3_REGION", cm("S3_REGION")),
-        # Process.
+        # Process. Production: refuse to start with a default store credential.
+        ("MEMESTREAM_ENV", {"value": "production"}),
         ("API_HOST", {"value": "0.0.0.0"}),
         ("API_PORT", {"value": str(API_PORT)}),
         ("WORKER_WEB_PORT", {"value": str(WORKER_WEB_PORT)}),
@@ -434,18 +419,15 @@ def api_manifests() -> list[dict[str, Any]]:
         "readinessProbe": {"httpGet": http, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {"httpGet": http, "periodSeconds": 10, "failureThreshold": 3},
     }
-    command = [
-        "uvicorn",
-        "api.app:app",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(API_PORT),
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "20",
+    # `memestream api`: the same uvicorn command line as everywhere (memestream/stack/apps.py:
+    # slow-client timeouts, FORWARDED_ALLOW_IPS), host and port from API_HOST / API_PORT.
+    command = ["memestream", "api", "--no-access-log", "--timeout-graceful-shutdown", "20"]
+    # The proxies whose X-Forwarded-For counts: the ingress controller's pods (config.yaml).
+    env = [
+        *app_env(API_NAME, API_NAME),
+        {"name": "FORWARDED_ALLOW_IPS", **cm("FORWARDED_ALLOW_IPS")},
     ]
-    spec = pod_spec(API_NAME, command, API_PORT, "http", app_env(API_NAME, API_NAME), probes, 30)
+    spec = pod_spec(API_NAME, command, API_PORT, "http", env, probes, 30)
     service = {
         "apiVersion": "v1",
         "kind": "Service",

@@ -114,6 +114,11 @@ HTTP_IN_PROGRESS = _gauge(
     ("method",),
     "livesum",
 )
+SLOW_CLIENTS_CLOSED = _counter(
+    "slow_clients_closed_total",
+    "Connections closed with 408: headers or body sent too slowly (api/slow_clients.py).",
+    ("phase",),
+)
 RATE_LIMITED = _counter(
     "rate_limited_total",
     "Requests refused with 429, by limit scope (user, ip).",

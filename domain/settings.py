@@ -93,6 +93,20 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     worker_web_port: int = Field(6066, ge=1, le=65535)
     worker_id: str = "memestream"
+    # production: the API and the workers refuse to start while a store credential is the
+    # shipped default (domain/credentials.py); development only warns, once.
+    memestream_env: str = Field("development", pattern="^(development|production)$")
+
+    # The API's edge (api/server.py). FORWARDED_ALLOW_IPS: the proxies (IPs or CIDRs, comma
+    # separated, `*` for any) whose X-Forwarded-For / -Proto uvicorn believes; empty trusts no
+    # proxy, so the client IP (rate limits, logs) is the socket's peer. Slow clients: the
+    # request line and headers must arrive within HTTP_HEADER_TIMEOUT_S of the connection (or
+    # of the request's first byte on a kept-alive one), a body within HTTP_BODY_TIMEOUT_S of
+    # the headers plus one second per HTTP_BODY_MIN_RATE bytes received; else 408 and close.
+    forwarded_allow_ips: str = ""
+    http_header_timeout_s: float = Field(10.0, gt=0)
+    http_body_timeout_s: float = Field(30.0, gt=0)
+    http_body_min_rate: int = Field(16384, ge=1)
 
     # Live feed (api/feed): how `meme.feed` reaches API replicas (each reads Kafka itself, or
     # one bridge per partition publishes to a NATS JetStream stream every replica follows) and

@@ -294,10 +294,10 @@ def status() -> None:
     console.print(_status_table([*stack.status(), *_app_statuses(settings, stack)]))
 
 
-@app.command()
-def api() -> None:
-    """Run the API server in the foreground (uvicorn)."""
-    argv = api_command(get_settings())
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def api(ctx: typer.Context) -> None:
+    """Run the API server in the foreground (uvicorn); extra arguments go to uvicorn."""
+    argv = api_command(get_settings(), list(ctx.args))
     os.chdir(PROJECT_ROOT)
     os.execv(argv[0], argv)
 

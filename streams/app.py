@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from domain import credentials
 from domain.settings import Settings
 from streams import observability, recovery
 from streams.fetch_wait import limit_fetch_wait
@@ -17,6 +18,7 @@ def faust_broker_url(bootstrap_servers: str) -> str:
 
 def create_app(role: Role, settings: Settings) -> faust.App:
     """The role's app with its agents registered; `create_worker(app, ...)` runs it."""
+    credentials.enforce(settings, f"the {role.name} worker")
     group_id = role.group_id_for(settings.consumer_group_prefix)
     limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     data_dir = settings.resolved(settings.worker_data_dir)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import tenacity
@@ -158,3 +159,24 @@ def _topic_ends(bootstrap: str, group: str, topics: tuple[str, ...]) -> list[Top
         ]
     finally:
         consumer.close()
+
+
+@contextmanager
+def memestream_api(settings: Any, name: str, **env: str) -> Iterator[str]:
+    """The API as `memestream api` runs it (memestream/stack/apps.py's uvicorn command line:
+    slow-client timeouts, FORWARDED_ALLOW_IPS), on a free port; yields its URL."""
+    from memestream.stack.apps import api_command
+    from tests.services import environment
+
+    port = free_port()
+    full = environment(settings) | {"API_PORT": str(port)} | env
+    edge = {
+        "api_port": port,
+        "api_host": "127.0.0.1",
+        "forwarded_allow_ips": full.get("FORWARDED_ALLOW_IPS", ""),
+    }
+    argv = api_command(settings.model_copy(update=edge))
+    with process(name, argv[1:], full) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/health", proc)
+        yield url

@@ -204,14 +204,9 @@ def test_workers_are_the_roles() -> None:
 
 
 def test_app_commands() -> None:
-    assert services()["api"]["command"] == [
-        "uvicorn",
-        "api.app:app",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-    ]
+    # memestream/stack/apps.py's command line; host and port from the environment.
+    assert services()["api"]["command"] == ["memestream", "api"]
+    assert env("api")["API_HOST"] == "0.0.0.0" and env("api")["API_PORT"] == "8000"
     assert services()["migrate"]["command"] == ["memestream", "migrate"]
     assert services()["topics"]["command"] == ["memestream", "topics"]
     api_depends = services()["api"]["depends_on"]

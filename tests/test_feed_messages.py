@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.feed.messages import NEW, TRENDING, VOTES, channels_of
+from api.feed.messages import NEW, REVIEW, TRENDING, VOTES, channels_of, valid_channel
 from domain.events import FeedEvent, FeedKind
 from domain.ids import new_id
 
@@ -24,8 +24,14 @@ def test_a_rendered_meme_reaches_new_its_room_and_its_owner() -> None:
     ("kind", "status"), [(FeedKind.RENDERED, "flagged"), (FeedKind.FAILED, "rejected")]
 )
 def test_moderated_memes_are_held_back_from_the_public_feed(kind: FeedKind, status: str) -> None:
+    """Not even the meme's own room: anyone may follow `meme:<id>`; its owner and admins only."""
     event = _event(kind, status)
-    assert set(channels_of(event)) == {f"meme:{event.meme_id}", "user:ann"}
+    assert set(channels_of(event)) == {"user:ann", REVIEW}
+    assert set(channels_of(_event(kind, status, user_id=None))) == {REVIEW}
+
+
+def test_review_is_a_channel() -> None:
+    assert valid_channel(REVIEW)
 
 
 def test_votes_and_trending_have_their_channels() -> None:

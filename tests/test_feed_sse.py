@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
 from domain.settings import Settings
+from tests.data_helpers import register
 from tests.feed_support import (
     collect,
     feed_api,
@@ -40,11 +42,24 @@ def api(stack_settings: Settings, topic: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def alice(api: str) -> dict[str, Any]:
+    """A user: following `user:<id>` needs that user's credential (api/feed/access.py)."""
+    with httpx.Client(base_url=api, timeout=10) as client:
+        return register(client, "alice")  # type: ignore[arg-type]
+
+
 async def test_live_events_carry_ids_and_follow_channels(
-    api: str, topic: str, stack_settings: Settings
+    api: str, topic: str, stack_settings: Settings, alice: dict[str, Any]
 ) -> None:
-    mine = rendered(user_id="alice")
-    reader = asyncio.create_task(collect(f"{api}/api/feed/stream?channels=user:alice", until=1))
+    mine = rendered(user_id=alice["id"])
+    reader = asyncio.create_task(
+        collect(
+            f"{api}/api/feed/stream?channels=user:{alice['id']}",
+            until=1,
+            headers=alice["headers"],
+        )
+    )
     new_reader = asyncio.create_task(collect(f"{api}/api/feed/stream?channels=new", until=2))
     await asyncio.sleep(0.5)
     await produce(stack_settings, topic, [rendered(user_id="bob")])
@@ -53,7 +68,7 @@ async def test_live_events_carry_ids_and_follow_channels(
     assert orjson.loads(only.data)["meme_id"] == mine.meme_id  # bob's meme filtered out
     assert only.id and only.id.startswith("k:")
     both = await new_reader
-    assert [orjson.loads(e.data)["user_id"] for e in both] == ["bob", "alice"]
+    assert [orjson.loads(e.data)["user_id"] for e in both] == ["bob", alice["id"]]
 
 
 async def test_resume_delivers_exactly_the_missed_events(

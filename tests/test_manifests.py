@@ -34,6 +34,7 @@ from producers.topics import (
     MEME_VIEWS,
     MEME_VOTES,
 )
+from producers.writers import WRITERS
 from streams.roles import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +302,10 @@ def test_api_user_acls() -> None:
     assert "Read" in api[("topic", MEME_FEED.name)]
     assert "Read" in api[("group", "memestream-api*")]
     writes = {name for (kind, name), ops in api.items() if kind == "topic" and "Write" in ops}
-    assert MEME_FEED.name not in writes and "meme.rendered" not in writes
+    # Exactly what the code writes (producers/writers.py, tests/test_writers.py): the review
+    # route (api/routes/review.py) sends meme.rendered and meme.feed, and nothing dead-letters.
+    assert writes == set(WRITERS["api"].topics)
+    assert {MEME_FEED.name, "meme.rendered"} <= writes and MEME_FEED.dlq not in writes
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
@@ -312,6 +316,9 @@ def test_role_user_acls(role: str) -> None:
     for topic in spec.topics:
         assert {"Read", "Describe"} <= acl[("topic", topic)], topic
         assert "Write" in acl[("topic", BY_NAME[topic].dlq)], f"{role} cannot write the DLQ"
+    outputs = {name for (kind, name), ops in acl.items() if kind == "topic" and "Write" in ops}
+    declared = set(WRITERS[role].topics) | {BY_NAME[t].dlq for t in spec.topics}
+    assert outputs == declared | {f"{spec.group_id}-*"}
     assert "Read" in acl[("group", spec.group_id)]
     literal = {name for (kind, name) in acl if kind == "topic" and not name.endswith("*")}
     assert literal <= set(BY_NAME), f"ACL on unknown topics: {literal - set(BY_NAME)}"
@@ -375,7 +382,11 @@ def test_a_deployment_per_role_and_the_api() -> None:
     deployments = by_name("Deployment")
     assert set(deployments) == {"memestream-api"} | {f"memestream-{r}" for r in ROLES}
     api = deployments["memestream-api"]["spec"]["template"]["spec"]["containers"][0]
-    assert api["args"][:2] == ["uvicorn", "api.app:app"]
+    assert api["args"][:2] == ["memestream", "api"]  # memestream/stack/apps.py's uvicorn
+    api_env = {e["name"]: e for e in api["env"]}
+    forwarded = api_env["FORWARDED_ALLOW_IPS"]["valueFrom"]["configMapKeyRef"]["key"]
+    assert forwarded == "FORWARDED_ALLOW_IPS"
+    assert api_env["MEMESTREAM_ENV"]["value"] == "production"
     for role, spec in ROLES.items():
         container = deployments[f"memestream-{role}"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["python", "-m", "streams", "worker", "--role", role]

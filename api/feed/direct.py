@@ -38,7 +38,12 @@ from api.feed.messages import Message
 SSE = "sse"
 WS = "ws"
 GRACE_S = 5.0
-WS_CLOSE_CODES = {"slow-consumer": 4008, "server-shutdown": 1012}
+WS_CLOSE_CODES = {
+    "slow-consumer": 4008,
+    "server-shutdown": 1012,
+    "unauthorized": 1008,  # policy violation: a channel the caller may not follow
+    "forbidden": 1008,
+}
 
 
 def _transport_of(owner: Any) -> asyncio.WriteTransport | None:

@@ -3,6 +3,9 @@
 Routing: every event goes to `meme:{id}`; rendered, failed and deleted memes also go to `new`;
 trending moves to `trending`; a meme with an author also to `user:{id}`. Vote counts go to the
 meme's channel and to `votes` (the feed page subscribes to it rather than to every card).
+A meme moderation holds back (flagged or rejected) goes to no public channel, not even its own
+`meme:{id}`: only to its owner's `user:{id}` and to `review`, the admins' channel (who may
+follow which: api/feed/access.py).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from domain.events import HELD_BACK, FeedEvent, FeedKind
 NEW = "new"
 TRENDING = "trending"
 VOTES = "votes"
-STATIC_CHANNELS = frozenset({NEW, TRENDING, VOTES})
+REVIEW = "review"
+STATIC_CHANNELS = frozenset({NEW, TRENDING, VOTES, REVIEW})
 ROOM_PREFIXES = ("meme:", "user:", "draft:")
 MAX_CHANNEL_LENGTH = 100
 
@@ -35,9 +39,11 @@ def valid_channel(channel: str) -> bool:
 
 
 def channels_of(event: FeedEvent) -> tuple[str, ...]:
+    if event.status in HELD_BACK:
+        owner = (f"user:{event.user_id}",) if event.user_id else ()
+        return (*owner, REVIEW)
     channels = [f"meme:{event.meme_id}"]
-    public = event.status not in HELD_BACK
-    if event.kind in (FeedKind.RENDERED, FeedKind.FAILED, FeedKind.DELETED) and public:
+    if event.kind in (FeedKind.RENDERED, FeedKind.FAILED, FeedKind.DELETED):
         channels.append(NEW)
     elif event.kind is FeedKind.TRENDING:
         channels.append(TRENDING)

@@ -43,6 +43,10 @@ HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
+    (
+        b"x-content-type-options",
+        b"nosniff",
+    ),  # the middleware stack (api/security_headers.py) is skipped
 ]
 
 

@@ -11,6 +11,11 @@ Client -> server (`ref` is echoed in the reply):
   {"type":"presence","room":"meme:..."}                        -> {"type":"presence","count":n}
   {"type":"draft.join","draft":id}    -> joins room draft:<id>, {"type":"draft","snapshot":true}
   {"type":"draft.update","draft":id,"fields":{...}} -> ack with version; room gets "draft"
+A `subscribe` to a channel the caller may not follow (api/feed/access.py: `user:<id>` of someone
+else, `review` without the admin role; the caller is the handshake's cookie, Bearer token or
+X-API-Key) is answered {"type":"error","error":"unauthorized"|"forbidden",...} and the
+connection is closed with 1008 (policy violation): a client that asks for another user's
+memes is misbehaving, not retrying.
 Server -> client, unprompted: {"type":"event","id":...,"data":{...}}, {"type":"presence"},
   {"type":"draft"}, {"type":"heartbeat","cursor":...}, {"type":"close","reason":...}.
 
@@ -22,6 +27,7 @@ accept to close; feed events the send loop writes are timed in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,8 +35,9 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.feed import access
 from api.feed.cursor import BadCursor, Cursor
-from api.feed.direct import WS, DirectWriter, ws_transport
+from api.feed.direct import GRACE_S, WS, DirectWriter, ws_transport
 from api.feed.drafts import DraftError
 from api.feed.history import GapTooOld
 from api.feed.hub import Client, Frame
@@ -39,6 +46,7 @@ from api.feed.presence import is_presence_room
 from api.feed.relay import FeedRelay
 from api.feed.sse import observe_delivered
 from api.feed.votes import VoteRejected, build_vote
+from api.problems import Problem
 from domain.metrics import FEED_DELIVERY_LATENCY, LIVE_CONNECTIONS, live_connection
 from producers.producer import ProducerUnavailable
 from sinks.redis.client import REDIS_ERRORS
@@ -46,7 +54,13 @@ from sinks.redis.client import REDIS_ERRORS
 log = logging.getLogger(__name__)
 MAX_FRAME = 64 * 1024
 MAX_CHANNELS = 200
-CLOSE_CODES = {"slow-consumer": 4008, "server-shutdown": 1012}
+POLICY_VIOLATION = 1008
+REFUSALS = ("unauthorized", "forbidden")
+CLOSE_CODES = {
+    "slow-consumer": 4008,
+    "server-shutdown": 1012,
+    **dict.fromkeys(REFUSALS, POLICY_VIOLATION),
+}
 TRANSPORT = "websocket"
 # Created at import: an idle replica exports 0 connections (the HPA needs the series).
 LIVE_CONNECTIONS.labels(transport=TRANSPORT)
@@ -61,12 +75,26 @@ class ProtocolError(ValueError):
     pass
 
 
+class Refused(Exception):
+    """A channel the caller may not follow: the connection ends (policy violation)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.detail or problem.title)
+        self.reason = problem.slug
+
+
 class WsSession:
     def __init__(
-        self, relay: FeedRelay, websocket: WebSocket, client: Client, voter: Voter | None = None
+        self,
+        relay: FeedRelay,
+        websocket: WebSocket,
+        client: Client,
+        voter: Voter | None = None,
+        caller: access.Caller | None = None,
     ) -> None:
         self.relay = relay
         self.voter = voter
+        self.caller = caller
         self.hub = relay.hub
         self.websocket = websocket
         self.client = client
@@ -89,6 +117,9 @@ class WsSession:
         while True:
             batch: list[Frame] = await mailbox.get_batch()
             if mailbox.closed is not None:
+                if mailbox.closed in REFUSALS:  # the error frame saying why goes first
+                    for frame in mailbox.take_all():
+                        await send(frame.ws if isinstance(frame, Message) else frame)
                 code = CLOSE_CODES.get(mailbox.closed)
                 if code is not None:
                     await self.websocket.close(code=code, reason=mailbox.closed)
@@ -118,6 +149,9 @@ class WsSession:
             await self.handle(frame, ref)
         except ProtocolError as exc:
             self.reply({"type": "error", "ref": ref, "error": str(exc)})
+        except Refused as exc:
+            self.reply({"type": "error", "ref": ref, "error": exc.reason, "detail": str(exc)})
+            raise
 
     async def handle(self, frame: dict[str, Any], ref: object) -> None:
         match frame.get("type"):
@@ -135,7 +169,12 @@ class WsSession:
                     }
                 )
             case "subscribe":
-                self.subscribe(self.channels(frame), frame.get("last_event_id"), ref)
+                channels = self.channels(frame)
+                try:
+                    access.check(channels, self.caller)
+                except Problem as problem:
+                    raise Refused(problem) from None
+                self.subscribe(channels, frame.get("last_event_id"), ref)
             case "unsubscribe":
                 channels = self.channels(frame)
                 self.hub.unsubscribe(self.client, channels)
@@ -174,7 +213,7 @@ class WsSession:
             or not all(isinstance(c, str) and valid_channel(c) for c in channels)
         ):
             raise ProtocolError(
-                "channels: 1-200 of new, trending, votes, meme:<id>, user:<id>, draft:<id>"
+                "channels: 1-200 of new, trending, votes, review, meme:<id>, user:<id>, draft:<id>"
             )
         return channels
 
@@ -297,7 +336,11 @@ class WsSession:
 
 
 async def serve(
-    relay: FeedRelay, websocket: WebSocket, voter: Voter | None = None, raw_send: Any = None
+    relay: FeedRelay,
+    websocket: WebSocket,
+    voter: Voter | None = None,
+    raw_send: Any = None,
+    caller: access.Caller | None = None,
 ) -> None:
     """Runs a connection until either side closes it.
 
@@ -307,14 +350,20 @@ async def serve(
     """
     await websocket.accept()
     with live_connection(TRANSPORT):
-        await _run(relay, websocket, voter, raw_send)
+        await _run(relay, websocket, voter, raw_send, caller)
 
 
-async def _run(relay: FeedRelay, websocket: WebSocket, voter: Voter | None, raw_send: Any) -> None:
+async def _run(
+    relay: FeedRelay,
+    websocket: WebSocket,
+    voter: Voter | None,
+    raw_send: Any,
+    caller: access.Caller | None,
+) -> None:
     """One accepted connection, from `hub.connect` to `hub.disconnect`."""
     hub = relay.hub
     client = hub.connect()
-    session = WsSession(relay, websocket, client, voter)
+    session = WsSession(relay, websocket, client, voter, caller)
     transport = ws_transport(raw_send) if raw_send is not None else None
     sender = None
     if transport is not None:
@@ -325,6 +374,10 @@ async def _run(relay: FeedRelay, websocket: WebSocket, voter: Voter | None, raw_
         await session.receive_loop()
     except WebSocketDisconnect:
         pass
+    except Refused as refused:
+        # The hub closes the connection (after the error frame) with 1008; wait for the peer.
+        hub.disconnect(client, refused.reason)
+        await _until_gone(websocket)
     except asyncio.CancelledError:
         if not client.killed:
             raise
@@ -334,3 +387,11 @@ async def _run(relay: FeedRelay, websocket: WebSocket, voter: Voter | None, raw_
         hub.disconnect(client)
         if sender is not None:
             sender.cancel()
+
+
+async def _until_gone(websocket: WebSocket) -> None:
+    """Reads (and ignores) until the peer is gone, for at most the grace period."""
+    with contextlib.suppress(TimeoutError, RuntimeError, WebSocketDisconnect):
+        async with asyncio.timeout(GRACE_S):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass

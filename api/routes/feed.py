@@ -1,10 +1,15 @@
 """The live feed over SSE (`GET /api/feed/stream`) and WebSocket (`/api/feed/ws`).
 
 Channels: `new` (rendered, failed and deleted memes), `trending`, `votes` (vote counts of every
-meme), `meme:<id>`, `user:<id>`; WebSocket also `draft:<id>`. Event ids are log positions
-(see api/feed/cursor.py), so `Last-Event-ID` resumes on any replica and after restarts while the
-bounded history still holds the gap; when it does not, the client gets a `reload` event (and a
-fresh id) and must refetch what it shows: events are never skipped silently.
+meme), `meme:<id>`, `user:<id>` (that user or an admin), `review` (admins: moderation's held-back
+memes); WebSocket also `draft:<id>`. Who may follow what: api/feed/access.py. SSE answers a
+refused channel with 401/403 problem+json; a WebSocket `subscribe` to one gets an `error` frame
+(`unauthorized` or `forbidden`) and the connection is closed with 1008 (policy violation).
+
+Event ids are log positions (see api/feed/cursor.py), so `Last-Event-ID` resumes on any replica
+and after restarts while the bounded history still holds the gap; when it does not, the client
+gets a `reload` event (and a fresh id) and must refetch what it shows: events are never skipped
+silently.
 """
 
 from __future__ import annotations
@@ -18,16 +23,16 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import ratelimit
-from api.auth import SESSION_COOKIE, Principal, _resolve
+from api.auth import SESSION_COOKIE, Principal, _resolve, _token
 from api.data_layer import DataLayer
 from api.dependencies import Services
-from api.feed import FeedRelay
+from api.feed import FeedRelay, access
 from api.feed.cursor import BadCursor, Cursor
 from api.feed.history import GapTooOld
 from api.feed.messages import NEW, valid_channel
 from api.feed.sse import EventStream, control_frame
 from api.feed.ws_session import Voter, serve
-from api.problems import Problem, problem_response, problem_responses
+from api.problems import Problem, problem_response, problem_responses, unavailable
 from api.routes import votes
 from api.routes.votes import VoteRequest
 
@@ -52,13 +57,35 @@ def parse_channels(raw: str) -> list[str]:
             422,
             "bad-channels",
             "Unknown or malformed channels",
-            f"1-{MAX_CHANNELS} of new, trending, votes, meme:<id>, user:<id>; bad: {bad[:5]}",
+            f"1-{MAX_CHANNELS} of new, trending, votes, review, meme:<id>, user:<id>;"
+            f" bad: {bad[:5]}",
         )
     return channels
 
 
-def open_stream(relay: FeedRelay, channels: str, resume: str | None) -> EventStream:
+async def sse_principal(request: Request, services: Services) -> Principal:
+    """The caller of a stream, as the rest of the API resolves it (api/auth.py).
+
+    A cookie counts without an Origin check: an EventSource from another site sends it only with
+    `withCredentials`, and the API grants no CORS, so that page cannot read the stream.
+    """
+    if services.data is None:
+        raise unavailable("data layer")
+    ip = request.client.host if request.client else "unknown"
+    token = _token(request)
+    return await _resolve(token, services.data, ip) if token else Principal(ip)
+
+
+async def open_stream(
+    services: Services, request: Request, channels: str, resume: str | None
+) -> EventStream:
+    """Checks who may follow the channels (only a restricted one costs a lookup), then opens."""
     wanted = parse_channels(channels)
+    if access.needs_caller(wanted):
+        access.check(wanted, await sse_principal(request, services))
+    relay = services.feed
+    if relay is None:
+        raise Problem(503, "feed-unavailable", "The live feed is not running")
     hub = relay.hub
     preamble = [f"retry: {relay.settings.feed_retry_ms}\n\n".encode()]
     client = hub.connect()
@@ -83,9 +110,13 @@ def open_stream(relay: FeedRelay, channels: str, resume: str | None) -> EventStr
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
         **problem_responses(
+            401,
+            403,
             422,
             503,
             descriptions={
+                401: "A `user:<id>` or `review` channel without a valid credential",
+                403: "Another user's channel, or `review` without the admin role",
                 422: "Unknown or malformed channels",
                 503: "The live feed is not running",
             },
@@ -100,11 +131,13 @@ async def stream(
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    return open_stream(relay_of(request.app), channels, last_event_id_header or last_event_id)
+    services: Services = request.app.state.services
+    return await open_stream(services, request, channels, last_event_id_header or last_event_id)
 
 
 async def principal_of(websocket: WebSocket, data: DataLayer) -> Principal | None:
-    """Who votes: the page's session cookie, or `Authorization: Bearer` from other clients.
+    """Who votes and follows: the page's session cookie, or `Authorization: Bearer` or
+    `X-API-Key` from other clients.
 
     A cookie only counts when the handshake comes from our own origin (a browser always sends
     Origin), so another site cannot vote with a visitor's session (cross-site WebSocket
@@ -115,6 +148,8 @@ async def principal_of(websocket: WebSocket, data: DataLayer) -> Principal | Non
     scheme, _, bearer = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and bearer:
         token = bearer.strip()
+    elif headers.get("x-api-key"):
+        token = headers["x-api-key"]
     elif SESSION_COOKIE in websocket.cookies:
         origin = headers.get("origin")
         if origin is None or urlsplit(origin).netloc == headers.get("host"):
@@ -168,9 +203,11 @@ async def serve_socket(services: Services, websocket: WebSocket, raw_send: Any =
     if services.feed is None:
         raise Problem(503, "feed-unavailable", "The live feed is not running")
     voter = None
+    principal = None
     if services.data is not None:
-        voter = accounts_voter(services, await principal_of(websocket, services.data))
-    await serve(services.feed, websocket, voter, raw_send)
+        principal = await principal_of(websocket, services.data)
+        voter = accounts_voter(services, principal)
+    await serve(services.feed, websocket, voter, raw_send, principal)
 
 
 @router.websocket("/ws")
@@ -203,7 +240,9 @@ class FeedFastPath:
             query = request.query_params
             resume = request.headers.get("last-event-id") or query.get("last_event_id")
             try:
-                response: Response = open_stream(services.feed, query.get("channels", NEW), resume)
+                response: Response = await open_stream(
+                    services, request, query.get("channels", NEW), resume
+                )
             except Problem as problem:
                 response = problem_response(problem, request)
             await response(scope, receive, send)

@@ -14,9 +14,24 @@ from memestream.stack.health import http_ok
 from memestream.stack.layout import StackLayout
 from memestream.stack.process import ManagedProcess
 
+#: uvicorn's httptools protocol with header and body read timeouts for slow clients.
+HTTP_PROTOCOL = "api.slow_clients:SlowClientTimeouts"
 
-def api_command(settings: Settings) -> list[str]:
-    """The API server's command line, shared by `up` and `memestream api`."""
+
+def proxy_args(settings: Settings) -> list[str]:
+    """Which proxies' X-Forwarded-For uvicorn believes: FORWARDED_ALLOW_IPS, else none.
+
+    Explicit either way: left alone, uvicorn trusts 127.0.0.1, so any local process (or a
+    sidecar) could pick the client IP the rate limits key on.
+    """
+    if not settings.forwarded_allow_ips.strip():
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", settings.forwarded_allow_ips]
+
+
+def api_command(settings: Settings, extra: list[str] | None = None) -> list[str]:
+    """The API server's command line, shared by `up`, `memestream api` and the container
+    image (Dockerfile, docker-compose.yml, deploy/strimzi), which add `extra` uvicorn options."""
     return [
         sys.executable,
         "-m",
@@ -30,6 +45,10 @@ def api_command(settings: Settings) -> list[str]:
         # keeps browsers off the feed's direct-write fast path.
         "--ws-per-message-deflate",
         "false",
+        "--http",
+        HTTP_PROTOCOL,
+        *proxy_args(settings),
+        *(extra or []),
     ]
 
 

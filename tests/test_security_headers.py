@@ -1,0 +1,52 @@
+"""Security headers (api/security_headers.py) on the real app: pages, API, static and the feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from domain.settings import Settings
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def client(stack_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(stack_settings)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/", "/feed"])
+def test_pages_carry_a_csp_that_forbids_framing(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+
+
+@pytest.mark.parametrize("path", ["/health", "/static/js/editor.js", "/api/meme/nope"])
+def test_every_response_is_nosniff_and_only_pages_get_the_csp(
+    client: TestClient, path: str
+) -> None:
+    response = client.get(path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" not in response.headers
+
+
+def test_the_pages_load_nothing_inline() -> None:
+    """What the CSP forbids, the pages do not do: no inline script, style or handler."""
+    from api.routes.web import STATIC_DIR
+
+    for page in STATIC_DIR.glob("*.html"):
+        html = page.read_text()
+        assert "<style" not in html and " style=" not in html and " onclick=" not in html
+        for tag in html.split("<script")[1:]:
+            assert " src=" in tag.split(">")[0], f"inline script in {page.name}"
