@@ -83,6 +83,22 @@ class Timeline:
         if not ok:
             self.errors[bucket] = self.errors.get(bucket, 0) + 1
 
+    def to_wire(self) -> dict[str, dict[int, object]]:
+        return {
+            "latencies": {s: h.encode() for s, h in self.latencies.items()},
+            "requests": dict(self.requests),
+            "errors": dict(self.errors),
+        }
+
+    def merge_wire(self, wire: dict[str, dict[int, object]]) -> None:
+        for second, encoded in wire["latencies"].items():
+            hist = LatencyHistogram.decode(str(encoded))
+            self.latencies.setdefault(int(second), LatencyHistogram()).merge(hist)
+        for name in ("requests", "errors"):
+            counts: dict[int, int] = getattr(self, name)
+            for second, n in wire[name].items():
+                counts[int(second)] = counts.get(int(second), 0) + int(n)  # type: ignore[call-overload]
+
     def rows(self) -> list[dict[str, float]]:
         if not self.requests:
             return []

@@ -7,6 +7,13 @@ silently thinning the load (no coordinated omission).
 Outcome classes: `ok` (1xx-3xx), `rejected` (4xx: the server refused, e.g. a 409 on a
 pending image or a 429), `errors` (5xx, timeouts, refused connections), `skipped` (never
 sent: no such endpoint yet, a meme the trace refers to was not created, client saturated).
+
+The generator also measures itself: `lateness` is how long after its scheduled time each
+request actually started (scheduler delay plus any wait for a free connection). A late
+generator thins the load it claims to offer, so the report marks such a run invalid.
+
+Worker processes send their `Stats` to the parent as `to_wire()` (plain data, HDR
+histograms in their standard encoding) and the parent `merge`s them losslessly.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ class Outcome:
     skipped: str | None = None  # why it was never sent
     # Streams (feed): seconds from send to response headers; the hold time is not latency.
     time_to_headers: float | None = None
+    # Seconds the request waited for a free connection of the client's pool (lateness).
+    queued_s: float = 0.0
 
     @property
     def kind(self) -> str:
@@ -61,6 +70,19 @@ class ActionStats:
             "hdr": self.latency.encode(),
         }
 
+    def to_wire(self) -> dict[str, object]:
+        return self.as_dict() | {"error_samples": dict(self.error_samples)}
+
+    def merge_wire(self, wire: dict[str, object]) -> None:
+        self.latency.merge(LatencyHistogram.decode(str(wire["hdr"])))
+        self.sent += int(wire["sent"])  # type: ignore[call-overload]
+        self.ok += int(wire["ok"])  # type: ignore[call-overload]
+        self.rejected += int(wire["rejected"])  # type: ignore[call-overload]
+        self.errors += int(wire["errors"])  # type: ignore[call-overload]
+        self.statuses.update(wire["statuses"])  # type: ignore[arg-type]
+        self.skipped.update(wire["skipped"])  # type: ignore[arg-type]
+        self.error_samples.update(wire["error_samples"])  # type: ignore[arg-type]
+
 
 @dataclass(slots=True)
 class Stats:
@@ -69,12 +91,22 @@ class Stats:
     timeline: Timeline = field(default_factory=Timeline)
     created: list[str] = field(default_factory=list)
     in_flight: int = 0
+    #: Actual start minus scheduled time of every request sent (the generator's own delay).
+    lateness: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: Requests that had to wait for a free connection of the client's pool.
+    queued: int = 0
 
     def _action(self, name: str) -> ActionStats:
         return self.actions.setdefault(name, ActionStats())
 
     def skip(self, action: str, reason: str) -> None:
         self._action(action).skipped[reason] += 1
+
+    def late(self, seconds: float, queued_s: float = 0.0) -> None:
+        """One request's lateness: scheduler delay `seconds` plus `queued_s` for a connection."""
+        self.lateness.record(max(0.0, seconds) + queued_s)
+        if queued_s > 0:
+            self.queued += 1
 
     def record(self, action: str, at: float, latency: float, outcome: Outcome) -> None:
         """`at` is the intended send time in seconds since the start of the replay."""
@@ -96,6 +128,26 @@ class Stats:
         self.overall.record(latency)
         self.timeline.record(at, latency, ok=kind != "error")
         self.created.extend(outcome.created)
+
+    def to_wire(self) -> dict[str, object]:
+        """Plain data for another process (see `merge_wire`)."""
+        return {
+            "actions": {name: a.to_wire() for name, a in self.actions.items()},
+            "lateness": self.lateness.encode(),
+            "queued": self.queued,
+            "created": list(self.created),
+            "timeline": self.timeline.to_wire(),
+        }
+
+    def merge_wire(self, wire: dict[str, object]) -> None:
+        for name, action in wire["actions"].items():  # type: ignore[attr-defined]
+            self._action(name).merge_wire(action)
+        for action in wire["actions"].values():  # type: ignore[attr-defined]
+            self.overall.merge(LatencyHistogram.decode(action["hdr"]))
+        self.lateness.merge(LatencyHistogram.decode(str(wire["lateness"])))
+        self.queued += int(wire["queued"])  # type: ignore[call-overload]
+        self.created.extend(wire["created"])  # type: ignore[arg-type]
+        self.timeline.merge_wire(wire["timeline"])  # type: ignore[arg-type]
 
     @property
     def sent(self) -> int:
