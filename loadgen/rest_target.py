@@ -175,14 +175,16 @@ class RestTarget:
         headers: Mapping[str, str] | None = None,
         connections: int = 1000,
         credentials: Mapping[str, str] | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
+        """`routes` pins the action -> route map instead of reading `/openapi.json`."""
         self.run_id = uuid.uuid4().hex[:6]
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.headers = dict(headers or {})
         self.connections = connections
         self.credentials = dict(credentials or {})
-        self.routes: dict[str, Route] = {}
+        self.routes: dict[str, Route] = dict(routes or {})
         self.session: aiohttp.ClientSession | None = None
 
     def _session(self) -> aiohttp.ClientSession:

@@ -97,7 +97,12 @@ class Stats:
     queued: int = 0
 
     def _action(self, name: str) -> ActionStats:
-        return self.actions.setdefault(name, ActionStats())
+        # Not `setdefault(name, ActionStats())`: an HDR histogram costs ~0.2 ms to allocate,
+        # and that eager default was a third of the generator's CPU per request.
+        stats = self.actions.get(name)
+        if stats is None:
+            stats = self.actions[name] = ActionStats()
+        return stats
 
     def skip(self, action: str, reason: str) -> None:
         self._action(action).skipped[reason] += 1

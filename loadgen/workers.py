@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.replay import Observer, ReplayResult, Samples, _observe
-from loadgen.rest_target import RestTarget
+from loadgen.rest_target import RestTarget, Route
 from loadgen.stats import Stats
 from loadgen.trace import TraceHeader, read_trace
 
@@ -48,6 +48,7 @@ class RestSpec:
     headers: dict[str, str] = field(default_factory=dict)
     connections: int = 1000
     credentials: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)  # pinned routes (see RestTarget)
 
     def target(self, index: int, processes: int) -> RestTarget:
         mine = {u: k for u, k in self.credentials.items() if share(u, processes) == index}
@@ -57,6 +58,7 @@ class RestSpec:
             headers=self.headers,
             connections=max(1, self.connections // processes),
             credentials=mine,
+            routes=self.routes,
         )
 
 
