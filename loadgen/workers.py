@@ -1,6 +1,8 @@
 """Replay across worker processes, each replaying a deterministic share of the trace.
 
-One event loop is one core; when a trace's peak needs more, `--processes N` splits the records
+The CLI always replays REST traces here, even with one worker: the parent's lag and RSS
+sampling and live display would otherwise share the event loop that keeps the schedule. One
+event loop is one core; when a trace's peak needs more, `--processes N` splits the records
 by a stable hash of the trace user (crc32), so one user's actions stay in one process, in
 order. Reads refer to memes other workers created (hot memes are everyone's), so each worker
 tells the others every meme id it gets (a queue per worker, drained by a thread into its
@@ -265,7 +267,7 @@ async def replay_processes(
     return ReplayResult(
         stats=stats,
         samples=samples,
-        target=f"{RestTarget.name} x{processes} processes",
+        target=RestTarget.name if processes == 1 else f"{RestTarget.name} x{processes} processes",
         speed=speed,
         started_at=started_at,
         duration_s=duration,

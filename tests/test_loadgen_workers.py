@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
+from loadgen.memory import RssSampler
+from loadgen.replay import Observer
 from loadgen.trace import TraceHeader, TraceRecord, write_trace
 from loadgen.workers import RestSpec, replay_processes, share
 from tests.loadgen_support import fake_api
@@ -49,7 +52,8 @@ async def test_two_processes_replay_one_trace_and_resolve_each_others_memes(
     write_trace(path, header, records)
     async with fake_api() as api:
         spec = RestSpec(api.url, timeout_s=5, credentials={users[1]: "msk_d"})
-        result = await replay_processes(path, spec, processes=2, header=header)
+        observer = Observer(rss=RssSampler({"me": os.getpid()}), interval_s=0.2)
+        result = await replay_processes(path, spec, processes=2, header=header, observer=observer)
     stats = result.stats
     get = stats.actions["get_meme"]
     assert (get.sent, get.ok, get.skipped) == (40, 40, {}), get.as_dict()
@@ -61,5 +65,6 @@ async def test_two_processes_replay_one_trace_and_resolve_each_others_memes(
     assert stats.lateness.count == len(records)
     assert stats.lateness.percentile(99) < 0.05
     assert result.target == "rest x2 processes" and 1.0 < result.duration_s < 5
+    assert result.samples.rss and result.samples.rss[0]["mb"]["me"] > 0  # the parent sampled
     rows = stats.timeline.rows()
     assert sum(r["requests"] for r in rows) == len(records)
