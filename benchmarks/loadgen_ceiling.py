@@ -52,7 +52,7 @@ from tests.processes import free_port, process, wait_for_http
 from tests.services import environment
 
 BARE = {"trending": Route("GET", "/api/_bare")}
-RATES = (250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
+RATES = (50, 100, 250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 
 
 def peak_rates() -> dict[str, float]:

@@ -160,6 +160,9 @@ async def _queued_end(session: aiohttp.ClientSession, ctx: SimpleNamespace, para
 
 
 _JSON = {"content-type": "application/json"}
+#: Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them: else a
+#: request sent on a connection the server is closing fails as a reset that was no server's.
+KEEPALIVE_S = 4.0
 #: What a failed request looks like on the client side: resets, refused connections, timeouts.
 CLIENT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
@@ -193,7 +196,9 @@ class RestTarget:
         tracing.on_connection_queued_end.append(_queued_end)
         return aiohttp.ClientSession(
             base_url=self.base_url,
-            connector=aiohttp.TCPConnector(limit=self.connections, limit_per_host=0),
+            connector=aiohttp.TCPConnector(
+                limit=self.connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+            ),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=min(10.0, self.timeout_s)),
             headers=self.headers,
             trace_configs=[tracing],
