@@ -32,7 +32,7 @@ from loadgen.stats import Stats
 from loadgen.trace import TraceHeader, read_trace
 
 #: Seconds between the last worker's "ready" and the common start.
-START_MARGIN_S = 0.5
+START_MARGIN_S = 1.0
 SETUP_TIMEOUT_S = 120.0
 
 
