@@ -194,7 +194,7 @@ async def replay(
             stats.in_flight -= 1
         done = now()
         if outcome.skipped is None:
-            stats.late(sent - intended, outcome.queued_s)
+            stats.late(intended - start, sent - intended, outcome.queued_s)
         if outcome.time_to_headers is not None:
             latency = (sent - intended) + outcome.time_to_headers
         else:

@@ -1,8 +1,8 @@
 """The replay's report: JSON for machines, one HTML page with plots for people, one line for CI.
 
 Plots (matplotlib, embedded as PNG so the page works offline): latency percentiles over
-time, throughput and errors per second, consumer lag per group, the replicas KEDA would
-request per ScaledObject, and RSS per process.
+time, throughput and errors per second, the generator's worst lateness per second, consumer
+lag per group, the replicas KEDA would request per ScaledObject, and RSS per process.
 
 `summary` holds the figures issue 16 compares across runs. Those this report cannot measure
 yet (loss, end-to-end generation time, cache hit ratio, feed delivery) are null, not guessed.
@@ -198,6 +198,14 @@ def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         ax.set(xlabel="s", title="Throughput and errors")
         ax.legend()
         plots.append(("Throughput and errors", _png(fig)))
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        ax.plot(t, [r["lateness_max"] * 1000 for r in rows], label="worst per second")
+        ax.axhline(MAX_LATENESS_P99_S * 1000, color="red", linestyle="--", label="p99 limit")
+        ax.set(xlabel="s", ylabel="ms", title="Generator lateness (sent minus scheduled)")
+        ax.legend()
+        plots.append(("Generator lateness", _png(fig)))
         plt.close(fig)
 
     lag = report["lag"]["samples"]

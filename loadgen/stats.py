@@ -111,9 +111,12 @@ class Stats:
     def skip(self, action: str, reason: str) -> None:
         self._action(action).skipped[reason] += 1
 
-    def late(self, seconds: float, queued_s: float = 0.0) -> None:
-        """One request's lateness: scheduler delay `seconds` plus `queued_s` for a connection."""
-        self.lateness.record(max(0.0, seconds) + queued_s)
+    def late(self, at: float, seconds: float, queued_s: float = 0.0) -> None:
+        """One request's lateness: scheduler delay `seconds` plus `queued_s` for a connection;
+        `at` is its intended send time in seconds since the start of the replay."""
+        late = max(0.0, seconds) + queued_s
+        self.lateness.record(late)
+        self.timeline.late(at, late)
         if queued_s > 0:
             self.queued += 1
 

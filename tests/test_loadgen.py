@@ -124,6 +124,9 @@ def test_timeline_fills_gaps() -> None:
     rows = timeline.rows()
     assert [r["t"] for r in rows] == [0, 1, 2]
     assert rows[1]["requests"] == 0 and rows[2]["errors"] == 1
+    timeline.late(2.7, 0.004)
+    timeline.late(2.1, 0.002)
+    assert [r["lateness_max"] for r in timeline.rows()] == [0.0, 0.0, 0.004]
 
 
 def _lag(*pairs: tuple[int, int]) -> GroupLag:
@@ -382,7 +385,7 @@ async def test_report_json_html_and_summary(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["summary_line"] == line and saved["summary"] == summary
     page = (tmp_path / "r.html").read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6  # with the generator's lateness
     assert "memestream-render" in page
 
 

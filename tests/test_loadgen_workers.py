@@ -6,6 +6,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from loadgen.memory import RssSampler
 from loadgen.replay import Observer
 from loadgen.trace import TraceHeader, TraceRecord, write_trace
@@ -68,3 +70,5 @@ async def test_two_processes_replay_one_trace_and_resolve_each_others_memes(
     assert result.samples.rss and result.samples.rss[0]["mb"]["me"] > 0  # the parent sampled
     rows = stats.timeline.rows()
     assert sum(r["requests"] for r in rows) == len(records)
+    worst = max(r["lateness_max"] for r in rows)
+    assert worst > 0 and worst == pytest.approx(stats.lateness.max(), rel=0.01, abs=2e-6)
