@@ -5,7 +5,9 @@ Reads (GET, HEAD) and writes have separate budgets (`RATE_LIMIT_READS_PER_MINUTE
 problem+json with `Retry-After`; every limited response carries `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` (IETF draft names).
 Redis down: limits fail OPEN (requests pass, unlimited) — availability of reads and generation
-matters more than exact limits for the minutes Redis is away; the log says so.
+matters more than exact limits for the minutes Redis is away; the log says so. A busy Redis pool
+first queues the check (REDIS_POOL_TIMEOUT_S); only past that deadline does it fail open, logged
+as "Redis pool busy" rather than as an outage.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from api.auth import Principal, get_principal
 from api.dependencies import Services
 from api.problems import Problem
 from domain.metrics import RATE_LIMITED
-from sinks.redis import REDIS_ERRORS
+from sinks.redis import REDIS_ERRORS, describe
 from sinks.redis.ratelimit import Decision
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ async def hit(services: Services, principal: Principal, *, write: bool) -> Decis
     try:
         decision: Decision = await services.data.limiter.hit(key, limit=limit)
     except REDIS_ERRORS as exc:
-        log.warning("rate limit not applied (Redis unavailable, failing open): %s", exc)
+        log.warning("rate limit not applied (%s, failing open): %s", describe(exc), exc)
         return None
     if not decision.allowed:
         RATE_LIMITED.labels(scope="user" if principal.authenticated else "ip").inc()

@@ -57,6 +57,8 @@ FALLBACK_TARGETS: tuple[Target, ...] = (
            "150,000/min of mixed reads on one 2-core machine"),
     Target("image_processing", "image processing", "100 MB/s",
            "100 MB/s of input through decode, effects and encode"),
+    Target("load_generator", "load generator", "-",
+           "never the limit: >= 3x the heaviest scenario's peak, lateness p99 <= 10 ms"),
 )  # fmt: skip
 
 _KEY_WORDS: tuple[tuple[str, str], ...] = (
@@ -68,6 +70,7 @@ _KEY_WORDS: tuple[tuple[str, str], ...] = (
     ("websocket", "connections"),
     ("api requests", "api_requests"),
     ("image processing", "image_processing"),
+    ("load generator", "load_generator"),
 )
 
 

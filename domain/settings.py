@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     ai_model_size: ModelSize = ModelSize.SMALL
     redis_pool_size: int = Field(64, ge=1, le=10000)
+    # How long a Redis command queues for a free pooled connection before it fails as "pool
+    # busy" (sinks/redis/client.py): a busy pool is a queue with a deadline, not an outage.
+    redis_pool_timeout_s: float = Field(2.0, gt=0, le=60)
 
     # Store URLs.
     kafka_bootstrap_servers: str = "127.0.0.1:19092"

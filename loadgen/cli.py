@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
+import uvloop
 from rich.console import Console
 
-from domain.settings import get_settings
+from domain.settings import Settings, get_settings
+from loadgen.accounts import Accounts, provision, revoke
 from loadgen.keda import load_scaled_objects, with_group_prefix
 from loadgen.lag import LagReader
 from loadgen.memory import RssSampler, discover_pids
+from loadgen.progress import LiveProgress
 from loadgen.record import record as record_trace
 from loadgen.replay import Observer, ReplayResult, Target, replay
 from loadgen.report import build, write_html, write_json
+from loadgen.rest_target import NEEDS_ACCOUNT
 from loadgen.scenarios import SCENARIOS
-from loadgen.trace import read_header, read_trace
+from loadgen.trace import TraceHeader, read_header, read_trace
+from loadgen.workers import RestSpec, replay_processes
 from producers.kafka_security import librdkafka_security
 
 app = typer.Typer(help="Record load traces and replay them open-loop.", no_args_is_help=True)
@@ -66,6 +73,23 @@ def _pids(values: list[str] | None) -> dict[str, int]:
     return out
 
 
+AUTH_MODES = ("users", "anonymous", "none")
+
+
+def _credentials(
+    settings: Settings, trace: Path, auth: str
+) -> tuple[Accounts | None, dict[str, str]]:
+    """API keys for the trace users `auth` asks for (see loadgen/accounts.py)."""
+    if auth == "none":
+        return None, {}
+    users = {r.user for r in read_trace(trace) if auth == "users" or r.action in NEEDS_ACCOUNT}
+    if not users:
+        return None, {}
+    accounts = asyncio.run(provision(settings, users))
+    console.print(f"{len(accounts.keys):,} trace users have an API key (run {accounts.run_id})")
+    return accounts, accounts.keys
+
+
 @app.command("replay")
 def replay_cmd(
     trace: Annotated[Path, typer.Argument(help="A trace written by `loadgen record`.")],
@@ -91,9 +115,19 @@ def replay_cmd(
         str,
         typer.Option(
             "--auth",
-            help="none | needed (users log in to vote or upload) | all (every user logs in).",
+            help="users: every trace user sends its own API key (per-user limits, as in "
+            "production) | anonymous: only votes and uploads authenticate | none.",
         ),
-    ] = "needed",
+    ] = "users",
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes", help="Replay processes (REST), each replaying a share of the users."
+        ),
+    ] = 1,
+    connections: Annotated[
+        int, typer.Option("--connections", help="Connection pool size, over all processes.")
+    ] = 1000,
     max_in_flight: Annotated[int, typer.Option("--max-in-flight")] = 20_000,
     timeout: Annotated[float, typer.Option("--timeout", help="Per-request timeout, s.")] = 30.0,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live progress display.")] = True,
@@ -101,16 +135,11 @@ def replay_cmd(
     """Replay a trace open-loop and write the JSON + HTML report."""
     if not trace.is_file():
         raise typer.BadParameter(f"no trace at {trace}")
+    if auth not in AUTH_MODES:
+        raise typer.BadParameter(f"--auth is one of {', '.join(AUTH_MODES)}")
+    if processes < 1 or (processes > 1 and target == "kafka"):
+        raise typer.BadParameter("--processes is at least 1, and 1 with --target kafka")
     settings = get_settings()
-    runner: Target
-    if target == "kafka":
-        from loadgen.kafka_target import KafkaTarget
-
-        runner = KafkaTarget(settings)
-    else:
-        from loadgen.rest_target import RestTarget
-
-        runner = RestTarget(target, timeout_s=timeout, headers=_headers(header), auth=auth)
     scaled = with_group_prefix(
         load_scaled_objects(), group_prefix or settings.consumer_group_prefix
     )
@@ -125,31 +154,60 @@ def replay_cmd(
         rss=RssSampler(pids) if pids else None,
     )
     trace_header = read_header(trace)
-    records = list(read_trace(trace))
-    duration = (records[-1].at / speed) if records else 0.0
-    result: ReplayResult
-
-    async def go(tick: object = None) -> ReplayResult:
-        return await replay(
-            records,
-            runner,
-            speed=speed,
-            max_in_flight=max_in_flight,
-            observer=observer,
-            tick=tick,  # type: ignore[arg-type]
-            header=trace_header,
-        )
-
-    if live and console.is_terminal:
-        from loadgen.progress import LiveProgress
-
-        with LiveProgress(len(records), duration, console) as progress:
-            result = asyncio.run(go(progress.tick))
-    else:
-        result = asyncio.run(go())
+    accounts, credentials = (None, {}) if target == "kafka" else _credentials(settings, trace, auth)
+    try:
+        result = _run(
+            trace, trace_header, target, settings, observer,
+            RestSpec(target, timeout, _headers(header), connections, credentials),
+            speed=speed, processes=processes, max_in_flight=max_in_flight, live=live,
+        )  # fmt: skip
+    finally:
+        if accounts is not None:
+            asyncio.run(revoke(settings, accounts))
     data = build(result, scaled)
     json_path, html_path = report.with_suffix(".json"), report.with_suffix(".html")
     write_json(data, json_path)
     write_html(data, html_path)
     console.print(f"report: {json_path} {html_path}")
-    print(data["summary"])
+    print(data["summary_line"])
+    print(orjson.dumps(data["summary"]).decode())
+
+
+def _run(
+    trace: Path,
+    trace_header: TraceHeader | None,
+    target: str,
+    settings: Settings,
+    observer: Observer,
+    spec: RestSpec,
+    *,
+    speed: float,
+    processes: int,
+    max_in_flight: int,
+    live: bool,
+) -> ReplayResult:
+    total = trace_header.records if trace_header else 0
+    duration = (trace_header.duration_s / speed) if trace_header else 0.0
+    progress: LiveProgress | None = None
+    if live and console.is_terminal:
+        progress = LiveProgress(total, duration, console)
+    tick = progress.tick if progress is not None else None
+
+    async def go() -> ReplayResult:
+        if target != "kafka":
+            # Even one worker is a process of its own: lag and RSS sampling and the live
+            # display stay out of the loop that keeps the schedule (they made it late).
+            return await replay_processes(
+                trace, spec, processes=processes, speed=speed, max_in_flight=max_in_flight,
+                observer=observer, tick=tick, header=trace_header,
+            )  # fmt: skip
+        from loadgen.kafka_target import KafkaTarget
+
+        runner: Target = KafkaTarget(settings)
+        return await replay(
+            list(read_trace(trace)), runner, speed=speed, max_in_flight=max_in_flight,
+            observer=observer, tick=tick, header=trace_header,
+        )  # fmt: skip
+
+    with progress if progress is not None else contextlib.nullcontext():
+        return uvloop.run(go())

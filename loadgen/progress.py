@@ -7,13 +7,33 @@ stdout rich prints nothing until the end, so CI logs stay clean.
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from loadgen.replay import Samples
-from loadgen.stats import Stats
+
+
+class Counts(Protocol):
+    """What the display reads: a process's `Stats` or all workers' `Progress`."""
+
+    @property
+    def sent(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def rejected(self) -> int: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def recent_rate(self, now: float, window_s: int = 5) -> float: ...
+
+    def recent_p95(self, now: float, window_s: int = 5) -> float: ...
 
 
 class LiveProgress:
@@ -35,10 +55,10 @@ class LiveProgress:
     ) -> None:
         self.live.__exit__(exc_type, exc, tb)
 
-    def tick(self, elapsed: float, stats: Stats, samples: Samples) -> None:
+    def tick(self, elapsed: float, stats: Counts, samples: Samples) -> None:
         self.live.update(self.render(elapsed, stats, samples))
 
-    def render(self, elapsed: float, stats: Stats, samples: Samples) -> Group:
+    def render(self, elapsed: float, stats: Counts, samples: Samples) -> Group:
         head = Table.grid(padding=(0, 2))
         for _ in range(7):
             head.add_column(justify="right")

@@ -1,8 +1,13 @@
 """The replay's report: JSON for machines, one HTML page with plots for people, one line for CI.
 
 Plots (matplotlib, embedded as PNG so the page works offline): latency percentiles over
-time, throughput and errors per second, consumer lag per group, the replicas KEDA would
-request per ScaledObject, and RSS per process.
+time, throughput and errors per second, the generator's worst lateness per second, consumer
+lag per group, the replicas KEDA would request per ScaledObject, and RSS per process.
+
+`summary` holds the figures issue 16 compares across runs. Those this report cannot measure
+yet (loss, end-to-end generation time, cache hit ratio, feed delivery) are null, not guessed.
+A run is `valid` only if the generator kept its schedule: lateness p99 at most 10 ms and no
+record dropped because the client was saturated; `invalid_reasons` says why not.
 """
 
 from __future__ import annotations
@@ -16,9 +21,15 @@ from typing import Any
 
 import orjson
 
+from loadgen.histograms import LatencyHistogram
 from loadgen.keda import ScaledObject
 from loadgen.memory import leak_verdict
 from loadgen.replay import ReplayResult
+
+#: Lateness p99 above which the generator, not the platform, set the pace.
+MAX_LATENESS_P99_S = 0.010
+#: Actions whose latency is an API read (feed streams are measured apart).
+READ_ACTIONS = ("get_meme", "get_image", "view", "trending")
 
 
 def build(result: ReplayResult, scaled_objects: list[ScaledObject]) -> dict[str, Any]:
@@ -52,7 +63,9 @@ def build(result: ReplayResult, scaled_objects: list[ScaledObject]) -> dict[str,
             "undrained": result.undrained,
             "throughput_rps": round(stats.sent / sent_window, 2),
             "created_memes": len(stats.created),
+            "waited_for_connection": stats.queued,
         },
+        "lateness_s": stats.lateness.summary(),
         "latency_s": stats.overall.summary(),
         "hdr": stats.overall.encode(),
         "actions": {name: a.as_dict() for name, a in sorted(stats.actions.items())},
@@ -70,8 +83,59 @@ def build(result: ReplayResult, scaled_objects: list[ScaledObject]) -> dict[str,
             "verdict": {name: leak_verdict(series) for name, series in rss_series.items()},
         },
     }
-    report["summary"] = summary_line(report)
+    report["summary"] = summary(result, report)
+    report["summary_line"] = summary_line(report)
     return report
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def summary(result: ReplayResult, report: dict[str, Any]) -> dict[str, Any]:
+    """The comparable figures of a run (null where not measured yet) and its validity."""
+    stats = result.stats
+    reads = LatencyHistogram()
+    for name in READ_ACTIONS:
+        if name in stats.actions:
+            reads.merge(stats.actions[name].latency)
+    generate = stats.actions.get("generate")
+    lateness_p99 = stats.lateness.percentile(99)
+    reasons = []
+    if stats.sent == 0:
+        reasons.append("nothing was sent")
+    if lateness_p99 > MAX_LATENESS_P99_S:
+        reasons.append(
+            f"generator lateness p99 {_ms(lateness_p99):g} ms > {_ms(MAX_LATENESS_P99_S):g} ms"
+        )
+    saturated = sum(a.skipped.get("client saturated", 0) for a in stats.actions.values())
+    if saturated:
+        reasons.append(f"{saturated:,} records dropped: client saturated")
+    growth = [
+        100 * v["growth_mb"] / v["start_mb"]
+        for v in report["rss"]["verdict"].values()
+        if v["start_mb"] > 0
+    ]
+    return {
+        "scale": result.header.scale if result.header else None,
+        "duration_s": round(result.duration_s, 3),
+        "requests": stats.sent,
+        "server_errors": stats.errors,
+        "lost": None,
+        "api_read_p95_ms": _ms(reads.percentile(95)) if reads.count else None,
+        "generate_accept_p95_ms": _ms(generate.latency.percentile(95))
+        if generate and generate.sent
+        else None,
+        "generation_p95_s": None,
+        "memes_per_min": None,
+        "cache_hit_ratio": None,
+        "feed_delivery_p99_ms": None,
+        "rss_growth_pct": round(max(growth), 2) if growth else None,
+        "max_lag": dict(report["lag"]["peak"]) if report["lag"]["samples"] else None,
+        "generator_lateness_p99_ms": _ms(lateness_p99),
+        "valid": not reasons,
+        "invalid_reasons": reasons,
+    }
 
 
 def summary_line(report: dict[str, Any]) -> str:
@@ -83,7 +147,10 @@ def summary_line(report: dict[str, Any]) -> str:
         f"p50 {lat['p50'] * 1000:.0f} ms p95 {lat['p95'] * 1000:.0f} ms "
         f"p99 {lat['p99'] * 1000:.0f} ms",
         f"{run['errors']:,} errors, {run['rejected']:,} 4xx, {run['skipped']:,} skipped",
+        f"generator lateness p99 {report['lateness_s']['p99'] * 1000:.1f} ms",
     ]
+    if not report["summary"]["valid"]:
+        parts.append(f"INVALID ({'; '.join(report['summary']['invalid_reasons'])})")
     if report["lag"]["peak"]:
         group, lag = max(report["lag"]["peak"].items(), key=lambda kv: kv[1])
         parts.append(f"peak lag {lag:,} ({group})")
@@ -131,6 +198,14 @@ def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         ax.set(xlabel="s", title="Throughput and errors")
         ax.legend()
         plots.append(("Throughput and errors", _png(fig)))
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        ax.plot(t, [r["lateness_max"] * 1000 for r in rows], label="worst per second")
+        ax.axhline(MAX_LATENESS_P99_S * 1000, color="red", linestyle="--", label="p99 limit")
+        ax.set(xlabel="s", ylabel="ms", title="Generator lateness (sent minus scheduled)")
+        ax.legend()
+        plots.append(("Generator lateness", _png(fig)))
         plt.close(fig)
 
     lag = report["lag"]["samples"]
@@ -216,7 +291,8 @@ def write_html(report: dict[str, Any], path: Path) -> None:
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;
 font-size:14px}}code{{background:#f4f4f4;padding:2px 4px}}</style></head><body>
-<h1>Memestream load report</h1><p><code>{html.escape(report["summary"])}</code></p>
+<h1>Memestream load report</h1><p><code>{html.escape(report["summary_line"])}</code></p>
+<h2>Summary</h2>{_table(["figure", "value"], [[k, v] for k, v in report["summary"].items()])}
 <h2>Actions</h2>{
         _table(
             [

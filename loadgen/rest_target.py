@@ -1,15 +1,21 @@
-"""Replays trace actions through the REST API with httpx's AsyncClient.
+"""Replays trace actions through the REST API on aiohttp, a client built for load.
+
+Why aiohttp: the replayer must never be the limit. httpx's pool (httpcore) rescans every
+connection for every queued request, so with a few hundred requests in flight the replayer spent
+its core there and the API sat idle (issue 16). aiohttp's connector hands out connections from
+a free list, keeps the open-loop, per-record scheduling and our report in Python, and one event
+loop per worker process (loadgen/workers.py) scales it across cores. k6 or Locust would replace
+the trace replay and the report with their own, and neither replays a trace open-loop as is.
 
 Other issues add endpoints over time, so each action has candidate routes and the target
 reads the API's own `/openapi.json` to pick the first that exists. An action with no route
 yet is skipped with the reason "no endpoint" (counted, not an error). New actions or routes
 are one line in `CANDIDATES`.
 
-Accounts: with `auth="needed"` (the default) a trace user registers and logs in the first time
-it votes or uploads (those need an account), so that first request's latency includes the
-login; with
-`auth="all"` every trace user logs in before its first request of any kind, which also makes
-rate limits per user instead of per client IP; `auth="none"` sends everything anonymously.
+Credentials: `credentials` maps trace users to API keys (loadgen/accounts.py); a request of a
+user with a key carries it (`Authorization: Bearer`), any other request goes anonymously.
+The connection pool is bounded (`connections`); a request that waits for a free connection
+reports the wait (`Outcome.queued_s`) as the generator's own lateness.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 
 from loadgen.images import noise_png
 from loadgen.stats import Outcome
 from loadgen.trace import TraceRecord
 
 _PARAM = re.compile(r"\{[^}]+\}")
+#: Actions the API refuses anonymously.
 NEEDS_ACCOUNT = frozenset({"vote", "upload"})
 
 
@@ -129,6 +138,35 @@ def routes_from_openapi(spec: Mapping[str, Any]) -> dict[str, Route]:
     return found
 
 
+class _Wait:
+    """Per-request context of aiohttp's tracing: how long it waited for a connection."""
+
+    __slots__ = ("queued_at", "queued_s")
+
+    def __init__(self) -> None:
+        self.queued_at = 0.0
+        self.queued_s = 0.0
+
+
+async def _queued_start(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
+) -> None:
+    ctx.trace_request_ctx.queued_at = time.monotonic()
+
+
+async def _queued_end(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+    wait: _Wait = ctx.trace_request_ctx
+    wait.queued_s += time.monotonic() - wait.queued_at
+
+
+_JSON = {"content-type": "application/json"}
+#: Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them: else a
+#: request sent on a connection the server is closing fails as a reset that was no server's.
+KEEPALIVE_S = 4.0
+#: What a failed request looks like on the client side: resets, refused connections, timeouts.
+CLIENT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
 class RestTarget:
     name = "rest"
 
@@ -138,139 +176,154 @@ class RestTarget:
         *,
         timeout_s: float = 30.0,
         headers: Mapping[str, str] | None = None,
-        max_connections: int = 2000,
-        auth: str = "needed",
+        connections: int = 1000,
+        credentials: Mapping[str, str] | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
-        if auth not in {"none", "needed", "all"}:
-            raise ValueError("auth is one of none, needed, all")
-        self.auth = auth
+        """`routes` pins the action -> route map instead of reading `/openapi.json`."""
         self.run_id = uuid.uuid4().hex[:6]
-        self._sessions: dict[str, asyncio.Task[str | None]] = {}
-        self._can_login = False
         self.base_url = base_url.rstrip("/")
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=500)
-        self.client = httpx.AsyncClient(
+        self.timeout_s = timeout_s
+        self.headers = dict(headers or {})
+        self.connections = connections
+        self.credentials = dict(credentials or {})
+        self.routes: dict[str, Route] = dict(routes or {})
+        self.session: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_queued_start.append(_queued_start)
+        tracing.on_connection_queued_end.append(_queued_end)
+        return aiohttp.ClientSession(
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            limits=limits,
-            headers=dict(headers or {}),
+            connector=aiohttp.TCPConnector(
+                limit=self.connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+            ),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=min(10.0, self.timeout_s)),
+            headers=self.headers,
+            trace_configs=[tracing],
+            auto_decompress=False,
         )
-        self.routes: dict[str, Route] = {}
 
     async def setup(self) -> None:
+        """Opens the pool and reads the routes (once: a worker sets up before its start)."""
+        if self.session is None:
+            self.session = self._session()
+        if self.routes:
+            return
         try:
-            response = await self.client.get("/openapi.json")
-            response.raise_for_status()
-            spec = response.json()
+            async with self.session.get("/openapi.json") as response:
+                response.raise_for_status()
+                spec = orjson.loads(await response.read())
             self.routes = routes_from_openapi(spec)
-            paths = spec.get("paths", {})
-            self._can_login = "/api/auth/register" in paths and "/api/auth/login" in paths
-        except (httpx.HTTPError, ValueError):
+        except (*CLIENT_ERRORS, ValueError):
             # No spec: assume the foundation's routes only.
             self.routes = {a: c[0] for a, c in CANDIDATES.items() if a in {"generate", "get_meme"}}
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
 
     async def execute(self, record: TraceRecord, meme_id: str | None) -> Outcome:
         route = self.routes.get(record.action)
         if route is None:
             return Outcome(skipped="no endpoint")
+        assert self.session is not None, "setup() first"
         path = route.path.replace("{}", meme_id or "")
         payload = record.payload
         headers = {"x-request-id": f"loadgen-{record.seq}"}
+        key = self.credentials.get(record.user)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        wait = _Wait()
+        params: dict[str, str] | None = None
+        data: bytes | aiohttp.FormData | None = None
+        created_key: str | None = None
         try:
-            if self._can_login and (
-                self.auth == "all" or (self.auth == "needed" and record.action in NEEDS_ACCOUNT)
-            ):
-                token = await self._token(record.user)
-                if token:
-                    headers["authorization"] = f"Bearer {token}"
             match record.action:
                 case "generate":
-                    response = await self.client.post(path, json=payload, headers=headers)
-                    return _outcome(response, created_key="meme_id")
+                    data, created_key = orjson.dumps(payload), "meme_id"
                 case "batch":
-                    body = {route.body_key or "items": payload["items"]}
-                    response = await self.client.post(path, json=body, headers=headers)
-                    return _outcome(response, created_key="meme_id")
+                    data = orjson.dumps({route.body_key or "items": payload["items"]})
+                    created_key = "meme_id"
                 case "upload":
-                    data = await asyncio.to_thread(
-                        noise_png, payload["seed"], payload["width"], payload["height"]
-                    )
-                    files = {route.file_field or "file": ("upload.png", data, "image/png")}
-                    form = {"name": f"loadgen {self.run_id} {record.seq}"}
-                    response = await self.client.post(path, files=files, data=form, headers=headers)
-                    return _outcome(response)
-                case "get_meme":
+                    data = await self._upload_form(record, route)
+                case "get_meme" | "trending":
                     params = {"window": payload.get("window", "24h")}
-                    return _outcome(await self.client.get(path, params=params, headers=headers))
                 case "get_image":
                     params = {"size": payload.get("size", "full")}
-                    return _outcome(await self.client.get(path, params=params, headers=headers))
-                case "view" if route.method == "GET":
-                    return _outcome(await self.client.get(path, headers=headers))
-                case "view":
-                    return _outcome(await self.client.post(path, json={}, headers=headers))
+                case "view" if route.method == "POST":
+                    data = b"{}"
                 case "vote":
-                    body = {"value": payload.get("value", 1)}
-                    return _outcome(await self.client.post(path, json=body, headers=headers))
-                case "trending":
-                    params = {"window": payload.get("window", "24h")}
-                    return _outcome(await self.client.get(path, params=params, headers=headers))
+                    data = orjson.dumps({"value": payload.get("value", 1)})
                 case "feed":
-                    return await self._feed(path, float(payload.get("hold_s", 5.0)), headers)
+                    return await self._feed(path, float(payload.get("hold_s", 5.0)), headers, wait)
+                case "view":
+                    pass
                 case _:
                     return Outcome(skipped="unknown action")
-        except httpx.HTTPError as exc:
-            return Outcome(error=f"{type(exc).__name__}: {exc}".strip(": "))
+            if isinstance(data, bytes):
+                headers |= _JSON
+            request = self.session.request(
+                route.method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                trace_request_ctx=wait,
+            )
+            async with request as response:
+                body = await response.read()
+        except CLIENT_ERRORS as exc:
+            return Outcome(error=_describe(exc), queued_s=wait.queued_s)
+        created: tuple[str, ...] = ()
+        if created_key and response.status < 300:
+            try:
+                created = tuple(_find_ids(orjson.loads(body), created_key))
+            except ValueError:
+                created = ()
+        return Outcome(status=response.status, created=created, queued_s=wait.queued_s)
 
-    async def _token(self, user: str) -> str | None:
-        """One registration and login per trace user, shared by its concurrent requests."""
-        task = self._sessions.get(user)
-        if task is None:
-            task = asyncio.create_task(self._login(f"lg-{self.run_id}-{user}"))
-            self._sessions[user] = task
-        return await task
+    async def _upload_form(self, record: TraceRecord, route: Route) -> aiohttp.FormData:
+        payload = record.payload
+        image = await asyncio.to_thread(
+            noise_png, payload["seed"], payload["width"], payload["height"]
+        )
+        form = aiohttp.FormData()
+        form.add_field("name", f"loadgen {self.run_id} {record.seq}")
+        form.add_field(
+            route.file_field or "file", image, filename="upload.png", content_type="image/png"
+        )
+        return form
 
-    async def _login(self, username: str) -> str | None:
-        credentials = {"username": username, "password": f"pw-{username}-loadgen"}
-        await self.client.post("/api/auth/register", json=credentials)
-        response = await self.client.post("/api/auth/login", json=credentials)
-        if response.status_code != 200:
-            return None
-        token = response.json().get("token")
-        return str(token) if token else None
-
-    async def _feed(self, path: str, hold_s: float, headers: dict[str, str]) -> Outcome:
+    async def _feed(
+        self, path: str, hold_s: float, headers: dict[str, str], wait: _Wait
+    ) -> Outcome:
         """Connect, hold the stream open for `hold_s`, close; latency is time to headers."""
+        assert self.session is not None
         headers = headers | {"accept": "text/event-stream"}
         sent = time.monotonic()
-        async with self.client.stream("GET", path, headers=headers) as response:
+        async with self.session.get(path, headers=headers, trace_request_ctx=wait) as response:
             ttfb = time.monotonic() - sent
-            if response.status_code >= 400:
-                return Outcome(status=response.status_code, time_to_headers=ttfb)
-            deadline = time.monotonic() + hold_s
+            outcome = Outcome(status=response.status, time_to_headers=ttfb, queued_s=wait.queued_s)
+            if response.status >= 400:
+                return outcome
 
             async def drain() -> None:
-                async for _ in response.aiter_bytes():
-                    if time.monotonic() > deadline:
-                        return
+                async for _ in response.content.iter_any():
+                    pass
 
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError, aiohttp.ClientPayloadError):
                 await asyncio.wait_for(drain(), timeout=hold_s)
-            return Outcome(status=response.status_code, time_to_headers=ttfb)
+            return outcome
 
 
-def _outcome(response: httpx.Response, created_key: str | None = None) -> Outcome:
-    created: tuple[str, ...] = ()
-    if created_key and response.status_code < 300:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        created = tuple(_find_ids(body, created_key))
-    return Outcome(status=response.status_code, created=created)
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, TimeoutError) and not text:
+        text = "no answer within the request timeout"
+    return f"{type(exc).__name__}: {text}".strip(": ")
 
 
 def _find_ids(body: Any, key: str) -> list[str]:

@@ -6,7 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from loadgen.histograms import LatencyHistogram, Timeline
@@ -20,6 +19,7 @@ from loadgen.rest_target import RestTarget, Route, routes_from_openapi
 from loadgen.scenarios import NEEDS_MEME, SCENARIOS, get_scenario
 from loadgen.stats import Outcome
 from loadgen.trace import TraceRecord, read_header, read_trace
+from tests.loadgen_support import fake_api
 
 
 def test_same_seed_same_trace_and_other_seed_differs(tmp_path: Path) -> None:
@@ -124,6 +124,9 @@ def test_timeline_fills_gaps() -> None:
     rows = timeline.rows()
     assert [r["t"] for r in rows] == [0, 1, 2]
     assert rows[1]["requests"] == 0 and rows[2]["errors"] == 1
+    timeline.late(2.7, 0.004)
+    timeline.late(2.1, 0.002)
+    assert [r["lateness_max"] for r in timeline.rows()] == [0.0, 0.0, 0.004]
 
 
 def _lag(*pairs: tuple[int, int]) -> GroupLag:
@@ -219,23 +222,68 @@ def test_view_reads_the_meme_when_there_is_no_view_route() -> None:
 
 
 async def test_a_view_is_sent_as_a_get_of_the_meme() -> None:
-    seen: list[tuple[str, str]] = []
+    async with fake_api() as api:
+        api.created.add("m1")
+        target = RestTarget(api.url)
+        target.routes = {"view": Route("GET", "/api/meme/{}")}
+        await target.setup()
+        try:
+            outcome = await target.execute(TraceRecord(at=0, user="u", action="view", seq=1), "m1")
+        finally:
+            await target.close()
+    assert outcome.kind == "ok" and api.seen == [("GET", "/api/meme/m1", "")]
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path))
-        return httpx.Response(200, json={"id": "m1", "status": "rendered"})
 
-    target = RestTarget("http://api.test", auth="none")
-    await target.client.aclose()
-    target.client = httpx.AsyncClient(
-        base_url="http://api.test", transport=httpx.MockTransport(answer)
-    )
-    target.routes = {"view": Route("GET", "/api/meme/{}")}
+async def test_requests_carry_their_trace_users_api_key() -> None:
+    """Per-user credentials: a user with a key sends it, any other user goes anonymously."""
+    async with fake_api() as api:
+        target = RestTarget(api.url, credentials={"u1": "msk_one"})
+        await target.setup()
+        try:
+            gen = TraceRecord(at=0, user="u1", action="generate", payload={"t": 1}, seq=0)
+            made = await target.execute(gen, None)
+            anon = TraceRecord(at=0, user="u2", action="vote", payload={"value": 1}, seq=1)
+            refused = await target.execute(anon, made.created[0])
+        finally:
+            await target.close()
+    assert made.kind == "ok" and made.status == 202 and made.created[0] in api.created
+    assert refused.status == 401 and refused.kind == "rejected"
+    assert [auth for _, _, auth in api.seen] == ["Bearer msk_one", ""]
+
+
+async def test_a_wait_for_a_free_connection_counts_as_lateness() -> None:
+    """One connection, a 0.3 s server, three requests at once: the 2nd and 3rd waited for
+    the connection, so the generator was late by ~0.3 and ~0.6 s, and the report says so."""
+    records = [TraceRecord(at=0.0, user="u", action="generate", seq=i) for i in range(3)]
+    async with fake_api(delay_s=0.3) as api:
+        result = await replay(records, RestTarget(api.url, connections=1))
+    stats = result.stats
+    assert stats.actions["generate"].ok == 3 and stats.queued == 2
+    assert stats.lateness.percentile(100) == pytest.approx(0.6, abs=0.15)
+    assert stats.lateness.percentile(0) < 0.05
+    summary = build_report(result, [])["summary"]
+    assert summary["valid"] is False
+    assert summary["generator_lateness_p99_ms"] > 400
+    assert "generator lateness p99" in summary["invalid_reasons"][0]
+
+
+async def test_refused_connections_are_server_errors() -> None:
+    target = RestTarget(f"http://127.0.0.1:{_closed_port()}", timeout_s=2)
+    target.routes = {"trending": Route("GET", "/api/trending")}
+    await target.setup()
     try:
-        outcome = await target.execute(TraceRecord(at=0, user="u", action="view", seq=1), "m1")
+        outcome = await target.execute(TraceRecord(at=0, user="u", action="trending"), None)
     finally:
         await target.close()
-    assert outcome.kind == "ok" and seen == [("GET", "/api/meme/m1")]
+    assert outcome.kind == "error" and "Connect" in (outcome.error or "")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class SlowTarget:
@@ -318,13 +366,26 @@ async def test_report_json_html_and_summary(tmp_path: Path) -> None:
     assert report["run"]["sent"] == len(records)
     assert report["keda"]["peak_replicas"] == {"memestream-render": 1}
     assert report["lag"]["peak"] == {"memestream-render/meme.requests": 500}
-    line = report["summary"]
+    line = report["summary_line"]
     assert line.startswith("burst x0.01 -> slow at 20x") and "p95" in line and "\n" not in line
+    summary = report["summary"]
+    assert summary["scale"] == 0.01 and summary["requests"] == len(records)
+    assert summary["server_errors"] == 0
+    # Valid exactly when the generator kept its schedule (timing depends on the machine).
+    on_time = summary["generator_lateness_p99_ms"] <= 10
+    assert summary["valid"] is on_time and (summary["invalid_reasons"] == []) is on_time
+    assert 10 <= summary["api_read_p95_ms"] < 200  # the 10 ms server, on a busy machine
+    assert 10 <= summary["generate_accept_p95_ms"] < 200
+    assert summary["max_lag"] == {"memestream-render/meme.requests": 500}
+    assert summary["rss_growth_pct"] == pytest.approx(5.0)  # 100 -> 105 MiB
+    not_measured = ("lost", "generation_p95_s", "memes_per_min", "cache_hit_ratio")
+    assert all(summary[k] is None for k in (*not_measured, "feed_delivery_p99_ms"))
     write_json(report, tmp_path / "r.json")
     write_html(report, tmp_path / "r.html")
-    assert json.loads((tmp_path / "r.json").read_text())["summary"] == line
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["summary_line"] == line and saved["summary"] == summary
     page = (tmp_path / "r.html").read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6  # with the generator's lateness
     assert "memestream-render" in page
 
 

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from domain.settings import Settings
+from loadgen.accounts import provision, revoke
 from loadgen.kafka_target import KafkaTarget
 from loadgen.keda import KafkaTrigger, ScaledObject
 from loadgen.lag import LagReader
@@ -55,17 +56,25 @@ async def test_rest_replay_of_a_mixed_trace(
     api_url: str, stack_settings: Settings, tmp_path: Path
 ) -> None:
     header, records = build("sustained", 11, scale=0.02)  # 10 users, 36 s
-    result = await replay(
-        records,
-        RestTarget(api_url),
-        speed=4.0,
-        header=header,
-        observer=_observer(stack_settings, "memestream-render"),
-    )
+    accounts = await provision(stack_settings, {r.user for r in records})
+    try:
+        result = await replay(
+            records,
+            RestTarget(api_url, credentials=accounts.keys),
+            speed=4.0,
+            header=header,
+            observer=_observer(stack_settings, "memestream-render"),
+        )
+    finally:
+        await revoke(stack_settings, accounts)
     stats = result.stats
     generate = stats.actions["generate"]
     assert generate.sent > 5 and generate.ok == generate.sent, generate.as_dict()
     assert stats.errors == 0, {a: s.error_samples for a, s in stats.actions.items()}
+    # Every trace user authenticated with its own key: votes reach the API, none is a 401
+    # (a vote on a meme still rendering is a 409 at this speed).
+    assert all("401" not in a.statuses for a in stats.actions.values()), stats.actions
+    assert stats.actions["vote"].sent > 0
     # Reads of memes this run created reach the API; actions without a route yet are counted.
     assert stats.actions["get_meme"].ok > 0
     for name, action in stats.actions.items():
@@ -79,7 +88,9 @@ async def test_rest_replay_of_a_mixed_trace(
     write_html(report, tmp_path / "report.html")
     assert report["run"]["created_memes"] == len(stats.created)
     assert report["lag"]["samples"], "consumer lag was sampled from the admin API"
-    print(report["summary"])
+    # Validity (lateness p99 <= 10 ms) is the ceiling benchmark's business, not a shared box's.
+    assert report["summary"]["requests"] == stats.sent == report["lateness_s"]["count"]
+    print(report["summary_line"])
 
 
 async def test_kafka_replay_feeds_the_render_worker(stack_settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """The Redis stores against the real Redis: meme cache, sessions, recent list, pub/sub,
-idempotency records, and the pool size from REDIS_POOL_SIZE."""
+idempotency records, the pool size from REDIS_POOL_SIZE, and a busy pool queueing up to
+REDIS_POOL_TIMEOUT_S."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from domain.ids import new_id
 from domain.metrics import CACHE_HITS, CACHE_MISSES
 from domain.settings import Settings
 from sinks.postgres.memes import MemeRecord
-from sinks.redis import REDIS_ERRORS, create_redis
+from sinks.redis import REDIS_ERRORS, PoolBusy, create_redis, describe
 from sinks.redis.cache import MemeCache, cache_key
 from sinks.redis.idempotency import IdempotencyStore
 from sinks.redis.recent import RECENT_KEY, RecentMemes
@@ -189,6 +190,62 @@ async def test_pool_size_comes_from_settings(stack_settings: Settings) -> None:
         assert await client.ping()
     finally:
         await client.aclose()
+
+
+async def test_more_concurrent_commands_than_the_pool_holds_all_succeed(
+    stack_settings: Settings,
+) -> None:
+    """40 commands that each hold a connection 0.1 s, on a pool of 4: they queue (10 waves,
+    ~1 s) within REDIS_POOL_TIMEOUT_S and all succeed. The pool used to fail them after its
+    0.5 s socket timeout as "No connection available", which read as Redis being down."""
+    settings = stack_settings.model_copy(update={"redis_pool_size": 4, "redis_pool_timeout_s": 3.0})
+    client = create_redis(settings)
+    key = f"test:empty:{uuid.uuid4().hex}"
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(*(client.blpop([key], timeout=0.1) for _ in range(40)))
+        elapsed = time.monotonic() - started
+    finally:
+        await client.aclose()
+    assert results == [None] * 40  # each waited its 0.1 s on the empty list
+    assert 0.9 < elapsed < 3.0, elapsed
+
+
+async def test_a_pool_busy_past_its_deadline_is_pool_busy_not_an_outage(
+    stack_settings: Settings,
+) -> None:
+    """One connection held 0.45 s, a second command allowed to queue 0.15 s: it fails as
+    `PoolBusy` (a REDIS_ERRORS member, so callers degrade as documented: the meme cache
+    counts a miss), while Redis itself answers."""
+    settings = stack_settings.model_copy(
+        update={"redis_pool_size": 1, "redis_pool_timeout_s": 0.15}
+    )
+    client = create_redis(settings)
+    key = f"test:empty:{uuid.uuid4().hex}"
+    try:
+        holder = asyncio.create_task(client.blpop([key], timeout=0.45))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(PoolBusy) as caught:
+            await client.get(key)
+        waited = time.monotonic() - started
+        assert isinstance(caught.value, REDIS_ERRORS)
+        assert describe(caught.value) == "Redis pool busy"
+        assert "all 1 connections in use for 0.15 s" in str(caught.value)
+        assert 0.1 < waited < 0.4, waited
+        assert await MemeCache(client, ttl_s=60).get(new_id()) is None  # busy: a miss
+        assert await holder is None
+        assert await client.ping()  # the pool was busy, Redis never down
+    finally:
+        await client.aclose()
+    dead = create_redis(stack_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    try:
+        with pytest.raises(REDIS_ERRORS) as down:
+            await dead.ping()
+        assert not isinstance(down.value, PoolBusy)
+        assert describe(down.value) == "Redis unavailable"
+    finally:
+        await dead.aclose()
 
 
 def test_recent_endpoint_lists_the_redis_list_or_falls_back(stack_settings: Settings) -> None:

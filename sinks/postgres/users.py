@@ -25,6 +25,8 @@ API_KEY_PREFIX = "msk_"
 _hasher = PasswordHasher()
 # Verified when the user is unknown, so a login costs the same whether or not the name exists.
 _DUMMY_HASH = _hasher.hash("memestream-timing-equaliser")
+#: The stored hash of a key-only account: not an argon2 hash, so no password verifies.
+NO_PASSWORD = "!key-only"
 
 
 class UsernameTaken(ValueError):
@@ -93,6 +95,26 @@ class UserRepository:
                 row = await cursor.fetchone()
         except psycopg.errors.UniqueViolation as exc:
             raise UsernameTaken(username) from exc
+        assert row is not None
+        return User.from_row(row)
+
+    async def ensure_key_only(self, username: str) -> User:
+        """The user `username`, created if absent as an account that signs in with API keys only.
+
+        Its stored hash is not an argon2 hash, so no password ever matches (`authenticate`
+        refuses it) and creating it costs no password hashing: the load generator's trace users.
+        """
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO users (id, username, password_hash) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (new_id(), username, NO_PASSWORD),
+            )
+            cursor = await conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) = lower(%s)",
+                (username,),
+            )
+            row = await cursor.fetchone()
         assert row is not None
         return User.from_row(row)
 

@@ -3,6 +3,6 @@ idempotency records, the recent-memes list and status pub/sub. Everything here c
 from PostgreSQL and Kafka, so callers treat Redis errors as a degraded mode, never as truth lost.
 """
 
-from sinks.redis.client import REDIS_ERRORS, create_redis
+from sinks.redis.client import REDIS_ERRORS, PoolBusy, create_redis, describe
 
-__all__ = ["REDIS_ERRORS", "create_redis"]
+__all__ = ["REDIS_ERRORS", "PoolBusy", "create_redis", "describe"]

@@ -1,13 +1,20 @@
 """The Redis client: one blocking pool of `REDIS_POOL_SIZE` connections per process.
 
-Why blocking: under load a request waits briefly for a free connection instead of failing; why
-short timeouts: when Redis is down, callers must fall back to PostgreSQL within milliseconds, not
-hang on the network.
+Why blocking: under load a command waits for a free connection, up to `REDIS_POOL_TIMEOUT_S`,
+instead of failing: a busy pool is a queue, not an outage. Only a pool still busy at that
+deadline raises, as `PoolBusy` (a `REDIS_ERRORS` member, so callers take their documented
+degraded path, and logs can tell "pool too small for the load" from "Redis down"). Why short
+socket timeouts: when Redis is down, callers must fall back to PostgreSQL within milliseconds,
+not hang on the network.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from domain.settings import Settings
@@ -16,11 +23,44 @@ from domain.settings import Settings
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
-def create_redis(settings: Settings, *, timeout_s: float = 0.5) -> Redis:
-    pool = BlockingConnectionPool.from_url(
+class PoolBusy(RedisConnectionError):
+    """Every connection of this process's pool stayed in use past `REDIS_POOL_TIMEOUT_S`.
+
+    Redis itself may be healthy: the pool is too small for the load (raise REDIS_POOL_SIZE)
+    or the process too busy to give connections back in time.
+    """
+
+
+class QueuedPool(BlockingConnectionPool):
+    """redis-py's blocking pool, whose deadline raises `PoolBusy` instead of a bare
+    "No connection available." that reads like an outage."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError):
+                raise PoolBusy(
+                    f"Redis pool busy: all {self.max_connections} connections in use for "
+                    f"{self.timeout:g} s (REDIS_POOL_SIZE, REDIS_POOL_TIMEOUT_S)"
+                ) from exc
+            raise
+
+
+def describe(exc: BaseException) -> str:
+    """For log lines: whether Redis failed or only this process's pool was busy."""
+    return "Redis pool busy" if isinstance(exc, PoolBusy) else "Redis unavailable"
+
+
+def create_redis(
+    settings: Settings, *, timeout_s: float = 0.5, pool_timeout_s: float | None = None
+) -> Redis:
+    """`timeout_s` bounds each network operation; `pool_timeout_s` (default
+    REDIS_POOL_TIMEOUT_S) how long a command queues for a free connection."""
+    pool = QueuedPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
-        timeout=timeout_s,
+        timeout=settings.redis_pool_timeout_s if pool_timeout_s is None else pool_timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=30,
