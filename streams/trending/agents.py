@@ -126,7 +126,7 @@ class TrendingWorker:
         self.app = app
         self.settings = settings
         self.table = table
-        self.codec = AvroCodec()
+        self.codec = AvroCodec.from_settings(self.settings)
         self.engine = TrendingEngine(
             view_weight=settings.trending_view_weight,
             grace_s=settings.trending_grace_s,
