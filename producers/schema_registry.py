@@ -123,6 +123,7 @@ class SchemaIds:
         self._client = client or registry_client(url, timeout_s)
         self._ids: dict[bytes, int] = {}
         self._writers: dict[int, SchemaVersion] = {}
+        self._rejected: dict[str, SchemaRejected] = {}
         self._lock = threading.Lock()
         self._failed_at = float("-inf")
 
@@ -148,9 +149,14 @@ class SchemaIds:
             for name in wanted:
                 if all(v.fingerprint in self._ids for v in versions_in_order(self.local, name)):
                     continue
+                if name in self._rejected:  # refused for good (until a restart asks again)
+                    raise self._rejected[name]
                 self._guard()
                 try:
                     self._resolve_one(name)
+                except SchemaRejected as exc:
+                    self._rejected[name] = exc
+                    raise
                 except SchemaUnavailable:
                     self._failed_at = time.monotonic()
                     raise
