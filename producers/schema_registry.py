@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 RETRY_AFTER_S = 1.0
 CONFLICT = 409
+NOT_FOUND = 404
 
 
 class SchemaUnavailable(RuntimeError):
@@ -44,6 +45,10 @@ class SchemaUnavailable(RuntimeError):
     def __init__(self, message: str, retry_after_s: float = RETRY_AFTER_S) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class UnknownSchemaId(LookupError):
+    """The registry answered that no schema has this id: the message cannot be read, ever."""
 
 
 class SchemaRejected(SchemaUnavailable):
@@ -206,9 +211,16 @@ class SchemaIds:
             if (found := self._writers.get(schema_id)) is not None:
                 return found
             self._guard()
+            from confluent_kafka.schema_registry.error import SchemaRegistryError
+
             try:
                 text = self._client.get_schema(schema_id).schema_str
-            except Exception as exc:
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == NOT_FOUND:
+                    raise UnknownSchemaId(f"no schema has id {schema_id}") from exc
+                self._failed_at = time.monotonic()
+                raise SchemaUnavailable(f"schema id {schema_id}: {exc}") from exc
+            except Exception as exc:  # transport errors, timeouts
                 self._failed_at = time.monotonic()
                 raise SchemaUnavailable(f"schema id {schema_id}: {exc!r}") from exc
             version = self._version_of(json.loads(text or "null"))

@@ -37,7 +37,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from domain.events import EVENT_TYPES, Event
 from domain.settings import PROJECT_ROOT, Settings, get_settings
-from producers.schema_registry import SchemaIds, SchemaUnavailable
+from producers.schema_registry import SchemaIds, SchemaUnavailable, UnknownSchemaId
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -55,7 +55,8 @@ class SerializationError(ValueError):
 
 class WriterSchemaUnavailable(SerializationError):
     """A Confluent-framed message whose schema id is not cached and the registry did not
-    answer: the message may be fine, so the DLQ keeps it (replayable) with this reason."""
+    answer: the message may be fine. Workers wait for the registry (streams/schema_wait.py);
+    other readers treat it as undecodable, with this reason."""
 
 
 class WireFormat(enum.StrEnum):
@@ -231,6 +232,8 @@ class AvroCodec:
             )
         try:
             return ids.writer(schema_id)
+        except UnknownSchemaId as exc:
+            raise SerializationError(str(exc)) from exc
         except SchemaUnavailable as exc:
             raise WriterSchemaUnavailable(f"writer schema id {schema_id}: {exc}") from exc
 
