@@ -27,10 +27,11 @@ down:  ## Stop the API, the workers and the stack.
 status:  ## Show what is running.
 	$(MEMESTREAM) status
 
-stack: bootstrap  ## Start only the stores (Kafka, PostgreSQL, Redis, MinIO, NATS).
+stack: bootstrap  ## Start only the stores (Kafka, schema registry, PostgreSQL, Redis, MinIO, NATS).
 	$(MEMESTREAM) stack start
 
-test: stack  ## Run the test suite against the real local stack.
+test: stack  ## Check schemas/ against the schema registry, then run the test suite.
+	$(MEMESTREAM) schemas check
 	$(BIN)/python -m pytest
 
 bench: stack  ## Run the benchmark scripts and regenerate BENCHMARKS.md.

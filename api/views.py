@@ -9,7 +9,10 @@ task): a callback per delivered view would cost the event loop a Python call per
 `ViewEncoder` writes the event's Avro bytes directly, about a third of the generic codec's
 time. When the queue is full (Kafka slow or down) a view is dropped and counted in
 `memestream_produce_errors_total{topic="meme.views",reason="queue_full"}`: a lost view is
-acceptable, a slow read is not.
+acceptable, a slow read is not. The framing (the registry's schema id, or the single-object
+fingerprint) is the codec's, read once it is cached: until the producer's start-up fetch of
+the ids has answered, views are dropped and counted with `reason="schema_unavailable"` (a read
+never waits on the schema registry).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from domain.ids import new_id
 from domain.metrics import PRODUCE_ERRORS, QUEUE_DEPTH
 from domain.settings import Settings
 from producers.producer import producer_config
-from producers.serialization import MAGIC, AvroCodec
+from producers.schema_registry import SchemaUnavailable
+from producers.serialization import AvroCodec
 from producers.topics import MEME_VIEWS
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ def _string(value: str) -> bytes:
 
 
 class ViewEncoder:
-    """`View` events as Avro single-object bytes, written directly: one per read of a meme.
+    """`View` events' Avro bodies, written directly: one per read of a meme.
 
     The generic codec (dataclass, then dict, then fastavro) was the largest part of counting a
     view. The layout follows `View.v1` (event_id, occurred_at in ms, meme_id, nullable
@@ -63,24 +67,22 @@ class ViewEncoder:
     _NULL = _long(0)  # union branch 0: null
     _SOME = _long(1)  # union branch 1: string
 
-    def __init__(self, codec: AvroCodec) -> None:
-        self.header = MAGIC + codec.registry.latest[View.schema_name].fingerprint
+    def encode(self, header: bytes, meme_id: str, user_id: str | None) -> bytes:
+        body = self.body(meme_id, user_id, new_id(), time.time_ns() // 1_000_000)
+        return header + body
 
-    def encode(self, meme_id: str, user_id: str | None) -> bytes:
-        return self.encode_event(meme_id, user_id, new_id(), time.time_ns() // 1_000_000)
-
-    def encode_event(self, meme_id: str, user_id: str | None, event_id: str, at_ms: int) -> bytes:
+    def body(self, meme_id: str, user_id: str | None, event_id: str, at_ms: int) -> bytes:
         user = self._NULL if user_id is None else self._SOME + _string(user_id)
-        return b"".join((self.header, _string(event_id), _long(at_ms), _string(meme_id), user))
+        return b"".join((_string(event_id), _long(at_ms), _string(meme_id), user))
 
     def check(self, codec: AvroCodec) -> bool:
-        """True when this encoder writes exactly what the codec writes, for both user forms."""
+        """True when this encoder writes exactly the codec's body, for both user forms."""
         at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
         at_ms = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
         for user_id in (None, new_id()):
             view = View(meme_id=new_id(), user_id=user_id, event_id=new_id(), occurred_at=at)
-            mine = self.encode_event(view.meme_id, user_id, view.event_id, at_ms)
-            if mine != codec.encode(view):
+            mine = self.body(view.meme_id, user_id, view.event_id, at_ms)
+            if mine != codec.body(view):
                 return False
         return True
 
@@ -94,11 +96,16 @@ class ViewCounter:
             "on_delivery": self._delivered,
         }
         self.producer = Producer(config)
-        self.codec = codec or AvroCodec()
-        fast = ViewEncoder(self.codec)
-        self._encode: Callable[[str, str | None], bytes] = (
+        if codec is None:  # on its own (tests, benchmarks): fetch the schema ids now
+            codec = AvroCodec.from_settings(settings)
+            with contextlib.suppress(SchemaUnavailable):
+                codec.prefetch()
+        self.codec = codec
+        fast = ViewEncoder()
+        self._encode: Callable[[bytes, str, str | None], bytes] = (
             fast.encode if fast.check(self.codec) else self._encode_generic
         )
+        self._header: bytes | None = None
         self._task: asyncio.Task[None] | None = None
         self._depth = QUEUE_DEPTH.labels(queue="views")
 
@@ -106,17 +113,25 @@ class ViewCounter:
         self._task = asyncio.create_task(self._poll(), name="view-counter")
 
     def count(self, meme_id: str, user_id: str | None) -> bool:
-        """Queues a view; False if it was dropped (queue full or Kafka refused it)."""
+        """Queues a view; False if it was dropped (queue full, Kafka refused it, or the
+        schema's registry id is not cached yet)."""
+        header = self._header
+        if header is None:
+            if not self.codec.ready(View.schema_name):
+                PRODUCE_ERRORS.labels(topic=MEME_VIEWS.name, reason="schema_unavailable").inc()
+                return False
+            header = self._header = self.codec.header(View.schema_name)
         try:
-            self.producer.produce(MEME_VIEWS.name, self._encode(meme_id, user_id), meme_id.encode())
+            value = self._encode(header, meme_id, user_id)
+            self.producer.produce(MEME_VIEWS.name, value, meme_id.encode())
         except (BufferError, KafkaException) as exc:
             reason = "queue_full" if isinstance(exc, BufferError) else "unavailable"
             PRODUCE_ERRORS.labels(topic=MEME_VIEWS.name, reason=reason).inc()
             return False
         return True
 
-    def _encode_generic(self, meme_id: str, user_id: str | None) -> bytes:
-        return self.codec.encode(View(meme_id=meme_id, user_id=user_id))
+    def _encode_generic(self, header: bytes, meme_id: str, user_id: str | None) -> bytes:
+        return header + self.codec.body(View(meme_id=meme_id, user_id=user_id))
 
     @staticmethod
     def _delivered(error: KafkaError | None, message: Message) -> None:

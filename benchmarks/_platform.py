@@ -36,6 +36,7 @@ def store_env(settings: Settings) -> dict[str, str]:
         "REDIS_URL": settings.redis_url,
         "S3_ENDPOINT_URL": settings.s3_endpoint_url,
         "CLICKHOUSE_URL": settings.clickhouse_url,
+        "SCHEMA_REGISTRY_URL": settings.schema_registry_url or "",
         "LOG_LEVEL": "WARNING",
         # Benchmarks measure capacity; one client IP would otherwise be rate-limited.
         "RATE_LIMIT_ENABLED": "false",

@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from memestream import __version__  # noqa: E402
+from memestream.stack.registry import APICURIO_VERSION, REGISTRY_DB_SCHEMA  # noqa: E402
 from producers.topics import ALL_TOPICS, BY_NAME, MEME_FEED, TopicSpec  # noqa: E402
 from producers.writers import WRITERS  # noqa: E402
 from streams.roles import ROLES, Role  # noqa: E402
@@ -50,6 +51,15 @@ KEDA_USER = "memestream-keda"
 API_NAME = "memestream-api"
 API_PORT = 8000
 WORKER_WEB_PORT = 6066
+# The schema registry: Apicurio (the version `memestream stack` runs), SQL storage in PostgreSQL.
+REGISTRY_NAME = "memestream-schema-registry"
+REGISTRY_PORT = 8080
+REGISTRY_IMAGE = f"apicurio/apicurio-registry:{APICURIO_VERSION}"
+REGISTRY_URL = f"http://{REGISTRY_NAME}:{REGISTRY_PORT}/apis/ccompat/v7"
+REGISTRY_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "384Mi"},
+    "limits": {"cpu": "1000m", "memory": "768Mi"},
+}
 TMP_MOUNT = "/tmp"  # the pod's only writable folder: an emptyDir (readOnlyRootFilesystem)
 
 # Every Path setting the processes write to. Relative defaults resolve against PROJECT_ROOT,
@@ -282,7 +292,9 @@ def app_env(kafka_user_name: str, service_name: str) -> list[dict[str, Any]]:
         ("KAFKA_SASL_USERNAME", {"value": kafka_user_name}),
         # The User Operator writes the password into a Secret named after the KafkaUser.
         ("KAFKA_SASL_PASSWORD", secret(kafka_user_name, "password")),
-        ("SCHEMA_REGISTRY_URL", secret(STORES_SECRET, "SCHEMA_REGISTRY_URL", optional=True)),
+        # Producers write the Confluent wire format with ids from the in-cluster registry.
+        ("SCHEMA_REGISTRY_URL", {"value": REGISTRY_URL}),
+        ("AVRO_WIRE_FORMAT", cm("AVRO_WIRE_FORMAT", optional=True)),
         ("DATABASE_URL", secret(STORES_SECRET, "DATABASE_URL")),
         ("REDIS_URL", secret(STORES_SECRET, "REDIS_URL")),
         ("CLICKHOUSE_URL", secret(STORES_SECRET, "CLICKHOUSE_URL")),
@@ -530,6 +542,106 @@ def migrate_job() -> dict[str, Any]:
     }
 
 
+def registry_manifests() -> list[dict[str, Any]]:
+    """Apicurio Registry: stateless pods over its SQL storage in PostgreSQL's
+    `schema_registry` schema (an init container creates it), so two replicas share one history.
+    The JDBC URL and credentials come from the store Secret (REGISTRY_DATASOURCE_*)."""
+    pod_labels = {**labels("schema-registry"), "app.kubernetes.io/instance": REGISTRY_NAME}
+    http = {"port": "http"}
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    registry = {
+        "name": "registry",
+        "image": REGISTRY_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": REGISTRY_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "APICURIO_STORAGE_KIND", "value": "sql"},
+            {"name": "APICURIO_STORAGE_SQL_KIND", "value": "postgresql"},
+            {
+                "name": "APICURIO_DATASOURCE_URL",
+                **secret(STORES_SECRET, "REGISTRY_DATASOURCE_URL"),
+            },
+            {
+                "name": "APICURIO_DATASOURCE_USERNAME",
+                **secret(STORES_SECRET, "REGISTRY_DATASOURCE_USERNAME"),
+            },
+            {
+                "name": "APICURIO_DATASOURCE_PASSWORD",
+                **secret(STORES_SECRET, "REGISTRY_DATASOURCE_PASSWORD"),
+            },
+            {"name": "APICURIO_DATASOURCE_JDBC_MIN_SIZE", "value": "1"},
+            {"name": "APICURIO_DATASOURCE_JDBC_MAX_SIZE", "value": "10"},
+            {
+                "name": "JAVA_OPTS_APPEND",
+                "value": "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+            },
+        ],
+        "resources": REGISTRY_RESOURCES,
+        "startupProbe": {
+            "httpGet": {"path": "/health/ready", **http},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "readinessProbe": {"httpGet": {"path": "/health/ready", **http}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/health/live", **http}, "periodSeconds": 10},
+        "securityContext": restricted,
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_MOUNT}],
+    }
+    schema = {
+        "name": "schema",
+        "image": "postgres:15",
+        "command": [
+            "sh",
+            "-c",
+            f'psql "$DATABASE_URL" -c "create schema if not exists {REGISTRY_DB_SCHEMA}"',
+        ],
+        "env": [{"name": "DATABASE_URL", **secret(STORES_SECRET, "DATABASE_URL")}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+        "securityContext": restricted,
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": REGISTRY_NAME, "labels": pod_labels},
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": REGISTRY_NAME}},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "initContainers": [schema],
+                    "containers": [registry],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": REGISTRY_NAME, "labels": labels("schema-registry")},
+        "spec": {
+            "selector": {"app.kubernetes.io/instance": REGISTRY_NAME},
+            "ports": [
+                {"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+    return [deployment, service, pdb(REGISTRY_NAME, "schema-registry")]
+
+
 # --- KEDA --------------------------------------------------------------------------------------
 def keda_auth() -> list[dict[str, Any]]:
     config = {
@@ -632,7 +744,7 @@ def service_account() -> dict[str, Any]:
 def documents() -> dict[str, list[dict[str, Any]]]:
     """File name -> its documents, in a stable order."""
     roles = list(ROLES.values())
-    workloads = [service_account(), *api_manifests()]
+    workloads = [service_account(), *registry_manifests(), *api_manifests()]
     for role in roles:
         workloads += worker_manifests(role)
     workloads.append(migrate_job())

@@ -77,7 +77,18 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:16379/0"
     clickhouse_url: str = "chdb://.stack/data/chdb"
     nats_url: str = "nats://127.0.0.1:14222"
-    schema_registry_url: str | None = None
+    # The schema registry's Confluent-compatible API (Apicurio: `/apis/ccompat/v7`). Producers
+    # write the Confluent wire format (`00` + 4-byte schema id) with ids from it; empty, or
+    # AVRO_WIRE_FORMAT=single-object, writes Avro single-object encoding (`C3 01` + fingerprint)
+    # and needs no registry. Consumers read both framings either way.
+    schema_registry_url: str | None = "http://127.0.0.1:18081/apis/ccompat/v7"
+    avro_wire_format: str = Field("confluent", pattern="^(confluent|single-object)$")
+    # Every registry call's time limit (confluent-kafka's client has none by default).
+    schema_registry_timeout_s: float = Field(2.0, gt=0, le=60)
+    # Compatibility of every `<topic>-value` subject: the newest schema reads every older one.
+    schema_compatibility: str = Field(
+        "BACKWARD_TRANSITIVE", pattern="^(BACKWARD|BACKWARD_TRANSITIVE|FULL|FULL_TRANSITIVE)$"
+    )
 
     storage_backend: StorageBackend = StorageBackend.S3
     s3_endpoint_url: str = "http://127.0.0.1:19000"
@@ -217,6 +228,11 @@ class Settings(BaseSettings):
     otel_service_name: str = "memestream"
     # Read by prometheus-client itself at import; set it for multi-process servers.
     prometheus_multiproc_dir: Path | None = None
+
+    @property
+    def uses_schema_registry(self) -> bool:
+        """True when producers write the Confluent wire format (a registry URL is set)."""
+        return bool(self.schema_registry_url) and self.avro_wire_format == "confluent"
 
     def resolved(self, path: Path) -> Path:
         """Relative paths are taken from the project root, not the working directory."""

@@ -1,8 +1,9 @@
 """The `memestream` command: run the local stack, the API and the workers.
 
 `memestream up` is the one command a developer needs: it starts every store, migrates
-Postgres, creates the Kafka topics, then runs the API and a render worker until Ctrl-C,
-which stops what `up` started (stores that were already running are left running).
+Postgres, creates the Kafka topics, registers the schemas, then runs the API and a render
+worker until Ctrl-C, which stops what `up` started (stores that were already running are
+left running).
 `up --detach` leaves everything in the background; `down` stops it all.
 
 Migrations and topic creation are imported inside their commands, so the stack
@@ -26,6 +27,7 @@ from rich.table import Table
 from domain.settings import PROJECT_ROOT, Settings, get_settings
 from loadgen.cli import app as loadgen_app
 from memestream.ai_cli import app as ai_app
+from memestream.schemas_cli import app as schemas_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
 from memestream.stack.process import ManagedProcess, ServiceError
@@ -40,6 +42,7 @@ stack_app = typer.Typer(help="Start, stop and inspect the local stores only.", n
 app.add_typer(stack_app, name="stack")
 app.add_typer(loadgen_app, name="loadgen")
 app.add_typer(ai_app, name="ai")
+app.add_typer(schemas_app, name="schemas")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -142,6 +145,15 @@ def _ensure_topics(settings: Settings) -> None:
         console.print("topics: [green]up to date[/green]")
 
 
+def _register_schemas() -> None:
+    """`memestream schemas register` before any producer starts: an incompatible schema
+    stops `up` here, not at a producer's first send."""
+    from memestream.schemas_cli import run
+
+    if not run(register=True):
+        raise ServiceError("the schema registry refused a schema in schemas/ (see the table)")
+
+
 def _app_processes(settings: Settings, stack: Stack) -> list[ManagedProcess]:
     """The API and every worker that has a pid file (or is the default render worker)."""
     procs: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
@@ -227,6 +239,7 @@ def up(
                 stack.start()
             _run_migrations(settings)
             _ensure_topics(settings)
+            _register_schemas()
             with console.status("starting the API and workers..."):
                 for proc in apps:
                     proc.start()

@@ -4,6 +4,12 @@
 API answer 202 honestly. confluent-kafka's own asyncio producer drops headers and
 buffers for a second, so this wraps the plain producer: librdkafka batches, one
 thread serves its delivery callbacks, and each callback completes an asyncio future.
+
+Values are framed by the codec from settings (the Confluent wire format with a schema
+registry). A schema's registry id is asked for once, in the background when the producer is
+made and, if that has not answered yet, in a thread before the first send of that schema; a
+send whose id the registry cannot give raises `SchemaRegistryUnavailable`, a
+`ProducerUnavailable`: nothing was produced, so the API answers 503, never a false 202.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from domain.metrics import EVENTS_PRODUCED
 from domain.settings import Settings
 from domain.tracing import produce_span
 from producers.kafka_security import librdkafka_security
+from producers.schema_registry import SchemaUnavailable
 from producers.serialization import AvroCodec
 
 Headers = Sequence[tuple[str, bytes]]
@@ -31,6 +38,15 @@ log = logging.getLogger("memestream.kafka")
 
 class ProducerUnavailable(RuntimeError):
     """Kafka did not acknowledge in time: the caller must not claim the write happened."""
+
+    service = "kafka"
+
+
+class SchemaRegistryUnavailable(ProducerUnavailable):
+    """The event's schema has no cached registry id and the registry did not give one (down,
+    or it refused the schema as incompatible): nothing was produced."""
+
+    service = "schema-registry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +75,28 @@ class EventProducer:
     def __init__(
         self, settings: Settings, *, client_id: str = "memestream", codec: AvroCodec | None = None
     ) -> None:
-        self.codec = codec or AvroCodec()
+        self.codec = codec or AvroCodec.from_settings(settings)
         self._producer = Producer(producer_config(settings, client_id))
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=f"{client_id}-poll", daemon=True)
         self._poller.start()
+        threading.Thread(target=self._prefetch, name=f"{client_id}-schemas", daemon=True).start()
+
+    def _prefetch(self) -> None:
+        try:
+            self.codec.prefetch()
+        except SchemaUnavailable as exc:  # asked again on the first send that needs it
+            log.warning("schema ids not fetched at start-up: %s", exc)
+
+    async def encode(self, event: Event) -> bytes:
+        """The event's bytes; a schema id not cached yet is asked for in a thread, so the
+        event loop never waits on the registry. Raises SchemaRegistryUnavailable."""
+        try:
+            if not self.codec.ready(event.schema_name):
+                await asyncio.to_thread(self.codec.header, event.schema_name)
+            return self.codec.encode(event)
+        except SchemaUnavailable as exc:
+            raise SchemaRegistryUnavailable(str(exc)) from exc
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -73,7 +106,7 @@ class EventProducer:
         """Produces one event inside a PRODUCER span. The caller's headers are kept; the
         current request id is added unless the caller set one, and the trace context
         (`traceparent`) is the PRODUCER span's, so a consumer continues this trace."""
-        value = self.codec.encode(event)
+        value = await self.encode(event)
         merged = list(headers or ())
         if request_id_from_headers(merged) is None:
             merged = request_id_headers(merged)

@@ -63,6 +63,7 @@ from sinks.redis.recent import RecentMemes
 from sinks.redis.status import publish_status
 from streams.dlq import dead_letter_message
 from streams.roles import ANALYTICS
+from streams.schema_wait import decode_holding
 
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
@@ -166,7 +167,7 @@ class AnalyticsSink:
         for item in events:
             message = item.message
             try:
-                event = self.producer.codec.decode(item.value)
+                event = await decode_holding(self.producer.codec, item.value)
                 if isinstance(event, MemeRendered) and event.reviewed:
                     # An admin's decision on a meme whose render is counted already: a second
                     # `rendered` or `failed` row would count it twice. Side effects only.

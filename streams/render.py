@@ -72,6 +72,7 @@ from sinks.storage.base import ObjectNotFound, meme_key
 from streams.dlq import dead_letter, message_headers
 from streams.moderation import Checked, ModerationStep
 from streams.roles import RENDER
+from streams.schema_wait import decode_as_holding
 
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
@@ -219,7 +220,7 @@ class RenderPipeline:
         headers: list[tuple[str, bytes]],
     ) -> MemeRendered | None:
         try:
-            request = self.producer.codec.decode_as(value, MemeRequested)
+            request = await decode_as_holding(self.producer.codec, value, MemeRequested)
             request.validate()
             return await self._process(request)
         except (SerializationError, InvalidEvent, psycopg.DataError) as exc:

@@ -25,8 +25,11 @@ from tests.services import environment, services
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings whose URLs point at running services, with schema, templates and topics in
-    place: what `memestream migrate` and `memestream topics` do before the platform starts."""
+    place: what `memestream migrate`, `memestream topics` and `memestream schemas register` do
+    before the platform starts."""
     from producers.admin import ensure_topics
+    from producers.schema_registry import check_subjects, registry_client
+    from producers.serialization import default_registry
     from sinks.postgres import migrate
     from sinks.postgres.templates import seed_templates
 
@@ -34,6 +37,14 @@ def stack_settings() -> Iterator[Settings]:
         migrate(settings)
         seed_templates(settings)  # a fresh database lists no template until this
         ensure_topics(settings)
+        if settings.schema_registry_url:
+            client = registry_client(settings.schema_registry_url, timeout_s=10)
+            check_subjects(
+                client,
+                default_registry(),
+                register=True,
+                compatibility=settings.schema_compatibility,
+            )
         yield settings
 
 

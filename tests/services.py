@@ -37,6 +37,7 @@ STORE_URL_SETTINGS: tuple[str, ...] = (
     "s3_endpoint_url",
     "clickhouse_url",
     "nats_url",
+    "schema_registry_url",
 )
 
 # testcontainers' KafkaContainer runs KRaft only on Confluent images (>= 7.0.0: it drives
@@ -48,13 +49,17 @@ REDIS_IMAGE = "redis:7"
 MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:24.8"
 NATS_IMAGE = "nats:2.10-alpine"
+# The same Apicurio Registry version the local stack runs (memestream/stack/registry.py), with
+# its default in-memory storage: a test run's schemas need not outlive it.
+REGISTRY_IMAGE = "apicurio/apicurio-registry:3.0.9"
+REGISTRY_PORT = 8080
 
 
 @contextmanager
 def local_stack(settings: Settings) -> Iterator[Settings]:
     from memestream.stack.stack import Stack
 
-    Stack(settings).start(["kafka", "postgres", "redis", "minio", "nats"])
+    Stack(settings).start(["kafka", "postgres", "registry", "redis", "minio", "nats"])
     yield settings
 
 
@@ -68,6 +73,7 @@ class ServiceContainers:
     minio: MinioContainer
     clickhouse: ClickHouseContainer
     nats: NatsContainer
+    registry: DockerContainer
 
     def all(self) -> list[DockerContainer]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -81,6 +87,7 @@ def build_containers(settings: Settings) -> ServiceContainers:
     from testcontainers.community.nats import NatsContainer
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.community.redis import RedisContainer
+    from testcontainers.core.container import DockerContainer
 
     db = conninfo_to_dict(settings.database_url)
     kafka = (
@@ -114,6 +121,7 @@ def build_containers(settings: Settings) -> ServiceContainers:
         clickhouse=ClickHouseContainer(CLICKHOUSE_IMAGE),
         # The feed's NATS transport needs JetStream (`-js`).
         nats=NatsContainer(NATS_IMAGE, jetstream=True),
+        registry=DockerContainer(REGISTRY_IMAGE).with_exposed_ports(REGISTRY_PORT),
     )
 
 
@@ -139,17 +147,24 @@ def container_settings(settings: Settings, c: ServiceContainers) -> Settings:
                 f"{quote(c.clickhouse.password, safe='')}@{_endpoint(c.clickhouse, 8123)}"
             ),
             "nats_url": f"nats://{_endpoint(c.nats, c.nats.client_port)}",
+            "schema_registry_url": (
+                f"http://{_endpoint(c.registry, REGISTRY_PORT)}/apis/ccompat/v7"
+            ),
         }
     )
 
 
 @contextmanager
 def containers(settings: Settings) -> Iterator[Settings]:
-    """Kafka, PostgreSQL, Redis, MinIO, ClickHouse and NATS in containers (needs Docker)."""
+    """Kafka, PostgreSQL, Redis, MinIO, ClickHouse, NATS and the schema registry in
+    containers (needs Docker)."""
     built = build_containers(settings)
     with ExitStack() as stack:
         for container in built.all():
             stack.enter_context(container)
+        from testcontainers.core.waiting_utils import wait_for_logs
+
+        wait_for_logs(built.registry, "Listening on", timeout=120)  # Quarkus is serving
         yield container_settings(settings, built)
 
 

@@ -35,7 +35,7 @@ from tests.services import environment, services
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.e2e, pytest.mark.timeout(90)]
 
-STORES = ("kafka", "postgres", "redis", "minio", "nats")
+STORES = ("kafka", "postgres", "registry", "redis", "minio", "nats")
 
 
 @pytest.fixture(scope="module")

@@ -171,6 +171,7 @@ def test_published_ports_are_the_settings_defaults() -> None:
         "redis": urlsplit(default["redis_url"]).port,
         "nats": urlsplit(default["nats_url"]).port,
         "minio": urlsplit(default["s3_endpoint_url"]).port,
+        "schema-registry": urlsplit(default["schema_registry_url"]).port,
         "api": default["api_port"],
     }
     host_ports: list[int] = []
@@ -276,3 +277,16 @@ def test_kafka_is_the_local_stack_version() -> None:
     from memestream.stack.kafka import KAFKA_VERSION
 
     assert services()["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+
+def test_the_registry_is_the_local_stack_version_on_postgres() -> None:
+    """Compose runs the Apicurio version `memestream stack` runs, with the same storage."""
+    from memestream.stack.registry import APICURIO_VERSION, REGISTRY_DB_SCHEMA
+
+    registry = services()["schema-registry"]
+    assert registry["image"] == f"apicurio/apicurio-registry:{APICURIO_VERSION}"
+    values = env("schema-registry")
+    assert values["APICURIO_STORAGE_SQL_KIND"] == "postgresql"
+    assert values["APICURIO_DATASOURCE_URL"].endswith(f"currentSchema={REGISTRY_DB_SCHEMA}")
+    assert REGISTRY_DB_SCHEMA in " ".join(services()["registry-db"]["command"])
+    assert services()["schemas"]["command"] == ["memestream", "schemas", "register"]

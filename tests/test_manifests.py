@@ -326,9 +326,21 @@ def test_role_user_acls(role: str) -> None:
 
 
 # --- workloads ---------------------------------------------------------------------------------
+def is_app(doc: dict[str, Any]) -> bool:
+    """A workload of the project's image (not the schema registry's)."""
+    images = [c["image"] for c in doc["spec"]["template"]["spec"]["containers"]]
+    return all(image.startswith("memestream:") for image in images)
+
+
+def app_deployments() -> list[dict[str, Any]]:
+    return [doc for doc in of_kind("Deployment") if is_app(doc)]
+
+
 def containers() -> Iterator[tuple[str, dict[str, Any]]]:
     for kind in ("Deployment", "Job"):
         for doc in of_kind(kind):
+            if not is_app(doc):
+                continue
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 yield doc["metadata"]["name"], container
 
@@ -360,7 +372,7 @@ def test_deployments_have_the_plans_resources_and_env() -> None:
     }
     config = by_name("ConfigMap")["memestream-config"]["data"]
     users = by_name("KafkaUser")
-    for doc in of_kind("Deployment"):
+    for doc in app_deployments():
         (container,) = doc["spec"]["template"]["spec"]["containers"]
         assert container["resources"] == plan, doc["metadata"]["name"]
         env = {e["name"]: e for e in container["env"]}
@@ -379,8 +391,9 @@ def test_deployments_have_the_plans_resources_and_env() -> None:
 
 
 def test_a_deployment_per_role_and_the_api() -> None:
-    deployments = by_name("Deployment")
+    deployments = {d["metadata"]["name"]: d for d in app_deployments()}
     assert set(deployments) == {"memestream-api"} | {f"memestream-{r}" for r in ROLES}
+    assert set(by_name("Deployment")) - set(deployments) == {"memestream-schema-registry"}
     api = deployments["memestream-api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["args"][:2] == ["memestream", "api"]  # memestream/stack/apps.py's uvicorn
     api_env = {e["name"]: e for e in api["env"]}
@@ -398,6 +411,33 @@ def test_a_deployment_per_role_and_the_api() -> None:
             "prometheus.io/port"
         ] == str(port)
         assert "replicas" not in deployments[f"memestream-{role}"]["spec"], "KEDA owns replicas"
+
+
+def test_the_schema_registry_runs_on_postgres_and_every_app_uses_it() -> None:
+    from memestream.stack.registry import APICURIO_VERSION, REGISTRY_DB_SCHEMA
+
+    registry = by_name("Deployment")["memestream-schema-registry"]
+    pod = registry["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"apicurio/apicurio-registry:{APICURIO_VERSION}"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["APICURIO_STORAGE_SQL_KIND"]["value"] == "postgresql"
+    assert env["APICURIO_DATASOURCE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "memestream-stores"
+    )
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    (init,) = pod["initContainers"]
+    assert f"create schema if not exists {REGISTRY_DB_SCHEMA}" in " ".join(init["command"])
+    service = by_name("Service")["memestream-schema-registry"]
+    port = service["spec"]["ports"][0]["port"]
+    stores = (STRIMZI / "stores.env.example").read_text()
+    for key in ("REGISTRY_DATASOURCE_URL", "REGISTRY_DATASOURCE_USERNAME"):
+        assert f"{key}=" in stores
+    assert f"currentSchema={REGISTRY_DB_SCHEMA}" in stores
+    for name, app in containers():
+        app_env = {e["name"]: e for e in app["env"]}
+        url = app_env["SCHEMA_REGISTRY_URL"]["value"]
+        assert url == f"http://memestream-schema-registry:{port}/apis/ccompat/v7", name
 
 
 def test_api_hpa_and_pdbs() -> None:

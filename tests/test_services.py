@@ -101,6 +101,7 @@ def test_every_port_the_urls_use_is_exposed(built: ServiceContainers) -> None:
         (built.minio, built.minio.port),
         (built.clickhouse, 8123),
         (built.nats, built.nats.client_port),
+        (built.registry, 8080),
     ]:
         assert str(port) in container.ports, (container.image, port)
 
@@ -160,6 +161,7 @@ def test_container_urls_reach_every_store(built: ServiceContainers, settings: Se
         built.clickhouse.password,
     )
     assert env["NATS_URL"] == f"nats://{DOCKER_HOST}:44222"
+    assert env["SCHEMA_REGISTRY_URL"] == f"http://{DOCKER_HOST}:48080/apis/ccompat/v7"
 
 
 def test_a_child_process_reads_back_the_same_urls(

@@ -60,11 +60,11 @@ def test_view_encoder_writes_what_the_codec_writes() -> None:
     """The read path's hand-written View bytes decode like the codec's own (else the counter
     falls back to the codec: `check`)."""
     codec = AvroCodec()
-    encoder = ViewEncoder(codec)
+    encoder = ViewEncoder()
     assert encoder.check(codec)
     meme_id = new_id()
     for user_id in (None, new_id()):
-        view = codec.decode_as(encoder.encode(meme_id, user_id), View)
+        view = codec.decode_as(encoder.encode(codec.header("View"), meme_id, user_id), View)
         assert (view.meme_id, view.user_id) == (meme_id, user_id)
         assert abs(view.occurred_at - datetime.now(UTC)) < timedelta(seconds=5)
         assert abs(id_time(view.event_id) - view.occurred_at) < timedelta(seconds=5)  # UUIDv7

@@ -239,9 +239,9 @@ async def _generate(
                 waiter = await stack.enter_async_context(StatusWaiter(data.redis, event.meme_id))
         try:
             await services.producer.send(MEME_REQUESTS.name, event)
-        except ProducerUnavailable as exc:
-            log.warning("generation not accepted, Kafka unavailable: %s", exc)
-            raise unavailable("kafka") from exc
+        except ProducerUnavailable as exc:  # Kafka, or the schema registry (exc.service)
+            log.warning("generation not accepted, %s unavailable: %s", exc.service, exc)
+            raise unavailable(exc.service) from exc
         MEMES_REQUESTED.labels(endpoint="generate").inc()
         try:
             await services.memes.add_pending(event)

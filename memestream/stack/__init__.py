@@ -1,4 +1,4 @@
-"""The local stack of real services (Kafka, PostgreSQL, Redis, MinIO, NATS, chDB).
+"""The local stack of real services (Kafka, schema registry, PostgreSQL, Redis, MinIO, NATS, chDB).
 
 Each service is a supervised background process bound to 127.0.0.1, with its data in
 `<stack>/data/<service>` and its log in `<stack>/logs/<service>.log`; downloads and

@@ -1,7 +1,8 @@
 """The whole local stack: every store the platform needs, started and stopped together.
 
 Services start in parallel (Kafka's JVM, PostgreSQL's initdb and a first MinIO build
-overlap) and stop in reverse order. Errors are collected so one broken service does not
+overlap; the schema registry waits for PostgreSQL, its storage) and stop in reverse
+order. Errors are collected so one broken service does not
 hide the state of the others.
 """
 
@@ -19,8 +20,17 @@ from memestream.stack.nats import NatsServer
 from memestream.stack.postgres import PostgresServer
 from memestream.stack.process import Service, ServiceError, Status
 from memestream.stack.redis import RedisServer
+from memestream.stack.registry import SchemaRegistryServer
 
-SERVICE_NAMES: tuple[str, ...] = ("kafka", "postgres", "redis", "minio", "nats", "chdb")
+SERVICE_NAMES: tuple[str, ...] = (
+    "kafka",
+    "postgres",
+    "registry",
+    "redis",
+    "minio",
+    "nats",
+    "chdb",
+)
 
 
 class StackError(ServiceError):
@@ -44,6 +54,7 @@ class Stack:
         self.services: dict[str, Service] = {
             "kafka": KafkaBroker(settings, self.layout),
             "postgres": PostgresServer(settings, self.layout),
+            "registry": SchemaRegistryServer(settings, self.layout),
             "redis": RedisServer(settings, self.layout),
             "minio": MinioServer(settings, self.layout),
             "nats": NatsServer(settings, self.layout),

@@ -42,6 +42,7 @@ from sinks.redis.trending import Decay, TrendingSets, set_key
 from streams import batches
 from streams.dlq import dead_letter_message
 from streams.roles import TRENDING
+from streams.schema_wait import decode_holding
 from streams.trending.engine import Changes, TrendingEngine
 from streams.trending.score import decayed_to
 from streams.trending.state import (
@@ -126,7 +127,7 @@ class TrendingWorker:
         self.app = app
         self.settings = settings
         self.table = table
-        self.codec = AvroCodec()
+        self.codec = AvroCodec.from_settings(self.settings)
         self.engine = TrendingEngine(
             view_weight=settings.trending_view_weight,
             grace_s=settings.trending_grace_s,
@@ -245,7 +246,7 @@ class TrendingWorker:
                 continue
             consumed.append(message.topic)
             try:
-                decoded = self.codec.decode(message.value)
+                decoded = await decode_holding(self.codec, message.value)
             except SerializationError as exc:
                 assert self.producer is not None
                 await dead_letter_message(self.producer, exc, message, group=self.app.conf.id)
