@@ -39,7 +39,7 @@ from domain.events import BoxPlacement, MemeDeleted, MemeRequested
 from domain.ids import derived_id, is_valid_id, new_id
 from domain.metrics import MEMES_REQUESTED
 from domain.rendering.errors import InvalidOptions
-from domain.rendering.filters import parse_filters
+from domain.rendering.validation import check_filters
 from domain.templates import UnknownTemplate
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
@@ -99,10 +99,7 @@ async def _template_shape(template_id: str, services: ServicesDep) -> TemplateSh
         pass
     record = None
     if services.data is not None:
-        try:
-            record = await services.data.templates.get(template_id)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise unavailable("postgres") from exc
+        record = await services.data.templates.get(template_id)
     if record is None:
         raise Problem(
             422,
@@ -134,7 +131,7 @@ def _check_layout(request: GenerateRequest, shape: TemplateShape) -> None:
     with its reason."""
     for name, specs in (("transform", request.transform), ("filters", request.filters)):
         try:
-            parse_filters(specs)
+            check_filters(specs, name)
         except InvalidOptions as exc:
             raise Problem(422, "invalid-filter", f"Invalid {name}", str(exc)) from exc
     if request.boxes is None:
@@ -387,8 +384,6 @@ async def _load(meme_id: str, services: ServicesDep) -> MemeRecord:
             record = await services.memes.get(meme_id)
     except ValueError as exc:  # a UUID that is not a v7 id can never be ours
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
     if record is None or record.status == "deleted":
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     return record
@@ -409,14 +404,11 @@ async def recent(
         ids = await data.recent.list(limit)
     except REDIS_ERRORS:
         ids = []
-    try:
-        if ids:
-            loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
-            records = [r for r in loaded if r is not None and r.status == "rendered"]
-        else:
-            records = await recent_rendered(services.pool, limit)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    if ids:
+        loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
+        records = [r for r in loaded if r is not None and r.status == "rendered"]
+    else:
+        records = await recent_rendered(services.pool, limit)
     return [_view(r) for r in records]
 
 
@@ -522,18 +514,13 @@ async def delete_meme(
         record = await services.memes.get(meme_id)
     except ValueError as exc:
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
     if record is None:
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     if record.owner_id != principal.user_id and not principal.is_admin:
         raise Problem(403, "forbidden", "Not your meme", "only its owner or an admin may delete it")
-    try:
-        # The row as the delete locked it: a render recorded since `record` was read has its
-        # images listed there; one recorded later finds the row deleted and removes its own.
-        locked = await soft_delete(services.pool, meme_id)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    # The row as the delete locked it: a render recorded since `record` was read has its
+    # images listed there; one recorded later finds the row deleted and removes its own.
+    locked = await soft_delete(services.pool, meme_id)
     # Derived id: a retried delete produces the same event, which every sink dedupes.
     tombstone = MemeDeleted(
         event_id=derived_id(meme_id, "deleted"), meme_id=meme_id, deleted_by=principal.user_id
