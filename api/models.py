@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.text_fields import StoredText
 from domain.rendering.errors import InvalidText
 from domain.rendering.filters import MAX_FILTER_LENGTH, MAX_FILTERS
 from domain.rendering.text import ABSOLUTE_MAX_TEXT, clean_text
@@ -67,7 +68,7 @@ class GenerateRequest(BaseModel):
     # AI (domain/ai): fill every empty box with a suggested caption about `topic` (default:
     # the given texts, else the template's name) before the request is produced.
     auto_caption: StrictBool = False
-    topic: str | None = Field(None, max_length=200)
+    topic: StoredText | None = Field(None, max_length=200)
     # The web editor's layout (domain/rendering/filters.py has the filter syntax): filters on
     # the template before the text (rotate, crop, colour), a placement for every box of the
     # template (after `transform`), and filters on the finished meme.

@@ -39,7 +39,8 @@ class Credentials(BaseModel):
         json_schema_extra={"examples": [{"username": "grumpy_cat", "password": "correct horse"}]},
     )
     username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
-    password: str = Field(min_length=8, max_length=256)
+    # No control characters: none can be typed, and NUL ends a C string in hashers.
+    password: StoredText = Field(min_length=8, max_length=256)
 
 
 class Registration(Credentials):
