@@ -38,8 +38,8 @@ from api.ratelimit import RateLimited
 from domain.events import BoxPlacement, MemeDeleted, MemeRequested
 from domain.ids import derived_id, is_valid_id, new_id
 from domain.metrics import MEMES_REQUESTED
-from domain.rendering.errors import InvalidOptions
-from domain.rendering.validation import check_filters
+from domain.rendering.errors import InvalidBox, InvalidOptions, RenderError
+from domain.rendering.validation import check_filters, check_layout
 from domain.templates import UnknownTemplate
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
@@ -88,13 +88,16 @@ class TemplateShape:
     boxes: int
     width: int
     height: int
+    frames: int = 1
 
 
 async def _template_shape(template_id: str, services: ServicesDep) -> TemplateShape:
     """The catalog's template, else an uploaded one (PostgreSQL); 422 when neither has it."""
     try:
         template = services.catalog.get(template_id)
-        return TemplateShape(len(template.boxes), template.width, template.height)
+        return TemplateShape(
+            len(template.boxes), template.width, template.height, template.frame_count
+        )
     except UnknownTemplate:
         pass
     record = None
@@ -108,7 +111,7 @@ async def _template_shape(template_id: str, services: ServicesDep) -> TemplateSh
             f"no template has the id {template_id!r}",
             template_id=template_id,
         )
-    return TemplateShape(len(record.boxes), record.width, record.height)
+    return TemplateShape(len(record.boxes), record.width, record.height, record.frame_count)
 
 
 async def _check_request(request: GenerateRequest, services: ServicesDep) -> None:
@@ -124,11 +127,35 @@ async def _check_request(request: GenerateRequest, services: ServicesDep) -> Non
     if any(len(t) > limit for t in request.texts):
         raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
     _check_layout(request, shape)
+    if request.transform or request.filters or request.boxes is not None:
+        await asyncio.to_thread(_dry_run, request, shape)
+
+
+def _dry_run(request: GenerateRequest, shape: TemplateShape) -> None:
+    """The engine's layout on a blank frame (domain.rendering.validation.check_layout): a crop
+    or a box outside the transformed image, or a transform past the pixel budget, is a 422
+    here rather than a failed meme later."""
+    placements = None
+    if request.boxes is not None:
+        placements = [(b.x, b.y, b.width, b.height) for b in request.boxes]
+    try:
+        check_layout(
+            shape.width,
+            shape.height,
+            frames=shape.frames,
+            boxes=shape.boxes,
+            transform=request.transform,
+            filters=request.filters,
+            placements=placements,
+        )
+    except InvalidBox as exc:
+        raise Problem(422, "invalid-boxes", "A box lies outside the image", str(exc)) from exc
+    except RenderError as exc:  # InvalidOptions, ImageTooLarge
+        raise Problem(422, "invalid-filter", "Invalid transform or filters", str(exc)) from exc
 
 
 def _check_layout(request: GenerateRequest, shape: TemplateShape) -> None:
-    """What can be judged before rendering; a box outside a transformed image fails the render
-    with its reason."""
+    """What can be judged without pixels; `_dry_run` judges the rest."""
     for name, specs in (("transform", request.transform), ("filters", request.filters)):
         try:
             check_filters(specs, name)

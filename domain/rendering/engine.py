@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -35,7 +34,7 @@ from domain.rendering.options import (
 )
 from domain.rendering.sizing import scale_box, shrink_full, shrink_variant
 from domain.rendering.typesetting import TextLayer, typeset
-from domain.rendering.validation import check_box, check_boxes, check_texts
+from domain.rendering.validation import check_boxes, check_texts, place_boxes
 from domain.settings import ImageQuality, get_settings
 from domain.templates import TemplateCatalog, TextBox, UnknownTemplate
 from domain.templates.frames import Frames
@@ -68,7 +67,7 @@ def _laid_out(
         frames = _transformed(frames, parse_filters(opts.transform))
     if opts.boxes is not None:
         width, height = frames.source_size or frames.images[0].size
-        boxes = _placed(boxes, opts.boxes, width, height)
+        boxes = place_boxes(boxes, opts.boxes, width, height)
     return frames, boxes
 
 
@@ -93,29 +92,6 @@ def _transformed(frames: Frames, filters: Sequence[Filter]) -> Frames:
     size = images[0].size
     source = (round(size[0] / factor), round(size[1] / factor)) if factor != 1 else None
     return Frames(images, frames.durations, frames.loop, source)
-
-
-def _placed(
-    boxes: Sequence[TextBox],
-    placements: Sequence[tuple[int, int, int, int]],
-    width: int,
-    height: int,
-) -> list[TextBox]:
-    """The template's boxes moved and resized where the client put them (the editor).
-
-    A box that reaches past the image is cut at its edge (a crop rounded to whole pixels can
-    leave the editor's box a pixel over); one that starts outside it is refused.
-    """
-    if len(placements) != len(boxes):
-        raise InvalidBox(f"{len(placements)} box placements given; the template has {len(boxes)}")
-    placed = []
-    for i, (box, (x, y, w, h)) in enumerate(zip(boxes, placements, strict=True)):
-        if 0 <= x < width and 0 <= y < height:
-            w, h = min(w, width - x), min(h, height - y)
-        moved = replace(box, x=x, y=y, width=w, height=h)
-        check_box(i, moved, width, height)
-        placed.append(moved)
-    return placed
 
 
 def render_upload(

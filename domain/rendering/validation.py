@@ -25,13 +25,15 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
-from PIL import ImageColor
+from PIL import Image, ImageColor
 
 from domain.rendering.errors import InvalidBox, InvalidOptions, InvalidText
-from domain.rendering.filters import Filter, parse_filters
+from domain.rendering.filters import MAX_FILTERED_PIXELS, Filter, apply_filters, parse_filters
+from domain.rendering.options import SIZE_LIMITS
+from domain.rendering.sizing import shrink_full
 from domain.rendering.text import clean_text
 from domain.templates.model import TextBox
 
@@ -217,3 +219,68 @@ def check_request(
         clean_text(text, i)
     check_filters(transform, "transform")
     check_filters(filters, "filters")
+
+
+def place_boxes(
+    boxes: Sequence[TextBox],
+    placements: Sequence[tuple[int, int, int, int]],
+    width: int,
+    height: int,
+) -> list[TextBox]:
+    """The template's boxes moved and resized where the client put them (the editor).
+
+    A box that reaches past the image is cut at its edge (a crop rounded to whole pixels can
+    leave the editor's box a pixel over); one that starts outside it is refused.
+    """
+    if len(placements) != len(boxes):
+        raise InvalidBox(f"{len(placements)} box placements given; the template has {len(boxes)}")
+    placed = []
+    for i, (box, (x, y, w, h)) in enumerate(zip(boxes, placements, strict=True)):
+        if 0 <= x < width and 0 <= y < height:
+            w, h = min(w, width - x), min(h, height - y)
+        moved = replace(box, x=x, y=y, width=w, height=h)
+        check_box(i, moved, width, height)
+        placed.append(moved)
+    return placed
+
+
+def check_layout(
+    width: int,
+    height: int,
+    *,
+    frames: int,
+    boxes: int,
+    transform: Sequence[object],
+    filters: Sequence[object],
+    placements: Sequence[tuple[int, int, int, int]] | None,
+) -> None:
+    """A dry run of the engine's layout on a blank frame of the template's size: `transform`
+    (crops must hit the image, rotations stay within the pixel budget), the box placements on
+    the transformed image, then `filters` on the finished size. What the API accepts here the
+    engine lays out the same way, so a crop or a box outside the image is a 422, not a failed
+    meme. Only runs when the request has a transform, filters or placements, and only the
+    crops and rotations (the rest cannot change the size); the budget is MAX_FILTERED_PIXELS
+    shared by all `frames`, as in the engine."""
+    parsed_transform = check_filters(transform, "transform")
+    parsed_filters = check_filters(filters, "filters")
+    if not parsed_transform and not parsed_filters and placements is None:
+        return
+    per_frame = MAX_FILTERED_PIXELS // max(1, frames)
+    frame = Image.new("RGB", (width, height))
+    if parsed_transform:
+        frame = apply_filters(frame, _geometric(parsed_transform), per_frame)
+    if placements is not None:
+        default = TextBox(name="box", x=0, y=0, width=1, height=1)
+        place_boxes([default] * boxes, placements, frame.width, frame.height)
+    if parsed_filters:
+        shrunk = shrink_full([frame], SIZE_LIMITS["full"])[0]
+        apply_filters(shrunk, _geometric(parsed_filters), per_frame)
+
+
+#: The filters that change the image's size or can miss it; the rest keep both and cannot
+#: fail once parsed, so the dry run skips their pixel work (a blur of a blank frame).
+_GEOMETRIC = frozenset({"crop", "rotate"})
+
+
+def _geometric(filters: Sequence[Filter]) -> list[Filter]:
+    return [f for f in filters if f.name in _GEOMETRIC]
