@@ -292,6 +292,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.Error, on_store_error)
     app.add_exception_handler(PoolTimeout, on_store_error)
 
+    @app.exception_handler(UnicodeEncodeError)
+    async def on_unencodable(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        """A lone surrogate (JSON allows `\\ud800`) reached a store's UTF-8 encoder: the
+        client's text, so a 422 like PostgreSQL's own data errors."""
+        problem = Problem(
+            422,
+            "invalid-data",
+            "A value cannot be stored",
+            f"a text holds a character UTF-8 cannot encode ({exc.reason})",
+        )
+        return problem_response(problem, request)
+
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [

@@ -12,13 +12,14 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Body, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import SESSION_COOKIE, DataDep, UserDep
 from api.dependencies import ServicesDep
 from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
 from api.text_fields import StoredText
+from domain.rendering.validation import label_problem
 from sinks.postgres.users import UsernameTaken
 from sinks.redis import REDIS_ERRORS
 from sinks.redis.sessions import Session
@@ -56,6 +57,14 @@ class Registration(Credentials):
     email: str | None = Field(
         None, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
     )
+
+    @field_validator("email")
+    @classmethod
+    def storable(cls, email: str | None) -> str | None:
+        problem = None if email is None else label_problem(email)
+        if problem:  # a lone surrogate passes the pattern; UTF-8 cannot encode it
+            raise ValueError(problem)
+        return email
 
 
 class UserOut(BaseModel):

@@ -84,6 +84,8 @@ JSON_WRONG_TYPES: list[tuple[str, bytes, bool]] = [
     ("deep-100000", b"[" * 100_000 + b"]" * 100_000, True),
 ]
 JSON_HUGE_STRING = ("huge-200000", json.dumps("B" * 200_000).encode(), True)
+#: Valid JSON, but no UTF-8 encoder (PostgreSQL's, Kafka's) can take a lone surrogate.
+JSON_LONE_SURROGATE = ("lone-surrogate", b'"a\\ud800b"', True)
 
 #: A valid JSON body per operation; one field at a time is replaced by a hostile value.
 BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -281,7 +283,7 @@ def _json_cases(path: str, method: str, operation: dict[str, Any], spec: dict) -
         kind = _schema_type(prop, spec)
         if kind == "string":
             values = [(lb, json.dumps(v).encode(), m) for lb, v, m in TEXTS[:6]]
-            values += [JSON_HUGE_STRING, *JSON_WRONG_TYPES]
+            values += [JSON_LONE_SURROGATE, JSON_HUGE_STRING, *JSON_WRONG_TYPES]
         elif kind in ("integer", "number", "boolean"):
             values = list(JSON_FOR_NUMBER)
             if kind == "boolean":
@@ -297,6 +299,10 @@ def _json_cases(path: str, method: str, operation: dict[str, Any], spec: dict) -
     add("body-deep-1500", b"[" * 1500 + b"]" * 1500, True)
     add("body-deep-100000", b"[" * 100_000 + b"]" * 100_000, True)
     add("body-deep-in-object", b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b"}", True)
+    # RFC 8259 lets a parser ignore a BOM: accepted or refused, never a 5xx.
+    add("body-utf8-bom", b"\xef\xbb\xbf" + json.dumps(base).encode(), False)
+    add("body-int-5000-digits", b'{"n": ' + b"9" * 5000 + b"}", True)
+    add("body-not-utf8", b'{"a": "\xff\xfe"}', True)
     if (method, path) == ("post", "/api/meme/generate"):
         for name, label, value in GENERATE_FIELDS:
             add(f"{name}={label}", json.dumps({**base, name: value}).encode(), True)
