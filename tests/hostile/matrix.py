@@ -330,8 +330,10 @@ def _upload_cases(operation: dict[str, Any]) -> list[Case]:
             )
         )
 
+    # A lone surrogate, written with surrogatepass: bytes that are not UTF-8 at all.
+    texts = [*TEXTS, ("not-utf8", "a\ud800b", True)]
     for name in ("name", "description", "tags", "category"):
-        for label, value, must in TEXTS:
+        for label, value, must in texts:
             if label == "huge-5000" and name == "description":
                 value = "D" * 1001
             add(f"{name}={label}", {**base, name: value}, must or name == "category")
