@@ -14,6 +14,7 @@ from api import observability, problems
 from api.data_layer import DataLayer
 from api.dependencies import Services
 from api.feed import FeedRelay
+from api.json_depth import JsonDepthLimit
 from api.limits import BodySizeLimit
 from api.ratelimit import RateLimitHeaders
 from api.routes import (
@@ -108,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problems.problem_responses(500),
     )
     problems.install(app)
+    # Inside BodySizeLimit (added after it, so outer): it only ever buffers bounded bodies.
+    app.add_middleware(JsonDepthLimit, max_depth=settings.max_json_depth)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from api.text_fields import StoredText
+from domain.rendering.errors import InvalidText
+from domain.rendering.filters import MAX_FILTER_LENGTH, MAX_FILTERS
+from domain.rendering.text import ABSOLUTE_MAX_TEXT, clean_text
+from domain.rendering.validation import ABSOLUTE_MAX_BOXES
 from domain.settings import ImageQuality
 
 ImageFormat = Literal["jpeg", "png", "webp", "gif"]
 ImageSize = Literal["full", "medium", "thumb"]
+#: A filter string (domain/rendering/filters.py), e.g. "rotate:90" or "crop:0,0,300,200".
+FilterSpec = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILTER_LENGTH)]
+#: One caption; domain.rendering.text.clean_text decides which characters may be in it.
+Caption = Annotated[str, StringConstraints(max_length=ABSOLUTE_MAX_TEXT)]
 
-# Letters, marks, numbers, punctuation, symbols and spaces; newlines may break lines.
-_ALLOWED_CONTROL = {"\n"}
 
-
-def _check_text(text: str) -> str:
-    for char in text:
-        if char not in _ALLOWED_CONTROL and unicodedata.category(char) in {"Cc", "Cs", "Co"}:
-            raise ValueError(f"control or private-use character U+{ord(char):04X} is not allowed")
+def _check_text(text: str, index: int) -> str:
+    """The renderer's own check (domain.rendering.text.clean_text): what it refuses, the API
+    refuses; MAX_TEXT_LENGTH itself is checked by the route, against the API's settings."""
+    try:
+        clean_text(text, index, limit=ABSOLUTE_MAX_TEXT)
+    except InvalidText as exc:
+        raise ValueError(str(exc)) from exc
     return text
 
 
@@ -29,10 +46,11 @@ class BoxPlacementIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    x: int = Field(ge=0, le=16_384)
-    y: int = Field(ge=0, le=16_384)
-    width: int = Field(ge=1, le=16_384)
-    height: int = Field(ge=1, le=16_384)
+    # Strict: `true`, `1.0` and `"1"` are not pixel counts.
+    x: StrictInt = Field(ge=0, le=16_384)
+    y: StrictInt = Field(ge=0, le=16_384)
+    width: StrictInt = Field(ge=1, le=16_384)
+    height: StrictInt = Field(ge=1, le=16_384)
 
 
 class GenerateRequest(BaseModel):
@@ -44,24 +62,24 @@ class GenerateRequest(BaseModel):
     )
 
     template_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    texts: list[str] = Field(default_factory=list, max_length=20)
+    texts: list[Caption] = Field(default_factory=list, max_length=ABSOLUTE_MAX_BOXES)
     format: ImageFormat | None = None
     quality: ImageQuality | None = None
     # AI (domain/ai): fill every empty box with a suggested caption about `topic` (default:
     # the given texts, else the template's name) before the request is produced.
-    auto_caption: bool = False
-    topic: str | None = Field(None, max_length=200)
+    auto_caption: StrictBool = False
+    topic: StoredText | None = Field(None, max_length=200)
     # The web editor's layout (domain/rendering/filters.py has the filter syntax): filters on
     # the template before the text (rotate, crop, colour), a placement for every box of the
     # template (after `transform`), and filters on the finished meme.
-    transform: list[str] = Field(default_factory=list, max_length=8)
-    boxes: list[BoxPlacementIn] | None = Field(None, max_length=20)
-    filters: list[str] = Field(default_factory=list, max_length=8)
+    transform: list[FilterSpec] = Field(default_factory=list, max_length=MAX_FILTERS)
+    boxes: list[BoxPlacementIn] | None = Field(None, max_length=ABSOLUTE_MAX_BOXES)
+    filters: list[FilterSpec] = Field(default_factory=list, max_length=MAX_FILTERS)
 
     @field_validator("texts")
     @classmethod
     def texts_are_printable(cls, texts: list[str]) -> list[str]:
-        return [_check_text(t) for t in texts]
+        return [_check_text(t, i) for i, t in enumerate(texts)]
 
     @model_validator(mode="after")
     def some_text_or_auto_caption(self) -> GenerateRequest:

@@ -9,12 +9,15 @@ included, and puts the schema into the document.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -130,6 +133,19 @@ def problem_responses(
     }
 
 
+#: Python reprs that say nothing to a client and leak internals: `<_io.BytesIO object at 0x..>`,
+#: `<class 'str'>`, `<function f at 0x..>`.
+_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+_CLASS_REPR = re.compile(r"<class '(?:[\w]+\.)*(\w+)'>")
+
+
+def scrub(text: str) -> str:
+    """`text` without Python object reprs (each becomes `the input`; a class its name)."""
+    while (scrubbed := _REPR.sub("the input", text)) != text:  # nested reprs, inside out
+        text = scrubbed
+    return _CLASS_REPR.sub(r"\1", text)
+
+
 class Problem(Exception):
     """Raise anywhere in a request to answer with a problem+json body."""
 
@@ -155,7 +171,7 @@ class Problem(Exception):
         body: dict[str, Any] = {"type": TYPE_BASE + self.slug, "title": self.title}
         body["status"] = self.status
         if self.detail:
-            body["detail"] = self.detail
+            body["detail"] = scrub(self.detail)
         if instance:
             body["instance"] = instance
         return body | self.extensions
@@ -168,6 +184,28 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
         headers=problem.headers,
         media_type=PROBLEM_JSON,
     )
+
+
+def invalid_data(exc: psycopg.DataError) -> Problem:
+    """A value PostgreSQL refused (NUL in text, a bad byte sequence, a number out of range):
+    the client's data, so a 422, never "postgres did not answer". The field is not named by
+    PostgreSQL; its message (SQLSTATE class 22) is."""
+    sqlstate = exc.sqlstate or "22000"
+    reason = (exc.diag.message_primary or "invalid value").split("\n")[0][:200]
+    return Problem(
+        422,
+        "invalid-data",
+        "A value cannot be stored",
+        f"the database refused a value of this request: {reason} (SQLSTATE {sqlstate})",
+    )
+
+
+def store_problem(exc: BaseException) -> Problem:
+    """The answer to a PostgreSQL error: the client's data (`DataError`) is a 422; anything
+    else (connection lost, pool exhausted, server down) is a 503 with `Retry-After`."""
+    if isinstance(exc, psycopg.DataError):
+        return invalid_data(exc)
+    return unavailable("postgres")
 
 
 def unavailable(service: str, retry_after: int = 5) -> Problem:
@@ -244,10 +282,36 @@ def install(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)
 
+    async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
+        """Routes let PostgreSQL's errors propagate: one translation for every route."""
+        problem = store_problem(exc)
+        if problem.status >= 500:
+            log.warning("postgres unavailable on %s: %s", request.url.path, exc)
+        return problem_response(problem, request)
+
+    app.add_exception_handler(psycopg.Error, on_store_error)
+    app.add_exception_handler(PoolTimeout, on_store_error)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def on_unencodable(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        """A lone surrogate (JSON allows `\\ud800`) reached a store's UTF-8 encoder: the
+        client's text, so a 422 like PostgreSQL's own data errors."""
+        problem = Problem(
+            422,
+            "invalid-data",
+            "A value cannot be stored",
+            f"a text holds a character UTF-8 cannot encode ({exc.reason})",
+        )
+        return problem_response(problem, request)
+
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "loc": [p if isinstance(p, int) else scrub(str(p))[:64] for p in e.get("loc", ())],
+                "msg": scrub(str(e.get("msg", ""))),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         if any(e["type"] == "json_invalid" for e in errors):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from api.problems import unavailable
+from api.problems import store_problem
 from domain.ai.suggest import MAX_UPLOADS
 from domain.templates import Template, UnknownTemplate
 
@@ -44,7 +44,8 @@ class TemplateLookup:
     async def find(self, template_id: str, services: Services) -> Template | None:
         """The catalogue's template, else an upload's; None when neither has the id.
 
-        Raises a 503 problem when PostgreSQL cannot answer for an id the catalogue lacks.
+        Raises a 503 problem when PostgreSQL cannot answer for an id the catalogue lacks (a 422
+        when it refuses the id itself).
         """
         try:
             return services.catalog.get(template_id)
@@ -58,8 +59,8 @@ class TemplateLookup:
             return None
         try:
             record = await services.data.templates.get(template_id)
-        except DB_ERRORS as exc:
-            raise unavailable("postgres") from exc
+        except DB_ERRORS as exc:  # a 422 for the client's data, else a 503
+            raise store_problem(exc) from exc
         if record is None:  # not remembered: it may be uploaded later
             return None
         template = record.to_template()

@@ -146,7 +146,12 @@ class Settings(BaseSettings):
     # renders (the engine refuses more than 1000).
     max_frames: int = Field(120, ge=1, le=1000)
     max_text_length: int = Field(500, ge=1)
-    max_text_boxes: int = Field(10, ge=1)
+    # Text boxes per template (uploads and the catalogue): 20, what one generate request can
+    # fill (at most 20 texts and 20 placements), is also the ceiling.
+    max_template_boxes: int = Field(20, ge=1, le=20)
+    # Nesting of a JSON body or a JSON form field (upload `boxes`): the deepest legal request
+    # is 4 levels; 32 leaves room and stops recursion long before Python's limit.
+    max_json_depth: int = Field(32, ge=4, le=256)
     generation_timeout_s: float = Field(10.0, gt=0)
 
     # Data layer and API (issue 4): Redis cache, rate limits (GCRA per user or IP, fail open

@@ -58,6 +58,7 @@ from domain.rendering import (
     render_upload,
 )
 from domain.rendering.errors import InvalidOptions
+from domain.rendering.validation import check_request
 from domain.settings import ImageQuality, Settings
 from domain.templates import TemplateCatalog
 from domain.tracing import consume_span, get_tracer
@@ -219,12 +220,19 @@ class RenderPipeline:
         offset: int,
         headers: list[tuple[str, bytes]],
     ) -> MemeRendered | None:
+        outcome: MemeRendered | None = None
         try:
             request = await decode_as_holding(self.producer.codec, value, MemeRequested)
             request.validate()
-            return await self._process(request)
+            refused = _refusal(request)
+            outcome = await self._process(request, refused)
+            if refused is None:
+                return outcome
+            # Refused by the API's validator (an event that skipped the API): a failed meme
+            # with the reason for its client, and the message parked for its operator.
+            error: Exception = refused
         except (SerializationError, InvalidEvent, psycopg.DataError) as exc:
-            error: Exception = exc
+            error = exc
         except Exception as exc:  # a bug must park one message, never kill the worker
             log.exception("unexpected error on %s[%d]@%d", MEME_REQUESTS.name, partition, offset)
             error = exc
@@ -239,10 +247,17 @@ class RenderPipeline:
             headers=headers,
             group=RENDER.group_id_for(self.settings.consumer_group_prefix),  # the app's conf.id
         )
-        return None
+        return outcome
 
-    async def _process(self, request: MemeRequested) -> MemeRendered:
-        outcome = await self.render(request)
+    async def _process(
+        self, request: MemeRequested, refused: RenderError | None = None
+    ) -> MemeRendered:
+        if refused is None:
+            outcome = await self.render(request)
+        else:
+            outcome = MemeRendered.for_request(
+                request, status=RenderStatus.FAILED, variants=[], render_ms=0.0, error=str(refused)
+            )
         with tracer.start_as_current_span("postgres upsert meme"):
             async for attempt in AsyncRetrying(**_INFRA_RETRY):
                 with attempt:
@@ -376,6 +391,15 @@ class RenderPipeline:
             )
             for size, image in rendered.variants.items()
         ]
+
+
+def _refusal(request: MemeRequested) -> RenderError | None:
+    """Why the validator the API uses (domain.rendering.validation) refuses `request`."""
+    try:
+        check_request(request.texts, request.transform, request.filters)
+    except RenderError as exc:
+        return exc
+    return None
 
 
 def _rejected(request: MemeRequested, checked: Checked, render_ms: float = 0.0) -> MemeRendered:

@@ -139,3 +139,16 @@ def test_an_unhandled_exception_is_a_500_problem_without_internals(
     (line,) = lines
     assert line["level"] == "ERROR" and line["request_id"] == request_id
     assert "RuntimeError" in line["exc"] and "hunter2" in line["exc"]  # the log keeps it all
+
+
+def test_details_carry_no_python_reprs() -> None:
+    from api.problems import Problem, scrub
+
+    assert scrub("cannot identify image file <_io.BytesIO object at 0x7f3a2b10>") == (
+        "cannot identify image file the input"
+    )
+    assert scrub("Expected UploadFile, received: <class 'str'>") == (
+        "Expected UploadFile, received: str"
+    )
+    body = Problem(422, "invalid-image", "Bad", "broken <PIL.Image object at 0xdeadbeef>").body()
+    assert "0x" not in body["detail"]

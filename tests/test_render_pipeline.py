@@ -138,3 +138,48 @@ async def test_a_meme_that_stays_keeps_its_images(
         assert meme_status(stack_settings, meme_id) == "rendered"
     finally:
         await asyncio.to_thread(_remove, pipeline, outcome)
+
+
+async def test_an_event_the_validator_refuses_fails_with_its_reason_and_is_dead_lettered(
+    pipeline: RenderPipeline, stack_settings: Settings
+) -> None:
+    """An event that skipped the API (rotate:nan, which the API answers 422) is refused by the
+    same validator: the meme fails with the reason and the message is parked in the DLQ."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from producers.topics import MEME_REQUESTS
+
+    meme_id = insert_meme(stack_settings, status="pending", texts=["never"])
+    request = MemeRequested(
+        meme_id=meme_id, template_id="drake", texts=["never"], transform=["rotate:nan"]
+    )
+    key = f"refused-{uuid.uuid4().hex}".encode()
+    bootstrap = stack_settings.kafka_bootstrap_servers
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}"})
+    try:
+        partitions = consumer.list_topics(MEME_REQUESTS.dlq, timeout=10).topics[
+            MEME_REQUESTS.dlq
+        ].partitions  # fmt: skip
+        starts = [
+            TopicPartition(MEME_REQUESTS.dlq, p, consumer.get_watermark_offsets(
+                TopicPartition(MEME_REQUESTS.dlq, p), timeout=10)[1])
+            for p in partitions
+        ]  # fmt: skip
+        outcome = await pipeline.handle(
+            pipeline.producer.codec.encode(request), key=key, partition=0, offset=0, headers=[]
+        )
+        assert outcome is not None and outcome.status is RenderStatus.FAILED
+        assert outcome.error and "finite" in outcome.error
+        assert meme_status(stack_settings, meme_id) == "failed"
+        consumer.assign(starts)
+        headers: dict[str, bytes] = {}
+        for _ in range(40):
+            message = consumer.poll(0.5)
+            if message is not None and not message.error() and message.key() == key:
+                headers = dict(message.headers() or [])
+                break
+        assert b"finite" in headers.get("dlq.error.message", b""), headers
+    finally:
+        consumer.close()

@@ -16,10 +16,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from api.dependencies import ServicesDep
 from api.problems import Problem, problem_responses, unavailable
+from api.text_fields import StoredText
 from domain.ai.service import AIService
 from domain.ai.types import Suggestion
 from domain.rendering.decode import decode
@@ -38,7 +39,7 @@ class CaptionRequestBody(BaseModel):
     )
 
     template_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    topic: str = Field(min_length=1, max_length=200)
+    topic: StoredText = Field(min_length=1, max_length=200)
 
 
 class CaptionOut(BaseModel):
@@ -51,8 +52,8 @@ class CaptionOut(BaseModel):
 class SuggestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "2am"}]})
 
-    text: str = Field(min_length=1, max_length=500)
-    limit: int = Field(5, ge=1, le=MAX_LIMIT)
+    text: StoredText = Field(min_length=1, max_length=500)
+    limit: StrictInt = Field(5, ge=1, le=MAX_LIMIT)
 
 
 class SuggestionOut(BaseModel):

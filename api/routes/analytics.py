@@ -96,7 +96,10 @@ async def engagement(
     data: DataDep,
     minutes: Minutes = 60,
     step_minutes: Step = 1,
-    meme_id: Annotated[str | None, Query(max_length=64)] = None,
+    meme_id: Annotated[
+        str | None,
+        Query(max_length=36, pattern=r"^[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$"),
+    ] = None,
 ) -> Series:
     return await _run(data, "engagement", minutes, step_minutes, meme_id=meme_id)
 

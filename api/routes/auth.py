@@ -12,13 +12,14 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Body, Path, Request, Response
-from psycopg_pool import PoolTimeout
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import SESSION_COOKIE, DataDep, UserDep
 from api.dependencies import ServicesDep
 from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
+from api.text_fields import StoredText
+from domain.rendering.validation import label_problem
 from sinks.postgres.users import UsernameTaken
 from sinks.redis import REDIS_ERRORS
 from sinks.redis.sessions import Session
@@ -31,7 +32,6 @@ router = APIRouter(
 )
 #: The JSON-body routes: a malformed or oversized body, a body that fails validation.
 BODY_PROBLEMS = problem_responses(400, 413, 422)
-DB_ERRORS = (psycopg.Error, PoolTimeout)
 
 
 class Credentials(BaseModel):
@@ -40,7 +40,8 @@ class Credentials(BaseModel):
         json_schema_extra={"examples": [{"username": "grumpy_cat", "password": "correct horse"}]},
     )
     username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
-    password: str = Field(min_length=8, max_length=256)
+    # No control characters: none can be typed, and NUL ends a C string in hashers.
+    password: StoredText = Field(min_length=8, max_length=256)
 
 
 class Registration(Credentials):
@@ -52,7 +53,18 @@ class Registration(Credentials):
             ]
         },
     )
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    # No whitespace and no control character (NUL included: PostgreSQL cannot store it).
+    email: str | None = Field(
+        None, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+    )
+
+    @field_validator("email")
+    @classmethod
+    def storable(cls, email: str | None) -> str | None:
+        problem = None if email is None else label_problem(email)
+        if problem:  # a lone surrogate passes the pattern; UTF-8 cannot encode it
+            raise ValueError(problem)
+        return email
 
 
 class UserOut(BaseModel):
@@ -99,7 +111,7 @@ class SessionOut(BaseModel):
 
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "ci"}]})
-    name: str = Field(min_length=1, max_length=64)
+    name: StoredText = Field(min_length=1, max_length=64)
 
 
 class KeyOut(BaseModel):
@@ -142,8 +154,6 @@ async def register(body: Registration, data: DataDep) -> UserOut:
         user = await data.users.create(body.username, body.password, email=body.email)
     except UsernameTaken as exc:
         raise Problem(409, "username-taken", "Username taken", body.username) from exc
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
     return UserOut(id=user.id, username=user.username, role=user.role, created_at=user.created_at)
 
 
@@ -159,10 +169,7 @@ async def register(body: Registration, data: DataDep) -> UserOut:
 async def login(
     body: Credentials, data: DataDep, services: ServicesDep, request: Request, response: Response
 ) -> SessionOut:
-    try:
-        user = await data.users.authenticate(body.username, body.password)
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+    user = await data.users.authenticate(body.username, body.password)
     if user is None:
         raise Problem(401, "invalid-credentials", "Wrong username or password")
     try:
@@ -223,10 +230,7 @@ async def create_key(
     data: DataDep, principal: UserDep, body: Annotated[KeyRequest, Body()]
 ) -> NewKey:
     assert principal.user_id
-    try:
-        secret, key = await data.users.create_api_key(principal.user_id, body.name)
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+    secret, key = await data.users.create_api_key(principal.user_id, body.name)
     return NewKey(key=secret, **_key_fields(key))
 
 
@@ -237,10 +241,7 @@ async def create_key(
 )
 async def list_keys(data: DataDep, principal: UserDep) -> list[KeyOut]:
     assert principal.user_id
-    try:
-        keys = await data.users.list_api_keys(principal.user_id)
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+    keys = await data.users.list_api_keys(principal.user_id)
     return [KeyOut(**_key_fields(k)) for k in keys]
 
 
@@ -259,8 +260,6 @@ async def revoke_key(
         revoked = await data.users.revoke_api_key(principal.user_id, key_id)
     except psycopg.errors.InvalidTextRepresentation:
         revoked = False
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
     if not revoked:
         raise Problem(404, "api-key-not-found", "No such API key", key_id)
     return Response(status_code=204)

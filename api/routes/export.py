@@ -7,14 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import psycopg
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from psycopg_pool import PoolTimeout
 
 from api.auth import UserDep
 from api.dependencies import ServicesDep
-from api.problems import LIMITED_STATUSES, problem_responses, unavailable
+from api.problems import LIMITED_STATUSES, problem_responses
 from api.ratelimit import RateLimited
 from api.zipstream import zip_stream
 from sinks.postgres.lifecycle import owned_memes
@@ -78,11 +76,8 @@ def _entries(
 async def export(services: ServicesDep, principal: UserDep) -> StreamingResponse:
     assert principal.user_id
     records: list[MemeRecord] = []
-    try:
-        async for record in owned_memes(services.pool, principal.user_id, limit=MAX_EXPORT):
-            records.append(record)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    async for record in owned_memes(services.pool, principal.user_id, limit=MAX_EXPORT):
+        records.append(record)
     return StreamingResponse(
         zip_stream(_entries(records, services.storage)),
         media_type="application/zip",

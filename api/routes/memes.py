@@ -38,8 +38,8 @@ from api.ratelimit import RateLimited
 from domain.events import BoxPlacement, MemeDeleted, MemeRequested
 from domain.ids import derived_id, is_valid_id, new_id
 from domain.metrics import MEMES_REQUESTED
-from domain.rendering.errors import InvalidOptions
-from domain.rendering.filters import parse_filters
+from domain.rendering.errors import InvalidBox, InvalidOptions, RenderError
+from domain.rendering.validation import check_filters, check_layout
 from domain.templates import UnknownTemplate
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
@@ -88,21 +88,21 @@ class TemplateShape:
     boxes: int
     width: int
     height: int
+    frames: int = 1
 
 
 async def _template_shape(template_id: str, services: ServicesDep) -> TemplateShape:
     """The catalog's template, else an uploaded one (PostgreSQL); 422 when neither has it."""
     try:
         template = services.catalog.get(template_id)
-        return TemplateShape(len(template.boxes), template.width, template.height)
+        return TemplateShape(
+            len(template.boxes), template.width, template.height, template.frame_count
+        )
     except UnknownTemplate:
         pass
     record = None
     if services.data is not None:
-        try:
-            record = await services.data.templates.get(template_id)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise unavailable("postgres") from exc
+        record = await services.data.templates.get(template_id)
     if record is None:
         raise Problem(
             422,
@@ -111,7 +111,7 @@ async def _template_shape(template_id: str, services: ServicesDep) -> TemplateSh
             f"no template has the id {template_id!r}",
             template_id=template_id,
         )
-    return TemplateShape(len(record.boxes), record.width, record.height)
+    return TemplateShape(len(record.boxes), record.width, record.height, record.frame_count)
 
 
 async def _check_request(request: GenerateRequest, services: ServicesDep) -> None:
@@ -127,14 +127,38 @@ async def _check_request(request: GenerateRequest, services: ServicesDep) -> Non
     if any(len(t) > limit for t in request.texts):
         raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
     _check_layout(request, shape)
+    if request.transform or request.filters or request.boxes is not None:
+        await asyncio.to_thread(_dry_run, request, shape)
+
+
+def _dry_run(request: GenerateRequest, shape: TemplateShape) -> None:
+    """The engine's layout on a blank frame (domain.rendering.validation.check_layout): a crop
+    or a box outside the transformed image, or a transform past the pixel budget, is a 422
+    here rather than a failed meme later."""
+    placements = None
+    if request.boxes is not None:
+        placements = [(b.x, b.y, b.width, b.height) for b in request.boxes]
+    try:
+        check_layout(
+            shape.width,
+            shape.height,
+            frames=shape.frames,
+            boxes=shape.boxes,
+            transform=request.transform,
+            filters=request.filters,
+            placements=placements,
+        )
+    except InvalidBox as exc:
+        raise Problem(422, "invalid-boxes", "A box lies outside the image", str(exc)) from exc
+    except RenderError as exc:  # InvalidOptions, ImageTooLarge
+        raise Problem(422, "invalid-filter", "Invalid transform or filters", str(exc)) from exc
 
 
 def _check_layout(request: GenerateRequest, shape: TemplateShape) -> None:
-    """What can be judged before rendering; a box outside a transformed image fails the render
-    with its reason."""
+    """What can be judged without pixels; `_dry_run` judges the rest."""
     for name, specs in (("transform", request.transform), ("filters", request.filters)):
         try:
-            parse_filters(specs)
+            check_filters(specs, name)
         except InvalidOptions as exc:
             raise Problem(422, "invalid-filter", f"Invalid {name}", str(exc)) from exc
     if request.boxes is None:
@@ -387,8 +411,6 @@ async def _load(meme_id: str, services: ServicesDep) -> MemeRecord:
             record = await services.memes.get(meme_id)
     except ValueError as exc:  # a UUID that is not a v7 id can never be ours
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
     if record is None or record.status == "deleted":
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     return record
@@ -409,14 +431,11 @@ async def recent(
         ids = await data.recent.list(limit)
     except REDIS_ERRORS:
         ids = []
-    try:
-        if ids:
-            loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
-            records = [r for r in loaded if r is not None and r.status == "rendered"]
-        else:
-            records = await recent_rendered(services.pool, limit)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    if ids:
+        loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
+        records = [r for r in loaded if r is not None and r.status == "rendered"]
+    else:
+        records = await recent_rendered(services.pool, limit)
     return [_view(r) for r in records]
 
 
@@ -522,18 +541,13 @@ async def delete_meme(
         record = await services.memes.get(meme_id)
     except ValueError as exc:
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
     if record is None:
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     if record.owner_id != principal.user_id and not principal.is_admin:
         raise Problem(403, "forbidden", "Not your meme", "only its owner or an admin may delete it")
-    try:
-        # The row as the delete locked it: a render recorded since `record` was read has its
-        # images listed there; one recorded later finds the row deleted and removes its own.
-        locked = await soft_delete(services.pool, meme_id)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    # The row as the delete locked it: a render recorded since `record` was read has its
+    # images listed there; one recorded later finds the row deleted and removes its own.
+    locked = await soft_delete(services.pool, meme_id)
     # Derived id: a retried delete produces the same event, which every sink dedupes.
     tombstone = MemeDeleted(
         event_id=derived_id(meme_id, "deleted"), meme_id=meme_id, deleted_by=principal.user_id

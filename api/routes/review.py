@@ -24,9 +24,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import psycopg
 from fastapi import APIRouter, Query
-from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import AdminDep, DataDep
@@ -59,7 +57,6 @@ from sinks.redis import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/admin/review", tags=["review"], dependencies=[RateLimited])
-DB_ERRORS = (psycopg.Error, PoolTimeout)
 
 
 class ModerationEvidence(BaseModel):
@@ -166,13 +163,10 @@ async def review_queue(
     order: Literal["oldest", "newest"] = "oldest",
 ) -> ReviewQueue:
     after = _cursor(cursor)
-    try:
-        page = await flagged_memes(
-            services.pool, limit=limit + 1, after=after, newest_first=order == "newest"
-        )
-        total = await flagged_count(services.pool)
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+    page = await flagged_memes(
+        services.pool, limit=limit + 1, after=after, newest_first=order == "newest"
+    )
+    total = await flagged_count(services.pool)
     more = len(page) > limit
     page = page[:limit]
     return ReviewQueue(
@@ -255,8 +249,6 @@ async def _decide(
             meme_status=exc.status,
             review_decision=exc.decision,
         ) from exc
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
     if decided is None:
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     for variant in decided.removed:  # before Kafka: a retry finds the row without them

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 from fastapi import APIRouter, Query
-from psycopg_pool import PoolTimeout
 
 from api.dependencies import ServicesDep
 from api.models import MemeView
-from api.problems import LIMITED_STATUSES, problem_responses, unavailable
+from api.problems import LIMITED_STATUSES, problem_responses
 from api.ratelimit import RateLimited
 from api.routes.memes import _view
+from api.text_fields import StoredText
 from sinks.postgres.search import search_memes
 
 router = APIRouter(
@@ -31,12 +30,9 @@ router = APIRouter(
 )
 async def search(
     services: ServicesDep,
-    q: Annotated[str, Query(min_length=1, max_length=200, examples=["monday coffee"])],
-    template_id: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[StoredText, Query(min_length=1, max_length=200, examples=["monday coffee"])],
+    template_id: Annotated[StoredText | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[MemeView]:
-    try:
-        records = await search_memes(services.pool, q, limit=limit, template_id=template_id)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    records = await search_memes(services.pool, q, limit=limit, template_id=template_id)
     return [_view(r) for r in records]

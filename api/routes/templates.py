@@ -3,16 +3,22 @@
 Listing and search read PostgreSQL's `templates` table (the file catalog is seeded into it by
 `memestream migrate`). Uploads need an account; the image is validated by the rendering
 engine's decoder (`domain.rendering.decode`: signature vs declared type, pixel and frame bounds,
-decompression bombs), the boxes by the catalog's own rules, then the original bytes go to
-object storage (`templates/uploads/<id>/original.<ext>`) and the row to PostgreSQL. The file may
-be up to MAX_UPLOAD_BYTES (not the JSON limit) and have up to MAX_FRAMES frames, the same cap
-the render worker applies, so an accepted upload is one that renders.
+decompression bombs), the boxes and labels by the renderer's validator
+(`domain.rendering.validation`, through the catalogue's `template_from_config`: at most
+MAX_TEMPLATE_BOXES boxes, finite numbers, parseable colours, font sizes 4..400, no control
+characters in names), the `boxes` field's JSON nesting by MAX_JSON_DEPTH. Then the row goes to
+PostgreSQL and only after it commits the original bytes to object storage
+(`templates/uploads/<id>/original.<ext>`); if that write fails the row is removed again, so a
+refused or failed upload leaves no object behind (a crash between the two steps leaves a row
+whose image is missing, which renders as a `failed` meme, never an object without a row). The
+file may be up to MAX_UPLOAD_BYTES (not the JSON limit) and have up to MAX_FRAMES frames, the
+same cap the render worker applies, so an accepted upload is one that renders.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import re
 import secrets
 import time
@@ -20,19 +26,19 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-import psycopg
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
-from psycopg_pool import PoolTimeout
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from api import json_depth
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
 from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
+from api.text_fields import StoredText
 from api.uploads import UploadTooLarge, spooled
 from domain.rendering.decode import decode, sniff
 from domain.rendering.errors import RenderError, TooManyFrames
-from domain.templates.catalog import template_from_config
+from domain.templates.catalog import MAX_DESCRIPTION, MAX_NAME, MAX_TAG, template_from_config
 from sinks.postgres.templates import NewUpload, TemplateExists, TemplateRecord
 
 router = APIRouter(
@@ -41,7 +47,6 @@ router = APIRouter(
     dependencies=[RateLimited],
     responses=problem_responses(*LIMITED_STATUSES),
 )
-DB_ERRORS = (psycopg.Error, PoolTimeout)
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
 
 
@@ -95,17 +100,14 @@ class TemplateOut(BaseModel):
 )
 async def list_templates(
     data: DataDep,
-    category: Annotated[str | None, Query(max_length=64, examples=["reaction"])] = None,
+    category: Annotated[StoredText | None, Query(max_length=64, examples=["reaction"])] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
     key = (category, limit, offset)
     cached = _LISTINGS.get(key)
     if cached is None:
-        try:
-            records = await data.templates.list(category=category, limit=limit, offset=offset)
-        except DB_ERRORS as exc:
-            raise unavailable("postgres") from exc
+        records = await data.templates.list(category=category, limit=limit, offset=offset)
         cached = _LISTING.dump_json([TemplateOut.of(r) for r in records])
         _LISTINGS.put(key, cached)
     return Response(cached, media_type="application/json")
@@ -147,13 +149,10 @@ _LISTING = TypeAdapter(list[TemplateOut])
 )
 async def search_templates(
     data: DataDep,
-    q: Annotated[str, Query(min_length=1, max_length=200, examples=["choice"])],
+    q: Annotated[StoredText, Query(min_length=1, max_length=200, examples=["choice"])],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[TemplateOut]:
-    try:
-        records = await data.templates.search(q, limit=limit)
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+    records = await data.templates.search(q, limit=limit)
     return [TemplateOut.of(r) for r in records]
 
 
@@ -163,11 +162,10 @@ async def search_templates(
     responses=problem_responses(422, 404, descriptions={404: "No such template"}),
     summary="One template",
 )
-async def get_template(template_id: str, data: DataDep) -> TemplateOut:
-    try:
-        record = await data.templates.get(template_id)
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+async def get_template(
+    template_id: Annotated[StoredText, Path(max_length=64)], data: DataDep
+) -> TemplateOut:
+    record = await data.templates.get(template_id)
     if record is None:
         raise Problem(404, "template-not-found", "No such template", template_id)
     return TemplateOut.of(record)
@@ -239,10 +237,10 @@ async def upload_template(
     data: DataDep,
     principal: UserDep,
     file: Annotated[UploadFile, File(description="The template image")],
-    name: Annotated[str, Form(min_length=1, max_length=80)],
+    name: Annotated[StoredText, Form(min_length=1, max_length=MAX_NAME)],
     category: Annotated[str, Form(max_length=40, pattern=r"^[a-z0-9-]*$")] = "uploads",
-    tags: Annotated[str, Form(max_length=400, description="Comma-separated")] = "",
-    description: Annotated[str, Form(max_length=1000)] = "",
+    tags: Annotated[StoredText, Form(max_length=400, description="Comma-separated")] = "",
+    description: Annotated[StoredText, Form(max_length=MAX_DESCRIPTION)] = "",
     boxes: Annotated[str | None, Form(max_length=20_000, description="JSON list")] = None,
 ) -> TemplateOut:
     assert principal.user_id
@@ -281,13 +279,15 @@ async def upload_template(
     width, height = frames.source_size or frames.images[0].size
     fmt = sniff(raw) or "png"
     template_id = _slug(name)
-    tag_list = [t.strip()[:40] for t in tags.split(",") if t.strip()][:20]
+    tag_list = [t.strip()[:MAX_TAG] for t in tags.split(",") if t.strip()][:20]
     try:
-        box_list = json.loads(boxes) if boxes else _default_boxes(width, height)
+        limit = settings.max_json_depth
+        box_list = json_depth.loads(boxes, limit) if boxes else _default_boxes(width, height)
         template = template_from_config(
             template_id,
             {
                 "name": name,
+                "description": description,
                 "tags": tag_list,
                 "category": category or "uploads",
                 "size": [width, height],
@@ -297,18 +297,14 @@ async def upload_template(
             },
             max_frames=settings.max_frames,
         )
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:  # TemplateConfigError, bad JSON, too deep
         raise Problem(422, "invalid-boxes", "The template is not valid", str(exc)) from exc
     key = f"templates/uploads/{template_id}/original.{fmt}"
-    try:
-        await asyncio.to_thread(services.storage.put, key, raw, MEDIA_TYPES[fmt])
-    except Exception as exc:
-        raise unavailable("object storage") from exc
     upload = NewUpload(
         id=template_id,
-        name=name,
+        name=template.name,
         category=template.category,
-        tags=tag_list,
+        tags=template.tags,
         width=width,
         height=height,
         frame_count=len(frames.images),
@@ -316,13 +312,20 @@ async def upload_template(
         owner_id=principal.user_id,
         image_key=key,
         media_type=MEDIA_TYPES[fmt],
-        description=description,
+        description=template.description,
     )
+    # The row first: a row PostgreSQL refuses (or a collision) leaves no object behind.
     try:
         record = await data.templates.add_upload(upload)
-        _LISTINGS.clear()
     except TemplateExists as exc:  # a 24-bit suffix collided: vanishingly rare
         raise Problem(409, "template-exists", "Try again", template_id) from exc
-    except DB_ERRORS as exc:
-        raise unavailable("postgres") from exc
+    try:
+        await asyncio.to_thread(services.storage.put, key, raw, MEDIA_TYPES[fmt])
+    except Exception as exc:
+        # No row without its image; and a write that timed out may still have landed.
+        await data.templates.remove_upload(template_id)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(services.storage.delete, key)
+        raise unavailable("object storage") from exc
+    _LISTINGS.clear()
     return TemplateOut.of(record)

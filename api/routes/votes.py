@@ -8,12 +8,8 @@ down re-sends it, and consumers keep the latest value per (meme, user), so repea
 
 from __future__ import annotations
 
-from typing import Literal
-
-import psycopg
 from fastapi import APIRouter
-from psycopg_pool import PoolTimeout
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
@@ -34,7 +30,8 @@ router = APIRouter(
 
 class VoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"value": 1}]})
-    value: Literal[-1, 0, 1]
+    # Strict: `true` and `1.0` are not votes.
+    value: StrictInt = Field(ge=-1, le=1, description="1 up, -1 down, 0 withdraws the vote")
 
 
 class VoteResult(BaseModel):
@@ -92,17 +89,12 @@ async def vote(
         record = await data.cache.read_through(meme_id, services.memes.get)
     except ValueError as exc:
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
     if record is None or record.status == "deleted":
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     if record.status != "rendered":
         raise Problem(409, "meme-not-votable", "Only rendered memes take votes", record.status)
-    try:
-        outcome = await data.votes.cast(meme_id, principal.user_id, body.value)
-        tally = await data.votes.tally(meme_id)
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise unavailable("postgres") from exc
+    outcome = await data.votes.cast(meme_id, principal.user_id, body.value)
+    tally = await data.votes.tally(meme_id)
     event = Vote(
         event_id=new_id(), meme_id=meme_id, user_id=principal.user_id, value=outcome.current
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, replace
 from typing import Any
 
 from PIL import Image
@@ -21,7 +20,6 @@ from domain.rendering.errors import (
     ImageTooLarge,
     InvalidBox,
     InvalidOptions,
-    InvalidText,
     RenderError,
     TemplateNotFound,
 )
@@ -35,15 +33,11 @@ from domain.rendering.options import (
     RenderOptions,
 )
 from domain.rendering.sizing import scale_box, shrink_full, shrink_variant
-from domain.rendering.text import clean_text
 from domain.rendering.typesetting import TextLayer, typeset
+from domain.rendering.validation import check_boxes, check_texts, place_boxes
 from domain.settings import ImageQuality, get_settings
 from domain.templates import TemplateCatalog, TextBox, UnknownTemplate
 from domain.templates.frames import Frames
-
-#: Hard cap on client-defined boxes per upload.
-MAX_BOXES = 20
-_BOX_FIELDS = {f.name for f in fields(TextBox)}
 
 
 def render_meme(
@@ -58,9 +52,9 @@ def render_meme(
         raise TemplateNotFound(str(exc)) from None
 
     def run() -> RenderedMeme:
-        _check_texts(texts, template.boxes)  # refuse bad text before any pixel work
+        cleaned = check_texts(texts, template.boxes)  # refused before any pixel work
         frames, boxes = _laid_out(template.frames(), template.boxes, opts)
-        return _render(frames, boxes, texts, opts, start)
+        return _render(frames, boxes, cleaned, opts, start)
 
     return _guarded(run)
 
@@ -73,7 +67,7 @@ def _laid_out(
         frames = _transformed(frames, parse_filters(opts.transform))
     if opts.boxes is not None:
         width, height = frames.source_size or frames.images[0].size
-        boxes = _placed(boxes, opts.boxes, width, height)
+        boxes = place_boxes(boxes, opts.boxes, width, height)
     return frames, boxes
 
 
@@ -98,29 +92,6 @@ def _transformed(frames: Frames, filters: Sequence[Filter]) -> Frames:
     size = images[0].size
     source = (round(size[0] / factor), round(size[1] / factor)) if factor != 1 else None
     return Frames(images, frames.durations, frames.loop, source)
-
-
-def _placed(
-    boxes: Sequence[TextBox],
-    placements: Sequence[tuple[int, int, int, int]],
-    width: int,
-    height: int,
-) -> list[TextBox]:
-    """The template's boxes moved and resized where the client put them (the editor).
-
-    A box that reaches past the image is cut at its edge (a crop rounded to whole pixels can
-    leave the editor's box a pixel over); one that starts outside it is refused.
-    """
-    if len(placements) != len(boxes):
-        raise InvalidBox(f"{len(placements)} box placements given; the template has {len(boxes)}")
-    placed = []
-    for i, (box, (x, y, w, h)) in enumerate(zip(boxes, placements, strict=True)):
-        if 0 <= x < width and 0 <= y < height:
-            w, h = min(w, width - x), min(h, height - y)
-        moved = replace(box, x=x, y=y, width=w, height=h)
-        _check_box(i, moved, width, height)
-        placed.append(moved)
-    return placed
 
 
 def render_upload(
@@ -152,8 +123,8 @@ def render_upload(
         w, h = frames.source_size or frames.images[0].size
         parsed, box_texts = _parse_boxes(boxes, w, h)
         laid_frames, laid_boxes = _laid_out(frames, parsed, opts)
-        chosen = list(texts) if texts is not None else box_texts
-        return _render(laid_frames, laid_boxes, chosen, opts, start)
+        cleaned = check_texts(list(texts) if texts is not None else box_texts, laid_boxes)
+        return _render(laid_frames, laid_boxes, cleaned, opts, start)
 
     return _guarded(run)
 
@@ -170,15 +141,6 @@ def _guarded(run: Any) -> RenderedMeme:
         raise RenderError(f"internal rendering error: {type(exc).__name__}: {exc}") from exc
 
 
-def _check_texts(texts: Sequence[str], boxes: Sequence[TextBox]) -> None:
-    if isinstance(texts, str):
-        raise InvalidText("texts must be a list of strings, not one string")
-    if len(texts) > len(boxes):
-        raise InvalidText(f"{len(texts)} texts given but the image has {len(boxes)} text boxes")
-    for i, (box, raw) in enumerate(zip(boxes, texts, strict=False)):
-        clean_text(raw, i, uppercase=box.uppercase)
-
-
 def _render(
     frames: Frames,
     boxes: Sequence[TextBox],
@@ -186,7 +148,7 @@ def _render(
     opts: RenderOptions,
     start: float,
 ) -> RenderedMeme:
-    _check_texts(texts, boxes)
+    """`texts` as `check_texts` cleaned them (upper-cased where the box says so)."""
     fmt, quality, sizes, filters = _resolve(opts, frames.animated)
     check_frame_cap(len(frames.images), opts.max_frames)
     images = frames.images if fmt != "jpeg" else frames.images[:1]
@@ -197,8 +159,7 @@ def _render(
     warnings: list[str] = []
     if fmt == "jpeg" and frames.animated:
         warnings.append("JPEG cannot animate: the first frame was rendered")
-    for i, (box, raw) in enumerate(zip(boxes, texts, strict=False)):
-        text = clean_text(raw, i, uppercase=box.uppercase)
+    for i, (box, text) in enumerate(zip(boxes, texts, strict=False)):
         layer = typeset(scale_box(box, scale), text)
         if layer is not None:
             layers.append(layer)
@@ -260,54 +221,14 @@ def _compose(
 
 def _parse_boxes(
     boxes: Sequence[TextBox | Mapping[str, Any]], width: int, height: int
-) -> tuple[list[TextBox], list[str]]:
+) -> tuple[list[TextBox], list[Any]]:
+    """An upload's boxes (dicts of TextBox fields, each with an optional `text`), checked by
+    `domain.rendering.validation`, the validator the upload route used."""
     if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Sequence):
         raise InvalidBox("boxes must be a list")
-    if not boxes:
-        raise InvalidBox("at least one text box is required")
-    if len(boxes) > MAX_BOXES:
-        raise InvalidBox(f"at most {MAX_BOXES} text boxes")
-    parsed: list[TextBox] = []
-    texts: list[str] = []
-    for i, raw in enumerate(boxes):
-        if isinstance(raw, TextBox):
-            box, text = raw, ""
-        elif isinstance(raw, Mapping):
-            values = dict(raw)
-            text = values.pop("text", "") or ""
-            values.setdefault("name", f"text{i + 1}")
-            unknown = set(values) - _BOX_FIELDS
-            if unknown:
-                raise InvalidBox(f"box {i + 1}: unknown fields {sorted(unknown)}")
-            if values.get("gradient") is not None:
-                values["gradient"] = tuple(values["gradient"])
-            try:
-                box = TextBox(**values)
-            except TypeError as exc:
-                raise InvalidBox(f"box {i + 1}: {exc}") from exc
-        else:
-            raise InvalidBox(f"box {i + 1} must be an object")
-        _check_box(i, box, width, height)
-        parsed.append(box)
-        texts.append(text)
-    return parsed, texts
-
-
-def _check_box(i: int, box: TextBox, width: int, height: int) -> None:
-    for name in ("x", "y", "width", "height", "max_font_size", "min_font_size", "max_lines"):
-        if not isinstance(getattr(box, name), int) or isinstance(getattr(box, name), bool):
-            raise InvalidBox(f"box {i + 1}: {name} must be an integer")
-    if box.width < 1 or box.height < 1:
-        raise InvalidBox(f"box {i + 1} has zero size ({box.width}x{box.height})")
-    if box.x < 0 or box.y < 0 or box.x + box.width > width or box.y + box.height > height:
-        raise InvalidBox(f"box {i + 1} lies outside the {width}x{height} image")
-    if box.align not in ("left", "center", "right"):
-        raise InvalidBox(f"box {i + 1}: align must be left, center or right")
-    if box.valign not in ("top", "middle", "bottom"):
-        raise InvalidBox(f"box {i + 1}: valign must be top, middle or bottom")
-    if not 1 <= box.max_lines <= 20:
-        raise InvalidBox(f"box {i + 1}: max_lines must be 1..20")
-    if not 4 <= box.min_font_size <= box.max_font_size <= 400:
-        raise InvalidBox(f"box {i + 1}: font sizes must satisfy 4 <= min <= max <= 400")
-    if not isinstance(box.rotation, (int, float)) or abs(box.rotation) > 360:
-        raise InvalidBox(f"box {i + 1}: rotation must be a number of degrees in [-360, 360]")
+    texts = [raw.get("text") or "" if isinstance(raw, Mapping) else "" for raw in boxes]
+    plain = [
+        {k: v for k, v in raw.items() if k != "text"} if isinstance(raw, Mapping) else raw
+        for raw in boxes
+    ]
+    return check_boxes(plain, width, height), texts

@@ -12,6 +12,7 @@ included; as a request's `transform`, to the template before the text (the edito
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from domain.rendering.errors import ImageTooLarge, InvalidOptions
 
 MAX_FILTERS = 8
+#: Longest filter string: the longest legal one (a crop of four numbers) is far shorter.
+MAX_FILTER_LENGTH = 64
 #: Pixels all frames of one render may reach through filters (about 120 MB as RGB).
 MAX_FILTERED_PIXELS = 40_000_000
 #: Filters whose one argument is a strength in [0, 1].
@@ -45,6 +48,8 @@ def parse_filters(specs: Sequence[str]) -> list[Filter]:
 def parse_filter(spec: str) -> Filter:
     if not isinstance(spec, str):
         raise InvalidOptions(f"filter must be a string, got {type(spec).__name__}")
+    if len(spec) > MAX_FILTER_LENGTH:
+        raise InvalidOptions(f"a filter is at most {MAX_FILTER_LENGTH} characters")
     name, _, raw = spec.strip().lower().partition(":")
     name = {
         "greyscale": "grayscale",
@@ -65,6 +70,8 @@ def parse_filter(spec: str) -> Filter:
         args = tuple(float(a) for a in raw.split(",")) if raw else ()
     except ValueError as exc:
         raise InvalidOptions(f"bad arguments for filter {name!r}: {raw!r}") from exc
+    if not all(math.isfinite(a) for a in args):  # nan, inf: no angle, size or strength
+        raise InvalidOptions(f"filter {name!r} takes finite numbers, got {raw!r}")
     _check(name, args)
     return Filter(name, args)
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from domain.templates.model import Template, TextBox
+from domain.templates.model import Template
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_TEMPLATE_SIDE = 4096
-_BOX_FIELDS = {f.name for f in fields(TextBox)}
+#: Label lengths, the upload form's limits too (api/routes/templates.py).
+MAX_NAME = 80
+MAX_DESCRIPTION = 1000
+MAX_TAG = 40
 
 
 class UnknownTemplate(LookupError):
@@ -140,44 +142,38 @@ def template_from_config(
             raise ValueError("image: must be a file inside the template folder")
     elif not isinstance(raw.get("artwork"), Mapping):
         raise ValueError("either image: or artwork: is required")
+    # The renderer's own validator (a local import: domain.rendering imports this package).
+    from domain.rendering.errors import RenderError
+    from domain.rendering.validation import check_boxes, check_label
+
     defaults = dict(raw.get("box_defaults") or {})
-    boxes = [_box(i, {**defaults, **b}, width, height) for i, b in enumerate(raw.get("boxes", []))]
-    if not boxes:
-        raise ValueError("at least one text box is required")
+    listed = raw.get("boxes", [])
+    if isinstance(listed, list) and not all(isinstance(b, Mapping) for b in listed):
+        raise ValueError("every box must be a mapping of TextBox fields")
+    try:
+        boxes = check_boxes(
+            [{**defaults, **b} for b in listed] if isinstance(listed, list) else listed,
+            width,
+            height,
+        )
+        name = check_label(str(raw.get("name", template_id)), "name", MAX_NAME)
+        description = check_label(str(raw.get("description", "")), "description", MAX_DESCRIPTION)
+        tags = [check_label(str(t), "tag", MAX_TAG) for t in raw.get("tags", [])]
+        category = check_label(str(raw.get("category", "misc")), "category", MAX_TAG)
+    except RenderError as exc:
+        raise TemplateConfigError(str(exc)) from exc
     return Template(
         id=template_id,
-        name=str(raw.get("name", template_id)),
-        tags=[str(t) for t in raw.get("tags", [])],
-        category=str(raw.get("category", "misc")),
+        name=name,
+        tags=tags,
+        category=category,
         width=width,
         height=height,
         boxes=boxes,
         animated=frame_count > 1,
         frame_count=frame_count,
         frame_duration_ms=int(animation.get("duration_ms", 80)),
-        description=str(raw.get("description", "")),
+        description=description,
         artwork=dict(raw.get("artwork") or {}),
         source=source,
     )
-
-
-def _box(index: int, raw: Mapping[str, Any], width: int, height: int) -> TextBox:
-    unknown = set(raw) - _BOX_FIELDS
-    if unknown:
-        raise ValueError(f"box {index}: unknown keys {sorted(unknown)}")
-    values = dict(raw)
-    values.setdefault("name", f"text{index + 1}")
-    if "gradient" in values and values["gradient"] is not None:
-        values["gradient"] = tuple(values["gradient"])
-    box = TextBox(**values)
-    if box.width <= 0 or box.height <= 0:
-        raise ValueError(f"box {box.name!r}: width and height must be positive")
-    if box.x < 0 or box.y < 0 or box.x + box.width > width or box.y + box.height > height:
-        raise ValueError(f"box {box.name!r} lies outside the {width}x{height} image")
-    if box.align not in ("left", "center", "right"):
-        raise ValueError(f"box {box.name!r}: align must be left, center or right")
-    if box.valign not in ("top", "middle", "bottom"):
-        raise ValueError(f"box {box.name!r}: valign must be top, middle or bottom")
-    if not 1 <= box.max_lines <= 20:
-        raise ValueError(f"box {box.name!r}: max_lines must be 1..20")
-    return box

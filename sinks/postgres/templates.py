@@ -225,3 +225,10 @@ class TemplateRepository:
             raise TemplateExists(upload.id) from exc
         assert row is not None
         return TemplateRecord.from_row(row)
+
+    async def remove_upload(self, template_id: str) -> None:
+        """Deletes an upload's row: its image could not be stored (api/routes/templates.py)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM templates WHERE id = %s AND source = 'upload'", (template_id,)
+            )
