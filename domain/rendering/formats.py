@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from domain.rendering.gif import GifPolicy, encode_gif
 from domain.rendering.errors import InvalidOptions
+from domain.rendering.gif import GifPolicy, encode_gif
 from domain.rendering.options import FORMATS, MEDIA_TYPES, EncodedImage
 from domain.settings import ImageQuality
 
