@@ -95,13 +95,16 @@ def encode_gif(
 def _shared_misfits(frames: Sequence[Image.Image], shared: Image.Image, policy: GifPolicy) -> bool:
     """Whether frames need palettes of their own: measured on up to three of them.
 
-    The octree that builds a frame's own palette also counts its pixels per colour; the
-    shared palette's extra error is how far each of those colours lies from its nearest
-    shared colour (largest channel difference), weighted by its count.
+    The probes lie halfway between the frames `gif_palette` samples, where a drift in colour
+    is furthest from what the shared palette saw. The octree that builds a frame's own
+    palette also counts its pixels per colour; the shared palette's extra error is how far
+    each of those colours lies from its nearest shared colour (largest channel difference),
+    weighted by its count.
     """
     shared_rgb = _rgb(shared)
-    for frame in list(frames[:: max(1, len(frames) // 2)])[:3]:
-        own = _own_palette(frame, policy.colors - 1)
+    step = max(1, len(frames) // 4)
+    for i in sorted({min(len(frames) - 1, step // 2 + j * step) for j in range(3)}):
+        own = _own_palette(frames[i], policy.colors - 1)
         own_rgb = _rgb(own)
         counts = np.zeros(len(own_rgb), dtype=np.float32)
         for count, index in own.getcolors(256) or ():
