@@ -284,7 +284,8 @@ def main() -> None:
     print(f"nproc {cores}; CPU ms = best of {runs}; ours = IMAGE_QUALITY high")
     header = f"{'animation':16s} {'fmt':4s} {'encoder':8s} {'bytes':>9s} {'ssim mean/min':>15s}"
     print(header + f" {'ms':>7s} {'bytes/base':>10s}")
-    results: list[Result] = []
+    figures: dict[str, list[str]] = {"gif": [], "webp": []}
+    worst: dict[str, float] = {"gif": 0.0, "webp": 0.0}
     for name, (frames, durations) in animations().items():
         size = f"{frames[0].width}x{frames[0].height}x{len(frames)}"
         for fmt, base in (("gif", baseline_gif), ("webp", baseline_webp)):
@@ -301,23 +302,30 @@ def main() -> None:
                     f"{ratio:10.2f}"
                 )
             mine, base_row = rows["ours"], rows["baseline"]
+            ratio = mine["bytes"] / base_row["bytes"]
+            worst[fmt] = max(worst[fmt], ratio)
             speed = f"{mine['ms']:.0f} ms"
             if "today" in rows:
-                speed += f" (today {rows['today']['ms']:.0f} ms)"
-            results.append(
-                Result(
-                    target=f"{fmt} {name}",
-                    value=round(mine["bytes"] / base_row["bytes"], 3),
-                    unit="x baseline bytes",
-                    figure=(
-                        f"{size} {fmt}: {mine['bytes'] / 1000:.0f} KB vs "
-                        f"{base_row['bytes'] / 1000:.0f} KB memegen-like, SSIM "
-                        f"{mine['ssim_mean']:.4f} vs {base_row['ssim_mean']:.4f}, {speed}"
-                    ),
-                    method="same frames; encode CPU time; SSIM of decoded frames",
-                    cores=cores,
-                )
+                speed += f" (today {rows['today']['ms']:.0f})"
+            figures[fmt].append(
+                f"{name} {size}: {mine['bytes'] / 1000:.0f} KB vs {base_row['bytes'] / 1000:.0f}"
+                f" ({ratio:.2f}x), SSIM {mine['ssim_mean']:.4f} vs {base_row['ssim_mean']:.4f},"
+                f" {speed}"
             )
+    results = [
+        Result(
+            target=f"animation_{fmt}",
+            value=round(worst[fmt], 3),
+            unit="x memegen-like bytes (worst)",
+            figure=f"{fmt.upper()} ours vs memegen-like: " + "; ".join(figures[fmt]),
+            method=(
+                "the same engine-rendered frames; IMAGE_QUALITY high; encode CPU time, best of "
+                f"{runs}; SSIM (luma, 7x7) of every decoded frame (`benchmarks/animation.py`)"
+            ),
+            cores=cores,
+        )
+        for fmt in ("gif", "webp")
+    ]
     emit("animation", results)
 
 

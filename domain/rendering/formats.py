@@ -4,7 +4,7 @@ Presets map IMAGE_QUALITY (low / medium / high / lossless) to each codec's
 knobs. JPEG has no lossless mode: "lossless" means quality 100 without chroma
 subsampling. Animations keep per-frame timing; JPEG gets the first frame. Animated
 GIFs are written by `gif.py` (frame differencing, palettes by measurement); animated
-WebP uses libwebp's animation encoder at method 2, a keyframe every 9 frames (`ANIMATED_WEBP`).
+WebP uses libwebp's animation encoder at method 2, no keyframe search (`ANIMATED_WEBP`).
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ PRESETS: dict[ImageQuality, Preset] = {
 
 ALIASES = {"jpg": "jpeg", "apng": "png"}
 #: libwebp animation settings. Method 2 costs what method 0 with Pillow's default keyframe
-#: search did (kmin 3 / kmax 5 encodes many frames twice) and is ~25% smaller. Keyframes: a
-#: forced one every 9 frames, searched for only on the 8th. libwebp leaves pixels that moved
-#: less than a quality-dependent step (~5 levels at q77, ~10 at q50) since the previous
-#: frame, so slow fades drift; the keyframe bounds that drift to 8 frames for ~1% bytes.
-#: Methods 3-4 save another ~8% bytes for ~1.7x the CPU (benchmarks/animation.py).
-ANIMATED_WEBP = {"method": 2, "kmin": 8, "kmax": 9}
+#: search did (kmin 3 / kmax 5 encodes many frames twice) and is ~25% smaller; kmax 0 turns
+#: that search off, libwebp's own default (only the first frame is a keyframe). A forced
+#: keyframe every 9 frames would bound the drift of slow fades (libwebp leaves pixels that
+#: moved less than ~5 levels at q77, ~10 at q50, since the previous frame) but costs ~30%
+#: on mostly still animations. Methods 3-4: ~8% fewer bytes for ~1.7x the CPU.
+ANIMATED_WEBP = {"method": 2, "kmin": 0, "kmax": 0}
 
 
 def normalise_format(fmt: str) -> str:
