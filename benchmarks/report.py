@@ -30,7 +30,17 @@ BENCH_DIR = PROJECT_ROOT / "benchmarks"
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "bench"
 DESIGN = PROJECT_ROOT.parent / "shared" / "DESIGN.md"
 OUTPUT = PROJECT_ROOT / "BENCHMARKS.md"
-KNOWN_SCRIPTS = ("render", "api", "cache", "trending", "feed", "ai", "clickhouse", "generation")
+KNOWN_SCRIPTS = (
+    "render",
+    "animation",
+    "api",
+    "cache",
+    "trending",
+    "feed",
+    "ai",
+    "clickhouse",
+    "generation",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,8 @@
-"""Animation helpers: one shared GIF palette per animation, frame timing, frame cap.
+"""Animation helpers: the shared GIF palette, frame timing, frame cap.
 
-Quantising each frame separately is slow and makes colours flicker between
-frames; we build one adaptive palette from a small sample of the composed frames
-(text included, so captions keep their exact colours) and map every frame and
-every size to it.
+One palette for the whole animation is built from a small sample of the composed frames
+(text included, so captions keep their colours) and handed to every size; the GIF writer
+(`gif.py`) measures whether the frames need palettes of their own instead.
 """
 
 from __future__ import annotations
@@ -14,32 +13,24 @@ from PIL import Image
 
 from domain.rendering.errors import TooManyFrames
 
-#: Sample size for palette building: enough for 256 colours, cheap for median cut.
-PALETTE_SAMPLE_PIXELS = 30_000
+#: Colours a GIF palette may hold: one of the 256 indices is kept for transparency.
+MAX_COLORS = 255
 MIN_FRAME_MS = 20
 
 
 def gif_palette(frames: Sequence[Image.Image], colors: int = 256) -> Image.Image:
-    """A P-mode image whose palette suits every frame of the animation."""
+    """A P-mode image whose palette (`colors` - 1 entries, one left for transparency) suits
+    the animation: an octree over up to four sampled frames at half size (a few ms)."""
     sample = list(frames[:: max(1, len(frames) // 4)])[:4]
-    if len(sample) == 1:
-        strip = sample[0]
-    else:
-        w = min(f.width for f in sample)
-        h = min(f.height for f in sample)
-        strip = Image.new("RGB", (w, h * len(sample)))
-        for i, f in enumerate(sample):
-            strip.paste(f.crop((0, 0, w, h)), (0, i * h))
-    if strip.width * strip.height > PALETTE_SAMPLE_PIXELS:
-        factor = max(2, round((strip.width * strip.height / PALETTE_SAMPLE_PIXELS) ** 0.5))
-        strip = strip.reduce(factor)
-    return strip.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
-
-
-def to_palette(frame: Image.Image, palette: Image.Image) -> Image.Image:
-    """Map a frame to the shared palette (no dithering: it shimmers between frames)."""
-    rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
-    return rgb.quantize(palette=palette, dither=Image.Dither.NONE)
+    w = min(f.width for f in sample)
+    h = min(f.height for f in sample)
+    strip = Image.new("RGB", (w, h * len(sample)))
+    for i, f in enumerate(sample):
+        strip.paste(f.convert("RGB").crop((0, 0, w, h)), (0, i * h))
+    if min(w, h) >= 16:
+        strip = strip.reduce(2)
+    count = max(2, min(colors - 1, MAX_COLORS))
+    return strip.quantize(count, method=Image.Quantize.FASTOCTREE)
 
 
 def normalise_durations(durations: Sequence[int], count: int, default: int = 100) -> list[int]:

@@ -2,7 +2,9 @@
 
 Presets map IMAGE_QUALITY (low / medium / high / lossless) to each codec's
 knobs. JPEG has no lossless mode: "lossless" means quality 100 without chroma
-subsampling. Animations keep per-frame timing; JPEG gets the first frame.
+subsampling. Animations keep per-frame timing; JPEG gets the first frame. Animated
+GIFs are written by `gif.py` (frame differencing, palettes by measurement); animated
+WebP uses libwebp's animation encoder at method 2, no keyframe search (`ANIMATED_WEBP`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from domain.rendering.animation import gif_palette, to_palette
 from domain.rendering.errors import InvalidOptions
+from domain.rendering.gif import GifPolicy, encode_gif
 from domain.rendering.options import FORMATS, MEDIA_TYPES, EncodedImage
 from domain.settings import ImageQuality
 
@@ -27,19 +29,31 @@ class Preset:
     webp_lossless: bool
     webp_method: int
     png_compress: int
+    #: Colours per GIF palette (transparency included): frames get palettes of their own
+    #: when colours drift, so a few dozen per frame beat 256 shared ones.
     gif_colors: int
+    #: Largest channel drift of a source pixel a GIF frame leaves undrawn (0: none).
+    gif_tolerance: int
+    #: Animated WebP quality; method 2 (see ANIMATED_WEBP) needs a little more than the
+    #: still quality's method 4 for the same SSIM.
+    webp_anim_quality: int
 
 
 PRESETS: dict[ImageQuality, Preset] = {
-    ImageQuality.LOW: Preset(60, 2, 55, False, 2, 1, 64),
-    ImageQuality.MEDIUM: Preset(75, 2, 72, False, 3, 3, 128),
-    ImageQuality.HIGH: Preset(90, 2, 85, False, 4, 3, 256),
-    ImageQuality.LOSSLESS: Preset(100, 0, 100, True, 4, 6, 256),
+    ImageQuality.LOW: Preset(60, 2, 55, False, 2, 1, 32, 6, 50),
+    ImageQuality.MEDIUM: Preset(75, 2, 72, False, 3, 3, 64, 3, 65),
+    ImageQuality.HIGH: Preset(90, 2, 85, False, 4, 3, 80, 0, 77),
+    ImageQuality.LOSSLESS: Preset(100, 0, 100, True, 4, 6, 256, 0, 100),
 }
 
 ALIASES = {"jpg": "jpeg", "apng": "png"}
-#: libwebp effort for animations: each extra level costs ~30% per frame for ~2% size.
-ANIMATED_WEBP_METHOD = 0
+#: libwebp animation settings. Method 2 costs what method 0 with Pillow's default keyframe
+#: search did (kmin 3 / kmax 5 encodes many frames twice) and is ~25% smaller; kmax 0 turns
+#: that search off, libwebp's own default (only the first frame is a keyframe). A forced
+#: keyframe every 9 frames would bound the drift of slow fades (libwebp leaves pixels that
+#: moved less than ~5 levels at q77, ~10 at q50, since the previous frame) but costs ~30%
+#: on mostly still animations. Methods 3-4: ~8% fewer bytes for ~1.7x the CPU.
+ANIMATED_WEBP = {"method": 2, "kmin": 0, "kmax": 0}
 
 
 def normalise_format(fmt: str) -> str:
@@ -60,8 +74,8 @@ def encode(
 ) -> EncodedImage:
     """Encode RGB frames (one for a still image) into `fmt`.
 
-    `palette`, when given for GIF, is a P-mode image whose palette every frame is
-    mapped to (computed once per animation, not per frame and size).
+    `palette`, when given for GIF, is a P-mode image holding the animation's shared palette
+    (computed once per animation, not per frame and size).
     """
     preset = PRESETS[quality]
     buf = io.BytesIO()
@@ -93,7 +107,11 @@ def encode(
             "method": preset.webp_method,
         }
         if animated:
-            kwargs["method"] = min(preset.webp_method, ANIMATED_WEBP_METHOD)
+            kwargs.update(ANIMATED_WEBP)
+            if preset.webp_lossless:
+                kwargs["method"] = 0  # lossless effort grows steeply; keep today's speed
+            else:
+                kwargs["quality"] = preset.webp_anim_quality
             first.save(
                 buf,
                 "WEBP",
@@ -106,20 +124,16 @@ def encode(
         else:
             first.save(buf, "WEBP", **kwargs)
     elif fmt == "gif":
-        pal = palette if palette is not None else gif_palette(frames, preset.gif_colors)
-        indexed = [to_palette(f, pal) for f in frames]
-        if animated:
-            indexed[0].save(
-                buf,
-                "GIF",
-                save_all=True,
-                append_images=indexed[1:],
-                duration=list(durations),
+        policy = GifPolicy(preset.gif_colors, preset.gif_tolerance)
+        buf.write(
+            encode_gif(
+                frames if animated else frames[:1],
+                list(durations) if animated else [0],
                 loop=loop,
-                optimize=False,
+                policy=policy,
+                palette=palette,
             )
-        else:
-            indexed[0].save(buf, "GIF", optimize=False)
+        )
     else:  # pragma: no cover - normalise_format guards this
         raise InvalidOptions(f"unsupported output format {fmt!r}")
     return EncodedImage(

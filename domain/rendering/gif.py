@@ -1,0 +1,176 @@
+"""Animated GIF writer: frame differencing and palettes chosen by measurement.
+
+Every frame after the first is only the rectangle that changed, and inside it every pixel
+whose source colour has not moved is the transparent index: disposal 1 keeps the picture
+underneath, and LZW turns those pixels into long cheap runs. The animation shares one
+palette unless measurement on a few frames shows the frames' own palettes fit markedly
+better (colours that drift, like a hue cycle); then each frame gets a local table built for
+the rectangle it redraws. Pillow does the LZW coding (`Image.tobytes("gif", ...)`, with the
+smallest code size the table allows); the container around it is written here.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageChops
+
+from domain.rendering.animation import MAX_COLORS, gif_palette
+
+#: GIF delays are in hundredths of a second.
+_CS_MS = 10
+#: Disposal 1: leave the frame in place; the next one draws over it.
+_KEEP = 1
+#: Any non-zero value -> 255 (a channel flagged in `_changed` leaves at least 0.114 * 255).
+_ANY = [0] + [255] * 255
+
+
+@dataclass(frozen=True, slots=True)
+class GifPolicy:
+    """How hard a preset squeezes: palette size and how far a source pixel may drift unseen."""
+
+    colors: int  # entries per palette, the transparent one included (<= 256)
+    #: A pixel is redrawn once its source colour moved more than this (largest channel
+    #: difference) from the colour it was last drawn from; 0 redraws every change.
+    tolerance: int = 0
+    #: Frames get palettes of their own when the shared one would add more than this mean
+    #: error (largest channel difference, in levels) to a sampled frame.
+    local_gain: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    indices: Image.Image  # P image of the frame's rectangle
+    x: int
+    y: int
+    table: bytes | None  # local colour table; None: the global one
+    bits: int
+    transparent: int | None
+    delay_cs: int
+
+
+def encode_gif(
+    frames: Sequence[Image.Image],
+    durations: Sequence[int],
+    *,
+    loop: int,
+    policy: GifPolicy,
+    palette: Image.Image | None = None,
+) -> bytes:
+    """RGB frames -> GIF bytes; `palette` (P image, <= 255 colours) is the shared palette."""
+    rgb = [f if f.mode == "RGB" else f.convert("RGB") for f in frames]
+    if palette is None or _palette_size(palette) > MAX_COLORS:
+        palette = gif_palette(rgb, policy.colors)
+    shared_n = _palette_size(palette)
+    local = len(rgb) > 1 and _shared_misfits(rgb, palette, policy)
+    out: list[_Frame] = []
+    drawn = rgb[0].copy()  # the source colours the picture on screen was quantised from
+    for i, (src, ms) in enumerate(zip(rgb, durations, strict=True)):
+        delay = max(0, round(ms / _CS_MS))
+        changed = None if i == 0 else _changed(src, drawn, policy.tolerance)
+        box = (0, 0, *src.size) if changed is None else changed.getbbox()
+        if box is None:  # nothing moved: a one-pixel transparent frame keeps the timing
+            dot = Image.new("P", (1, 1), shared_n)
+            out.append(_Frame(dot, 0, 0, None, _bits(shared_n), shared_n, delay))
+            continue
+        region = src.crop(box)
+        pal = _own_palette(region, policy.colors - 1) if local else palette
+        n = _palette_size(pal)
+        indices = region.quantize(palette=pal, dither=Image.Dither.NONE)
+        transparent = None
+        if changed is not None:
+            mask = changed.crop(box)
+            if mask.getextrema()[0] == 0:  # some pixels in the rectangle still look right
+                transparent = n
+                indices.paste(n, mask=ImageChops.invert(mask))
+            drawn.paste(region, box[:2], mask=mask)
+        table = None if pal is palette else _table(pal, n)
+        out.append(_Frame(indices, box[0], box[1], table, _bits(n), transparent, delay))
+    return _container(rgb[0].size, _table(palette, shared_n), _bits(shared_n), out, loop)
+
+
+def _shared_misfits(frames: Sequence[Image.Image], shared: Image.Image, policy: GifPolicy) -> bool:
+    """Whether frames need palettes of their own: measured on up to three of them.
+
+    The probes lie halfway between the frames `gif_palette` samples, where a drift in colour
+    is furthest from what the shared palette saw. The octree that builds a frame's own
+    palette also counts its pixels per colour; the shared palette's extra error is how far
+    each of those colours lies from its nearest shared colour (largest channel difference),
+    weighted by its count.
+    """
+    shared_rgb = _rgb(shared)
+    step = max(1, len(frames) // 4)
+    for i in sorted({min(len(frames) - 1, step // 2 + j * step) for j in range(3)}):
+        own = _own_palette(frames[i], policy.colors - 1)
+        own_rgb = _rgb(own)
+        counts = np.zeros(len(own_rgb), dtype=np.float32)
+        for count, index in own.getcolors(256) or ():
+            if index < len(counts):
+                counts[index] = count
+        gap = np.abs(own_rgb[:, None, :] - shared_rgb[None, :, :]).max(axis=2).min(axis=1)
+        if float(counts @ gap) / max(1.0, float(counts.sum())) > policy.local_gain:
+            return True
+    return False
+
+
+def _own_palette(region: Image.Image, colors: int) -> Image.Image:
+    """A palette for one frame's rectangle (octree on a half-size copy: cheap, and close)."""
+    small = region.reduce(2) if min(region.size) >= 16 else region
+    return small.quantize(max(2, min(colors, MAX_COLORS)), method=Image.Quantize.FASTOCTREE)
+
+
+def _changed(src: Image.Image, drawn: Image.Image, tolerance: int) -> Image.Image:
+    """L mask, 255 where any channel of `src` moved more than `tolerance` from `drawn`."""
+    table = [0] * (tolerance + 1) + [255] * (255 - tolerance)
+    per_channel = ImageChops.difference(src, drawn).point(table * 3)
+    return per_channel.convert("L").point(_ANY)
+
+
+def _rgb(pal: Image.Image) -> np.ndarray:
+    return np.asarray(pal.getpalette() or [0, 0, 0], dtype=np.float32).reshape(-1, 3)
+
+
+def _palette_size(pal: Image.Image) -> int:
+    return len(pal.getpalette() or ()) // 3
+
+
+def _bits(n: int) -> int:
+    """Colour-table bits for n colours plus the transparent index."""
+    return max(1, n.bit_length())
+
+
+def _table(pal: Image.Image, n: int) -> bytes:
+    raw = bytes((pal.getpalette() or [])[: 3 * n])
+    return raw + b"\0" * (3 * (1 << _bits(n)) - len(raw))
+
+
+def _container(
+    size: tuple[int, int], gct: bytes, gbits: int, frames: Sequence[_Frame], loop: int
+) -> bytes:
+    """GIF89a: screen, global table, loop extension, then per frame its control extension
+    (delay, disposal 1, transparent index), descriptor, local table and LZW data."""
+    w, h = size
+    parts = [
+        b"GIF89a",
+        struct.pack("<HHBBB", w, h, 0x80 | 0x70 | (gbits - 1), 0, 0),
+        gct,
+        b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", loop) + b"\0",
+    ]
+    for f in frames:
+        flags = (_KEEP << 2) | (1 if f.transparent is not None else 0)
+        parts.append(b"!\xf9\x04" + struct.pack("<BHB", flags, f.delay_cs, f.transparent or 0))
+        parts.append(b"\0")
+        fw, fh = f.indices.size
+        local = 0 if f.table is None else 0x80 | (f.bits - 1)
+        parts.append(b"," + struct.pack("<HHHHB", f.x, f.y, fw, fh, local))
+        if f.table is not None:
+            parts.append(f.table)
+        code_bits = max(2, f.bits if f.table is not None else gbits)
+        parts.append(bytes([code_bits]))
+        parts.append(f.indices.tobytes("gif", "P", code_bits))
+        parts.append(b"\0")
+    parts.append(b";")
+    return b"".join(parts)
