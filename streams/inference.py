@@ -210,7 +210,8 @@ async def serve_web(settings: Settings, worker: InferenceWorker, nc: list[NatsCl
 
     async def health(_: web.Request) -> web.Response:
         ready = worker.subscribed and bool(nc) and nc[0].is_connected
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        body = {"ready": ready, "pid": os.getpid()}
+        return web.json_response(body, status=200 if ready else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
