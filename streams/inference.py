@@ -124,6 +124,11 @@ class InferenceWorker:
                 except TimeoutError:
                     self._expired(job, "running")
                     return
+                except Exception as exc:  # a field of the wrong type: the caller falls back
+                    log.warning("inference %s failed: %s", job.value, exc)
+                    self._count(job, "error")
+                    await self._respond(msg, contract.error(f"{type(exc).__name__}: {exc}"))
+                    return
         finally:
             IN_FLIGHT.dec()
         self._count(job, "answered")
