@@ -11,9 +11,11 @@ Deadlines: a request found past its deadline is dropped without running and with
 when it arrives, after waiting for one of INFERENCE_CONCURRENCY slots, and while it waits in a
 model's micro-batcher (the wait is cancelled at the deadline and the batcher leaves cancelled
 items out of the next batch). Each drop counts in `memestream_inference_expired_total{stage}`.
-A batch already running on the model's thread cannot be interrupted; its late results are
-discarded. So a burst the worker cannot serve in time costs the work it can still deliver, not
-a growing queue of answers nobody waits for (the failure of issue #15).
+A caption batch already on the model's thread stops generating at the latest deadline of its
+requests (the caption runner's `max_time`), and what it gave by then is discarded if nobody
+waits; the other tasks' batches are short (one embedding pass) and run to their end. So a
+burst the worker cannot serve in time costs the work it can still deliver, not a growing queue
+of answers nobody waits for (the failure of issue #15).
 
 Metrics and health are served on `WORKER_WEB_PORT` + the role's index (streams/roles.py):
 `/metrics`, and `/health` (200 once subscribed, 503 before and while NATS is away).
@@ -144,6 +146,7 @@ class InferenceWorker:
                     request.name,
                     request.description,
                     int(request.boxes),
+                    deadline=float(request.deadline),
                 )
                 runner = ai.captions.runner
                 timeout = min(left, runner.timeout_s or ai.manager.timeout_s)
