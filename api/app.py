@@ -14,6 +14,7 @@ from api import observability, problems
 from api.data_layer import DataLayer
 from api.dependencies import Services
 from api.feed import FeedRelay
+from api.inference import InferenceClient
 from api.json_depth import JsonDepthLimit
 from api.limits import BodySizeLimit
 from api.ratelimit import RateLimitHeaders
@@ -35,7 +36,7 @@ from api.routes import (
 )
 from api.security_headers import SecurityHeaders
 from domain import credentials
-from domain.ai.service import AIService
+from domain.ai.suggest import TemplateSuggester
 from domain.settings import Settings, get_settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
@@ -71,18 +72,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=False)
         storage = object_store(settings)
         producer = EventProducer(settings, client_id="memestream-api")
+        catalog = TemplateCatalog.default()
         app.state.services = Services(
             settings=settings,
             producer=producer,
             pool=pool,
             memes=MemeRepository(pool),
             storage=storage,
-            catalog=TemplateCatalog.default(),
+            catalog=catalog,
             data=await DataLayer.open(settings, pool, producer, storage),
             feed=FeedRelay(settings, producer),
-            ai=AIService(settings, TemplateCatalog.default()),
+            inference=InferenceClient(settings),
+            suggester=TemplateSuggester(None, catalog),
         )
         await app.state.services.feed.start()
+        await app.state.services.inference.start()
         freeze_startup_heap()
         # Here rather than in a worker: every deployment runs the API, and it has the pool.
         partitions = asyncio.create_task(maintain_partitions(pool), name="memes-partitions")
@@ -93,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await partitions
             await app.state.services.feed.stop()
-            await app.state.services.ai.aclose()
+            await app.state.services.inference.stop()
             await app.state.services.data.close()
             await asyncio.to_thread(producer.close)
             await pool.close()

@@ -1,8 +1,9 @@
 """`auto_caption` of generate: empty boxes filled with suggested captions before producing.
 
 Runs in the API so the event on `meme.requests` carries the final texts (a replay renders the
-same meme) and the client sees them in the meme's status. The caption model answers within
-AI_CAPTION_TIMEOUT_S or the heuristic does, so a request is never refused for lack of a model.
+same meme) and the client sees them in the meme's status. The caption comes from an inference
+worker (api/inference.py) within INFERENCE_CAPTION_DEADLINE_S or from the heuristic, so a
+request is never refused for lack of a model.
 Uploaded templates are captioned like catalogue ones: their boxes come from PostgreSQL
 (api/template_lookup.py), the table generation validates them against.
 """
@@ -21,8 +22,8 @@ async def fill_empty_boxes(body: GenerateRequest, services: Services) -> Generat
     if template is None:
         return body  # the caller's validation answers 422 for an unknown template
     limit = services.settings.max_text_length
-    if services.ai is not None:
-        texts, _ = await services.ai.captions.fill(template, body.texts, body.topic)
+    if services.inference is not None:
+        texts = await services.inference.fill(template, body.texts, body.topic)
     else:
         topic = body.topic or " / ".join(t for t in body.texts if t.strip()) or template.name
         suggestion = heuristics.caption(topic, len(template.boxes)).texts

@@ -10,8 +10,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.data_layer import DataLayer
 from api.feed import FeedRelay
+from api.inference import InferenceClient
 from api.template_lookup import TemplateLookup
-from domain.ai.service import AIService
+from domain.ai.suggest import TemplateSuggester
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
@@ -29,7 +30,10 @@ class Services:
     catalog: TemplateCatalog
     data: DataLayer | None = None  # Redis, users, votes, templates, views, analytics
     feed: FeedRelay | None = None  # the live feed relay (api/feed), started by the lifespan
-    ai: AIService | None = None  # captions and template suggestions (domain/ai), lazy models
+    # AI through the inference workers (api/inference.py): this process loads no model.
+    inference: InferenceClient | None = None
+    # Image suggestions (hashes) and the keyword fallback of text suggestions; no model.
+    suggester: TemplateSuggester | None = None
     # Catalogue and uploaded templates for the AI features (uploads from PostgreSQL, cached).
     template_lookup: TemplateLookup = field(default_factory=TemplateLookup)
 

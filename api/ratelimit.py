@@ -4,6 +4,7 @@ Reads (GET, HEAD) and writes have separate budgets (`RATE_LIMIT_READS_PER_MINUTE
 `RATE_LIMIT_WRITES_PER_MINUTE`), bursts up to the per-minute budget. A refused request gets 429
 problem+json with `Retry-After`; every limited response carries `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` (IETF draft names).
+Expensive routes (AI, template uploads) also spend a budget of cost units (`charge`).
 Redis down: limits fail OPEN (requests pass, unlimited) — availability of reads and generation
 matters more than exact limits for the minutes Redis is away; the log says so. A busy Redis pool
 first queues the check (REDIS_POOL_TIMEOUT_S); only past that deadline does it fail open, logged
@@ -61,6 +62,46 @@ async def hit(services: Services, principal: Principal, *, write: bool) -> Decis
     if not decision.allowed:
         RATE_LIMITED.labels(scope="user" if principal.authenticated else "ip").inc()
     return decision
+
+
+async def charge(request: Request, services: Services, *, units: int, what: str) -> None:
+    """Spends `units` of the caller's budget for expensive routes (AI and uploads,
+    RATE_LIMIT_AI_UNITS_PER_MINUTE per user, or per IP when anonymous); 429 when it is spent.
+
+    The route prices the request (a caption by its template's boxes), so this runs in the
+    handler, after the write limit. Its decision's RateLimit headers replace the write limit's
+    on the response: they are the ones a client of these routes runs into. A cost above the
+    whole budget is charged as the whole budget (allowed once it is full again). Redis down:
+    fails open like every limit; the inference workers drop what they cannot serve in time.
+    """
+    settings = services.settings
+    if not settings.rate_limit_enabled or services.data is None:
+        return
+    principal = await get_principal(request)
+    budget = settings.rate_limit_ai_units_per_minute
+    cost = max(1, min(units, budget))
+    try:
+        decision: Decision = await services.data.limiter.hit(
+            f"cost:{principal.limit_key}", limit=budget, cost=cost
+        )
+    except REDIS_ERRORS as exc:
+        log.warning("cost limit not applied (Redis unavailable, failing open): %s", exc)
+        return
+    request.state.rate_limit = decision
+    if decision.allowed:
+        return
+    scope = "user" if principal.authenticated else "ip"
+    RATE_LIMITED.labels(scope=scope).inc()
+    retry = retry_after(decision)
+    raise Problem(
+        429,
+        "rate-limited",
+        "Too many expensive requests",
+        f"{what} costs {cost} of {budget} units per minute per {scope}; {decision.remaining} left",
+        headers={**limit_headers(decision), "Retry-After": str(retry)},
+        retry_after=retry,
+        cost=cost,
+    )
 
 
 def retry_after(decision: Decision) -> int:

@@ -70,9 +70,12 @@ class TemplateLookup:
         return template
 
     async def refresh_suggestions(self, services: Services) -> None:
-        """Hands the uploads stored since the last read to the suggester. Best effort: with
-        PostgreSQL down, suggestions rank what they had (the catalogue at least)."""
-        if services.ai is None or services.data is None or time.monotonic() < self._next_refresh:
+        """Hands the uploads stored since the last read to the API's model-less suggester, whose
+        keyword ranking answers when no inference worker does (the worker reads its own,
+        streams/inference_uploads.py). Best effort: with PostgreSQL down, suggestions rank
+        what they had (the catalogue at least)."""
+        suggester = services.suggester
+        if suggester is None or services.data is None or time.monotonic() < self._next_refresh:
             return
         async with self._refreshing:
             if time.monotonic() < self._next_refresh:
@@ -84,7 +87,7 @@ class TemplateLookup:
             except DB_ERRORS as exc:
                 log.warning("uploaded templates not refreshed for suggestions: %s", exc)
             else:
-                services.ai.suggester.add_uploads(r.to_template() for r in records)
+                suggester.add_uploads(r.to_template() for r in records)
                 if records:
                     newest = records[-1].created_at
                     self._newest = max(self._newest, newest) if self._newest else newest

@@ -192,7 +192,8 @@ DLQ_MESSAGES = _counter(
 )
 QUEUE_DEPTH = _gauge(
     "queue_depth",
-    "Items waiting in an in-process queue (render_pool, inference, feed, analytics).",
+    "Items waiting in an in-process queue (render_pool, inference, inference_requests, feed,"
+    " analytics).",
     ("queue",),
     "livesum",
 )
@@ -262,6 +263,25 @@ AI_MODEL_EVICTIONS = _counter(
     "ai_model_evictions_total",
     "Models dropped from memory to stay within the budget.",
     ("model",),
+)
+INFERENCE_REQUESTS = _counter(
+    "inference_requests_total",
+    "Requests the inference workers took from NATS, by task and outcome (answered, expired:"
+    " dropped unrun or unanswered past its deadline, error: unreadable).",
+    ("task", "outcome"),
+)
+INFERENCE_EXPIRED = _counter(
+    "inference_expired_total",
+    "Requests an inference worker dropped because their deadline passed, by where it found"
+    " that: received (before queueing), queued (waiting for a slot), running (in the batcher"
+    " or the model; a batch not yet started drops it).",
+    ("task", "stage"),
+)
+INFERENCE_CLIENT = _counter(
+    "inference_client_total",
+    "The API's inference requests, by task and outcome (reply; deadline, no_worker, unavailable"
+    " and error answered with the heuristic).",
+    ("task", "outcome"),
 )
 MODERATION_DECISIONS = _counter(
     "moderation_decisions_total",

@@ -206,6 +206,23 @@ class Settings(BaseSettings):
     # false: a meme made from a catalogue template reuses its template's image score (its only
     # user-made pixels are the texts, which are moderated); true: every rendered image is scored.
     moderation_image_every_meme: bool = False
+    # Inference leaves the API (streams/inference.py): the API asks the `inference` workers over
+    # NATS request-reply on `<INFERENCE_SUBJECT>.<task>` (one queue group shares the work) and
+    # waits at most the deadline below, then answers with the heuristic. A worker drops a request
+    # whose deadline passed before running it; it runs at most INFERENCE_CONCURRENCY at once.
+    inference_subject: str = Field(
+        "memestream.inference", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+    )
+    inference_deadline_s: float = Field(2.0, gt=0, le=120)
+    inference_caption_deadline_s: float = Field(10.0, gt=0, le=120)
+    inference_concurrency: int = Field(64, ge=1, le=10_000)
+    # Cost-aware limits of the expensive routes, per user (or IP when anonymous): a budget of
+    # units per minute; a caption costs RATE_LIMIT_CAPTION_UNITS_PER_BOX per box of its template
+    # (at least 1), a text or image suggestion and a template upload a fixed number of units.
+    rate_limit_ai_units_per_minute: int = Field(120, ge=1)
+    rate_limit_caption_units_per_box: int = Field(1, ge=1)
+    rate_limit_suggest_units: int = Field(2, ge=1)
+    rate_limit_upload_units: int = Field(10, ge=1)
 
     # Local stack and tests.
     stack_dir: Path = Path(".stack")

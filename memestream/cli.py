@@ -1,9 +1,9 @@
 """The `memestream` command: run the local stack, the API and the workers.
 
 `memestream up` is the one command a developer needs: it starts every store, migrates
-Postgres, creates the Kafka topics, registers the schemas, then runs the API and a render
-worker until Ctrl-C, which stops what `up` started (stores that were already running are
-left running).
+Postgres, creates the Kafka topics, registers the schemas, then runs the API and a worker of
+every role (render, trending, analytics, inference) until Ctrl-C, which stops what `up`
+started (stores that were already running are left running).
 `up --detach` leaves everything in the background; `down` stops it all.
 
 Migrations and topic creation are imported inside their commands, so the stack
@@ -31,7 +31,7 @@ from memestream.schemas_cli import app as schemas_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
 from memestream.stack.process import ManagedProcess, ServiceError
-from streams.roles import ROLES
+from streams.roles import WORKER_ROLES
 
 app = typer.Typer(
     help="Memestream: a meme platform built as a streaming data platform.",
@@ -158,7 +158,7 @@ def _app_processes(settings: Settings, stack: Stack) -> list[ManagedProcess]:
     """The API and every worker that has a pid file (or is the default render worker)."""
     procs: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
     run_dir = stack.layout.root / "run"
-    roles = set(ROLES)
+    roles = set(WORKER_ROLES)
     if run_dir.is_dir():
         roles |= {p.stem.removeprefix("worker-") for p in run_dir.glob("worker-*.pid")}
     procs += [WorkerProcess(settings, stack.layout, role) for role in sorted(roles)]
@@ -226,7 +226,7 @@ def up(
     """Start the stack, migrate, create topics, run the API and every worker; Ctrl-C stops."""
     settings = get_settings()
     stack = Stack(settings)
-    roles = role or list(ROLES)
+    roles = role or list(WORKER_ROLES)
     before = {st.name: st.state for st in stack.status()}
     started_here = [name for name, state in before.items() if state != State.RUNNING]
     apps: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]

@@ -1,11 +1,12 @@
-"""`python -m streams worker --role render`: run one role's Faust worker."""
+"""`python -m streams worker --role render`: run one role's worker (Faust, or the inference
+role's NATS server, streams/inference.py)."""
 
 from __future__ import annotations
 
 import typer
 
 from domain.settings import get_settings
-from streams.roles import ROLES
+from streams.roles import INFERENCE, ROLES, WORKER_ROLES
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -17,10 +18,16 @@ def main() -> None:
 
 @cli.command()
 def worker(
-    role: str = typer.Option("render", help=f"one of: {', '.join(ROLES)}"),
+    role: str = typer.Option("render", help=f"one of: {', '.join(WORKER_ROLES)}"),
     loglevel: str = typer.Option("info"),
 ) -> None:
     """Run the worker of one role until stopped (SIGTERM or Ctrl-C)."""
+    if role == INFERENCE:
+        from streams.inference import main as serve_inference
+
+        serve_inference(get_settings())
+        return
+
     import mode.loop
 
     from streams.app import create_app, create_worker
@@ -30,7 +37,7 @@ def worker(
     mode.loop.use("uvloop")
 
     if role not in ROLES:
-        raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(WORKER_ROLES)}")
     app = create_app(ROLES[role], get_settings())
     create_worker(app, loglevel).execute_from_commandline()
 

@@ -10,6 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # budget: limits no suite trips (tests/test_rate_limit.py sets low ones on its own app).
 os.environ.setdefault("RATE_LIMIT_READS_PER_MINUTE", "1000000")
 os.environ.setdefault("RATE_LIMIT_WRITES_PER_MINUTE", "1000000")
+os.environ.setdefault("RATE_LIMIT_AI_UNITS_PER_MINUTE", "1000000")
+# The session's own inference subjects: its API and inference workers never answer (or ask)
+# a running `memestream up` or another test session on the shared NATS.
+os.environ.setdefault("INFERENCE_SUBJECT", f"memestream-test-{uuid.uuid4().hex[:8]}.inference")
 
 from collections.abc import Iterator
 
@@ -49,13 +53,27 @@ def stack_settings() -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def api_url(stack_settings: Settings) -> Iterator[str]:
+def api_process(stack_settings: Settings) -> Iterator[tuple[str, int]]:
+    """The API as a subprocess: its URL and pid."""
     port = processes.free_port()
     env = environment(stack_settings) | {"API_PORT": str(port)}
     args = ["-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)]
     with processes.process("api", args, env) as proc:
         url = f"http://127.0.0.1:{port}"
         processes.wait_for_http(f"{url}/health", proc)
+        yield url, proc.pid
+
+
+@pytest.fixture(scope="session")
+def api_url(api_process: tuple[str, int]) -> str:
+    return api_process[0]
+
+
+@pytest.fixture(scope="session")
+def inference_worker(stack_settings: Settings) -> Iterator[str]:
+    """An inference worker subprocess on the session's subjects, with whatever models are
+    installed (the packaged ones in CI); yields its web URL (`/metrics`, `/health`)."""
+    with processes.inference_worker(environment(stack_settings)) as url:
         yield url
 
 

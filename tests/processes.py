@@ -38,10 +38,10 @@ def free_port() -> int:
 def worker_web_port(role: str) -> tuple[int, str]:
     """A free port for a role's worker, and the WORKER_WEB_PORT that makes it bind there
     (streams/app.py offsets the base by the role's index)."""
-    from streams.roles import ROLES
+    from streams.roles import WORKER_ROLES
 
     port = free_port()
-    return port, str(port - list(ROLES).index(role))
+    return port, str(port - WORKER_ROLES.index(role))
 
 
 def log_path(name: str) -> Path:
@@ -180,3 +180,34 @@ def memestream_api(settings: Any, name: str, **env: str) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/health", proc)
         yield url
+
+
+@contextmanager
+def inference_worker(env: Mapping[str, str], timeout: float = 300.0) -> Iterator[str]:
+    """An inference worker subprocess (`python -m streams worker --role inference`) with `env`
+    on top of the test's; yields its web URL once `/health` says it has joined the queue group
+    (after warming its models)."""
+    from streams.roles import INFERENCE
+
+    port, base = worker_web_port(INFERENCE)
+    args = ["-m", "streams", "worker", "--role", INFERENCE]
+    with process("worker-inference", args, {**env, "WORKER_WEB_PORT": base}) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/health", proc, timeout=timeout)
+        yield url
+
+
+def metric_value(url: str, name: str, **labels: str) -> float:
+    """One sample of a process' `/metrics` (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series == name and not wanted:
+            return float(value)
+        if series.startswith(f"{name}{{"):
+            got = ",".join(sorted(series[len(name) + 1 : -1].split(",")))
+            if got == wanted:
+                return float(value)
+    return 0.0

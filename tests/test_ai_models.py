@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -414,3 +415,38 @@ async def test_a_corrupt_image_in_a_batch_fails_only_itself(manager: ModelManage
     verdicts = await asyncio.gather(*(Moderator(manager).check_image(i) for i in images))
     assert [v.source for v in verdicts] == ["vit-tiny", "heuristic", "vit-tiny"]
     assert verdicts[1].label == "unreadable"
+
+
+def test_caption_generation_stops_at_the_latest_deadline_of_its_batch(
+    tiny_models: TinyModels,
+) -> None:
+    """A batch whose callers have all given up stops generating (the inference worker's
+    requests carry deadlines), instead of holding the model for tokens nobody reads."""
+    from domain.ai.backends import CausalLM
+
+    model = CausalLM(_spec("gpt2-tiny", ModelKind.CAUSAL_LM, tiny_models.gpt2, SMALL), 1)
+    prompt = model.prompt("You write captions.", "Topic: coffee. Two lines.")
+    free = model.generate([prompt], 60)[0]
+    bounded = model.generate([prompt], 60, max_time=0.0)[0]
+    tokens = model.tokenizer
+    assert len(tokens(bounded)["input_ids"]) <= 2 < len(tokens(free)["input_ids"])
+
+    seen: list[float | None] = []
+    generate = model.generate
+
+    def recording(prompts: Sequence[str], max_new: int, max_time: float | None = None) -> list[str]:
+        seen.append(max_time)
+        return generate(prompts, max_new, max_time=max_time)
+
+    model.generate = recording  # type: ignore[method-assign]
+    runner = caption_runner(_settings())
+    now = time.time()
+    batch = [
+        CaptionRequest("coffee", "drake", "Drake", "", 2, deadline=now - 1),
+        CaptionRequest("tea", "drake", "Drake", "", 2, deadline=now + 0.5),
+    ]
+    results = runner.run(model, batch)
+    assert len(results) == 2
+    assert seen[0] is not None and 0 < seen[0] <= 0.5  # the later deadline bounds the batch
+    runner.run(model, [CaptionRequest("coffee", "drake", "Drake", "", 2)])
+    assert seen[1] is None  # no deadline (the render worker's callers): no bound

@@ -94,7 +94,7 @@ def test_rejected_flagged_and_clean_memes(api_url: str, stack_settings: Settings
 
 
 @pytest.mark.e2e
-@pytest.mark.usefixtures("render_worker")
+@pytest.mark.usefixtures("render_worker", "inference_worker")
 def test_auto_caption_fills_the_empty_boxes(api_url: str) -> None:
     boxes = len(TemplateCatalog.default().get("expanding-brain").boxes)
     with httpx.Client(base_url=api_url, timeout=120) as client:

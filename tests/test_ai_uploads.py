@@ -1,8 +1,10 @@
 """Uploaded templates in the AI features: captions, auto_caption and text suggestions.
 
-The API runs in-process against the real stores with the tiny random models of
-`tests/ai_fixtures.py` (AI_MODEL_DIRS), so the model paths run, not only the heuristics;
-quality is not judged, only shapes, membership and the embedding cache.
+The API runs in-process against the real stores, and an inference worker subprocess on
+subjects of this module with the tiny random models of `tests/ai_fixtures.py` (AI_MODEL_DIRS),
+so the model paths run, not only the heuristics; quality is not judged, only shapes,
+membership and the embedding cache. Captions carry the upload's boxes in the request; the
+worker reads uploads for text suggestions from PostgreSQL itself (streams/inference_uploads.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,6 +29,8 @@ from domain.settings import Settings
 from domain.templates import Template, TemplateCatalog, TextBox
 from tests.ai_fixtures import CORPUS, TinyModels
 from tests.data_helpers import register
+from tests.processes import inference_worker
+from tests.services import environment
 
 BOXES = [
     {"x": 10, "y": 10, "width": 280, "height": 40},
@@ -39,18 +44,25 @@ def client(
     stack_settings: Settings, tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     tiny = {"caption": tiny_models.gpt2, "suggest": tiny_models.bert}
+    subject = f"memestream-test-{uuid.uuid4().hex[:8]}.inference"
+    worker_env = environment(stack_settings) | {
+        "INFERENCE_SUBJECT": subject,
+        "AI_MODEL_SIZE": "small",
+        "AI_MODEL_DIRS": json.dumps({f"{t}:small": str(p) for t, p in tiny.items()}),
+        "AI_TIMEOUT_S": "30",
+        "AI_CAPTION_TIMEOUT_S": "30",
+        "AI_CAPTION_TOKENS_PER_BOX": "6",
+        "AI_TORCH_THREADS": "1",
+    }
     settings = stack_settings.model_copy(
         update={
-            "ai_model_size": "small",
-            "ai_model_dirs": {f"{task}:small": path for task, path in tiny.items()},
-            "ai_timeout_s": 30.0,
-            "ai_caption_timeout_s": 30.0,
-            "ai_caption_tokens_per_box": 6,
-            "ai_torch_threads": 1,
+            "inference_subject": subject,
+            "inference_deadline_s": 30.0,
+            "inference_caption_deadline_s": 30.0,
             "upload_tmp_dir": tmp_path_factory.mktemp("ai-uploads"),
         }
     )
-    with TestClient(create_app(settings)) as client:
+    with inference_worker(worker_env), TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -129,20 +141,32 @@ def test_auto_caption_fills_the_boxes_of_an_uploaded_template(
     assert all(t.strip() for t in meme["texts"])
 
 
+def suggest_until_first(client: TestClient, template: dict[str, Any]) -> dict[str, Any]:
+    """The suggestion for the template's own document, asked again until the worker's next
+    upload refresh (at most every 5 s) has read it, or 15 s passed."""
+    deadline = time.monotonic() + 15
+    while True:
+        response = client.post(
+            "/api/templates/suggest", json={"text": document(template), "limit": 20}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["templates"][0]["template_id"] == template["id"] or time.monotonic() > deadline:
+            return body
+        time.sleep(0.5)
+
+
 def test_text_suggestions_rank_uploaded_templates(client: TestClient, user: dict[str, Any]) -> None:
-    client.app.state.services.template_lookup.refresh_s = 0.0  # type: ignore[attr-defined]
     first = upload(client, user, unique_words(6), unique_words(2).replace(" ", ", "))
-    response = client.post("/api/templates/suggest", json={"text": document(first), "limit": 20})
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = suggest_until_first(client, first)
     assert body["source"] == "bert-tiny"  # the model ranked them, with the uploads' rows
     best = body["templates"][0]
     assert (best["template_id"], best["name"]) == (first["id"], first["name"])
     assert best["score"] == pytest.approx(1.0, abs=1e-3)
-    # Later uploads join at the next refresh (at most every 5 s; at every request here).
+    # Later uploads join at the worker's next refresh (at most every 5 s).
     second = upload(client, user, unique_words(6), unique_words(2).replace(" ", ", "))
-    again = client.post("/api/templates/suggest", json={"text": document(second), "limit": 20})
-    assert again.json()["templates"][0]["template_id"] == second["id"]
+    again = suggest_until_first(client, second)
+    assert again["templates"][0]["template_id"] == second["id"]
 
 
 class CountingEmbedder:

@@ -29,7 +29,7 @@ from PIL import Image
 from domain.settings import PROJECT_ROOT, ServiceProvider, Settings, get_settings
 from domain.templates import TemplateCatalog
 from memestream.stack import Stack
-from streams.roles import RENDER
+from streams.roles import INFERENCE, RENDER
 from tests import processes
 from tests.services import environment, services
 
@@ -160,6 +160,47 @@ def test_up_detach_serves_a_meme_and_down_stops_only_what_up_started(
         # The shared stores outlive `down`: they were never this run's to stop.
         statuses = {st.name: st for st in Stack(shared).status(STORES)}
         assert all(st.up for st in statuses.values()), statuses
+    finally:
+        leftover = [proc for proc in _started(stack_dir).values() if not _gone(proc)]
+        if leftover:  # a failed run: stop what this test's `up` started, by pid
+            _memestream(env, "down", timeout=60)
+            for proc in leftover:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+
+
+def test_up_starts_the_inference_worker_and_down_stops_it(shared: Settings, tmp_path: Path) -> None:
+    """`up` runs the inference role (the API's captions reach it over NATS) and `down` stops
+    it like the others."""
+    env = _private_env(shared, tmp_path)
+    web_port, env["WORKER_WEB_PORT"] = processes.worker_web_port(INFERENCE)
+    stack_dir = Path(env["STACK_DIR"])
+    api = f"http://127.0.0.1:{env['API_PORT']}"
+    worker = f"http://127.0.0.1:{web_port}"
+    try:
+        up = _memestream(env, "up", "--detach", "--role", INFERENCE, timeout=60)
+        started = _started(stack_dir)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert set(started) == {"api", f"worker-{INFERENCE}"}, started
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{worker}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        caption = httpx.post(
+            f"{api}/api/meme/caption", json={"template_id": "drake", "topic": "up"}, timeout=30
+        )
+        assert caption.status_code == 200, caption.text
+        answered = processes.metric_value(
+            worker, "memestream_inference_requests_total", task="caption", outcome="answered"
+        )
+        assert answered == 1, "the caption did not reach the inference worker"
+        down = _memestream(env, "down", timeout=60)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert all(_gone(proc) for proc in started.values()), started
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{worker}/health", timeout=2)
     finally:
         leftover = [proc for proc in _started(stack_dir).values() if not _gone(proc)]
         if leftover:  # a failed run: stop what this test's `up` started, by pid

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from domain.settings import Settings
-from streams.roles import ROLES
+from streams.roles import INFERENCE, ROLES, WORKER_ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -121,7 +121,7 @@ def test_app_variables_are_settings_with_valid_values() -> None:
         Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})
 
 
-@pytest.mark.parametrize("service", ["api", *(f"worker-{r}" for r in ROLES)])
+@pytest.mark.parametrize("service", ["api", *(f"worker-{r}" for r in WORKER_ROLES)])
 def test_every_store_url_points_at_a_service_port(service: str) -> None:
     values = env(service)
     missing = URL_FIELDS - set(values)
@@ -193,7 +193,12 @@ def test_workers_are_the_roles() -> None:
     workers = {
         n.removeprefix("worker-"): s for n, s in services().items() if n.startswith("worker-")
     }
-    assert set(workers) == set(ROLES)
+    assert set(workers) == set(WORKER_ROLES)
+    inference = workers[INFERENCE]
+    assert inference["command"] == ["python", "-m", "streams", "worker", "--role", INFERENCE]
+    port = int(env(f"worker-{INFERENCE}")["WORKER_WEB_PORT"]) + WORKER_ROLES.index(INFERENCE)
+    assert port in exposed(f"worker-{INFERENCE}")
+    assert f"{port}/health" in " ".join(inference["healthcheck"]["test"])
     for index, (role, svc) in enumerate(ROLES.items()):
         service = workers[role]
         assert service["command"] == ["python", "-m", "streams", "worker", "--role", role]
@@ -225,7 +230,7 @@ def test_prometheus_scrapes_the_api_and_every_worker() -> None:
         for target in static["targets"]
     }
     want = {f"api:{env('api')['API_PORT']}"}
-    for index, role in enumerate(ROLES):
+    for index, role in enumerate(WORKER_ROLES):
         want.add(f"worker-{role}:{int(env(f'worker-{role}')['WORKER_WEB_PORT']) + index}")
     assert want <= targets
     for target in targets - {"localhost:9090"}:

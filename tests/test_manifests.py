@@ -35,7 +35,7 @@ from producers.topics import (
     MEME_VOTES,
 )
 from producers.writers import WRITERS
-from streams.roles import ROLES
+from streams.roles import INFERENCE, ROLES, WORKER_ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 STRIMZI = ROOT / "deploy" / "strimzi"
@@ -372,17 +372,26 @@ def test_deployments_have_the_plans_resources_and_env() -> None:
     }
     config = by_name("ConfigMap")["memestream-config"]["data"]
     users = by_name("KafkaUser")
+    # What only a Kafka client needs: its brokers and the registry naming its topics' schemas.
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL"}
     for doc in app_deployments():
         (container,) = doc["spec"]["template"]["spec"]["containers"]
         assert container["resources"] == plan, doc["metadata"]["name"]
         env = {e["name"]: e for e in container["env"]}
-        assert required | urls <= set(env), doc["metadata"]["name"]
         for entry in env.values():
             ref = entry.get("valueFrom", {}).get("configMapKeyRef")
             if ref and ref["name"] == "memestream-config" and not ref.get("optional"):
                 assert ref["key"] in config, ref
-        password = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
-        assert password == env["KAFKA_SASL_USERNAME"]["value"] and password in users
+        if doc["metadata"]["name"] == f"memestream-{INFERENCE}":
+            # Reads no topic: no Kafka address, no Kafka credentials (no KafkaUser to leak).
+            assert required | (urls - kafka) <= set(env), doc["metadata"]["name"]
+            assert not {name for name in env if name.startswith("KAFKA_")}
+            threads = env["AI_TORCH_THREADS"]["valueFrom"]
+            assert threads == env["WORKER_THREADS"]["valueFrom"], "threads follow the CPU limit"
+        else:
+            assert required | urls <= set(env), doc["metadata"]["name"]
+            password = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+            assert password == env["KAFKA_SASL_USERNAME"]["value"] and password in users
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
     for key, value in config.items():
@@ -392,7 +401,7 @@ def test_deployments_have_the_plans_resources_and_env() -> None:
 
 def test_a_deployment_per_role_and_the_api() -> None:
     deployments = {d["metadata"]["name"]: d for d in app_deployments()}
-    assert set(deployments) == {"memestream-api"} | {f"memestream-{r}" for r in ROLES}
+    assert set(deployments) == {"memestream-api"} | {f"memestream-{r}" for r in WORKER_ROLES}
     assert set(by_name("Deployment")) - set(deployments) == {"memestream-schema-registry"}
     api = deployments["memestream-api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["args"][:2] == ["memestream", "api"]  # memestream/stack/apps.py's uvicorn
@@ -406,7 +415,7 @@ def test_a_deployment_per_role_and_the_api() -> None:
         env = {e["name"]: e for e in container["env"]}
         assert env["KAFKA_SASL_USERNAME"]["value"] == spec.group_id
         port = container["ports"][0]["containerPort"]
-        assert port == int(env["WORKER_WEB_PORT"]["value"]) + list(ROLES).index(role)
+        assert port == int(env["WORKER_WEB_PORT"]["value"]) + WORKER_ROLES.index(role)
         assert deployments[f"memestream-{role}"]["spec"]["template"]["metadata"]["annotations"][
             "prometheus.io/port"
         ] == str(port)
@@ -435,9 +444,47 @@ def test_the_schema_registry_runs_on_postgres_and_every_app_uses_it() -> None:
         assert f"{key}=" in stores
     assert f"currentSchema={REGISTRY_DB_SCHEMA}" in stores
     for name, app in containers():
+        if name == f"memestream-{INFERENCE}":
+            continue  # reads and writes no topic (test_the_inference_deployment_serves_nats...)
         app_env = {e["name"]: e for e in app["env"]}
         url = app_env["SCHEMA_REGISTRY_URL"]["value"]
         assert url == f"http://memestream-schema-registry:{port}/apis/ccompat/v7", name
+
+
+def test_the_inference_deployment_serves_nats_not_kafka() -> None:
+    name = f"memestream-{INFERENCE}"
+    deployment = by_name("Deployment")[name]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["python", "-m", "streams", "worker", "--role", INFERENCE]
+    env = {e["name"]: e for e in container["env"]}
+    port = container["ports"][0]["containerPort"]
+    assert port == int(env["WORKER_WEB_PORT"]["value"]) + WORKER_ROLES.index(INFERENCE)
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(
+        port
+    )
+    # Ready only once its models are warm and it joined the queue group.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert "NATS_URL" in env and "replicas" not in deployment["spec"], "KEDA owns replicas"
+    assert name not in by_name("KafkaUser")
+
+
+def test_inference_scales_on_requests_in_flight_and_cpu() -> None:
+    """NATS core request-reply keeps no backlog KEDA could read: the role scales on what its
+    workers report (requests in flight, items in their batchers) and on CPU."""
+    scaled = by_name("ScaledObject")[f"memestream-{INFERENCE}"]["spec"]
+    assert scaled["scaleTargetRef"]["name"] in by_name("Deployment")
+    types = sorted(t["type"] for t in scaled["triggers"])
+    assert types == ["cpu", "prometheus"]
+    (prometheus,) = (t for t in scaled["triggers"] if t["type"] == "prometheus")
+    query = prometheus["metadata"]["query"]
+    names = set(re.findall(r"memestream_[a-z0-9_]+", query))
+    assert names and names <= set(metrics.series_labels()), names
+    assert 'component="inference"' in query and "inference_requests" in query
+    assert float(prometheus["metadata"]["threshold"]) > 0
+    (cpu,) = (t for t in scaled["triggers"] if t["type"] == "cpu")
+    assert cpu["metricType"] == "Utilization" and 0 < int(cpu["metadata"]["value"]) <= 100
+    assert 1 <= scaled["minReplicaCount"] < scaled["maxReplicaCount"]
+    assert "fallback" not in scaled, "KEDA's fallback does not apply to CPU triggers"
 
 
 def test_api_hpa_and_pdbs() -> None:

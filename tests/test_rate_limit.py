@@ -8,19 +8,24 @@ The app here runs on Redis database 9, flushed first, so other suites' traffic (
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from api.app import create_app
 from domain.settings import Settings
 from sinks.redis import create_redis
 from sinks.redis.ratelimit import RateLimiter
+from tests.data_helpers import register
 
 DRAKE = {"template_id": "drake", "texts": ["a", "b"]}
+BIG = 20  # boxes of the expensive template
 
 
 def private_redis(settings: Settings) -> Settings:
@@ -96,6 +101,74 @@ def test_429_problem_with_headers_then_separate_budgets(
     # Writes have their own budget; headers also reach raw (non-JSON-model) responses.
     accepted = limited.post("/api/meme/generate", json=DRAKE)
     assert accepted.status_code == 202 and accepted.headers["ratelimit-limit"] == "3"
+
+
+@pytest.fixture
+def priced(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """AI routes and uploads on a budget of 30 units a minute; no inference worker listens on
+    its subjects, so the heuristics answer at once (the price is the same)."""
+    settings = private_redis(stack_settings).model_copy(
+        update={
+            "rate_limit_ai_units_per_minute": 30,
+            "rate_limit_upload_units": 1,
+            "inference_subject": f"memestream-test-{uuid.uuid4().hex[:8]}.inference",
+            "upload_tmp_dir": tmp_path_factory.mktemp("priced-uploads"),
+        }
+    )
+    flush(settings)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _big_template(client: TestClient, headers: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 40 * BIG), (90, 90, 200)).save(buffer, "PNG")
+    boxes = [{"x": 10, "y": 40 * i + 5, "width": 380, "height": 30} for i in range(BIG)]
+    response = client.post(
+        "/api/templates",
+        headers=headers,
+        data={"name": f"Tall {uuid.uuid4().hex[:6]}", "boxes": json.dumps(boxes)},
+        files={"file": ("t.png", buffer.getvalue(), "image/png")},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["ratelimit-limit"] == "30"  # the upload spent the cost budget
+    return response.json()["id"]
+
+
+def test_ai_routes_spend_a_budget_weighted_by_cost(priced: TestClient) -> None:
+    user = register(priced, "rlai")
+    priced.cookies.clear()
+    headers = user["headers"]
+    big = _big_template(priced, headers)  # 1 unit: 29 left
+
+    def caption(template_id: str) -> Any:
+        body = {"template_id": template_id, "topic": "costs"}
+        return priced.post("/api/meme/caption", json=body, headers=headers)
+
+    small = caption("drake")  # 2 boxes
+    assert small.status_code == 200 and small.headers["ratelimit-limit"] == "30"
+    assert small.headers["ratelimit-policy"] == "30;w=60"
+    large = caption(big)  # 20 boxes
+    assert large.status_code == 200 and len(large.json()["texts"]) == BIG
+    spent_small = 29 - int(small.headers["ratelimit-remaining"])
+    spent_large = int(small.headers["ratelimit-remaining"]) - int(
+        large.headers["ratelimit-remaining"]
+    )
+    assert (spent_small, spent_large) == (2, BIG)  # a 20-box caption costs ten 2-box ones
+    refused = caption(big)  # 7 units left: not enough for 20
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    body = refused.json()
+    assert body["type"].endswith("/rate-limited") and body["cost"] == BIG
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-remaining"] == "7"
+    assert caption("drake").status_code == 200  # a cheaper one still fits
+    # Anonymous callers have a budget per IP; a suggestion costs a fixed 2 units.
+    suggestions = [priced.post("/api/templates/suggest", json={"text": "cats"}) for _ in range(16)]
+    assert [r.status_code for r in suggestions] == [200] * 15 + [429]
+    assert suggestions[0].headers["ratelimit-remaining"] == "28"
 
 
 def test_authenticated_users_are_limited_per_user_not_per_ip(limited: TestClient) -> None:

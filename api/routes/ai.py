@@ -4,8 +4,14 @@
 topic. `POST /api/templates/suggest` ranks templates for a text (JSON or form field `text`),
 uploaded ones included (api/template_lookup.py), or catalogue templates for an uploaded image
 (form field `image`): by embedding similarity for text, by perceptual hash for images. Both
-always answer: when a model is missing, slow or failing, the rule-based fallback answers and
-`source` says `heuristic`.
+always answer: the models run in the inference workers (api/inference.py); when none answers
+by the deadline, the rule-based fallback does here and `source` says `heuristic`. Image
+suggestions stay in this process: a 64-bit hash per catalogue template, no model.
+
+Both routes are limited twice: the write limit per request, and the cost budget
+(`api.ratelimit.charge`, RATE_LIMIT_AI_UNITS_PER_MINUTE): a caption costs
+RATE_LIMIT_CAPTION_UNITS_PER_BOX per box of its template (generation time grows with it), a
+suggestion RATE_LIMIT_SUGGEST_UNITS.
 """
 
 from __future__ import annotations
@@ -18,15 +24,19 @@ from fastapi import APIRouter, Request
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from api.dependencies import ServicesDep
-from api.problems import Problem, problem_responses, unavailable
+from api.dependencies import Services, ServicesDep
+from api.inference import InferenceClient
+from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
+from api.ratelimit import RateLimited, charge
 from api.text_fields import StoredText
-from domain.ai.service import AIService
+from domain.ai.suggest import TemplateSuggester
 from domain.ai.types import Suggestion
 from domain.rendering.decode import decode
 from domain.rendering.errors import ImageTooLarge, RenderError, TooManyFrames, UnsupportedImage
 
-router = APIRouter(tags=["ai"])
+router = APIRouter(
+    tags=["ai"], dependencies=[RateLimited], responses=problem_responses(*LIMITED_STATUSES)
+)
 MAX_LIMIT = 20
 #: Longest side the suggester needs (its hash is 9 x 8 pixels); JPEGs decode straight to it.
 HASH_SIDE = 256
@@ -68,11 +78,15 @@ class SuggestOut(BaseModel):
     templates: list[SuggestionOut]
 
 
-def _ai(services: ServicesDep) -> AIService:
-    ai = getattr(services, "ai", None)
-    if ai is None:
+def _ai(services: Services) -> tuple[InferenceClient, TemplateSuggester]:
+    if services.inference is None or services.suggester is None:
         raise unavailable("ai")
-    return ai
+    return services.inference, services.suggester
+
+
+def caption_cost(services: Services, boxes: int) -> int:
+    """A caption's price in budget units: generation time grows with the boxes."""
+    return max(1, boxes) * services.settings.rate_limit_caption_units_per_box
 
 
 @router.post(
@@ -86,12 +100,13 @@ def _ai(services: ServicesDep) -> AIService:
         descriptions={
             400: "Malformed JSON",
             422: "Unknown template or invalid topic",
-            503: "The AI service is not running",
+            503: "The API has no inference client (AI routes off)",
         },
     ),
     summary="Suggest a caption (one text per box) for a topic and template",
 )
-async def caption(body: CaptionRequestBody, services: ServicesDep) -> CaptionOut:
+async def caption(body: CaptionRequestBody, request: Request, services: ServicesDep) -> CaptionOut:
+    inference, _ = _ai(services)
     template = await services.template_lookup.find(body.template_id, services)
     if template is None:
         raise Problem(
@@ -101,7 +116,9 @@ async def caption(body: CaptionRequestBody, services: ServicesDep) -> CaptionOut
             f"no template has the id {body.template_id!r}",
             template_id=body.template_id,
         )
-    answer = await _ai(services).captions.suggest(body.topic, template)
+    cost = caption_cost(services, len(template.boxes))
+    await charge(request, services, units=cost, what=f"a caption of {len(template.boxes)} boxes")
+    answer = await inference.caption(body.topic, template)
     return CaptionOut(
         template_id=template.id,
         texts=answer.value.texts,
@@ -145,13 +162,15 @@ SUGGEST_BODY: dict[str, Any] = {
             413: "Image too large",
             415: "Not a JPEG, PNG, GIF or WebP image",
             422: "Neither text nor image, an invalid limit, or a corrupt image",
-            503: "The AI service is not running",
+            503: "The API has no inference client (AI routes off)",
         },
     ),
     summary="Rank templates for a text (JSON or form) or an uploaded image (multipart)",
 )
 async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
-    ai = _ai(services)
+    inference, suggester = _ai(services)
+    units = services.settings.rate_limit_suggest_units
+    await charge(request, services, units=units, what="a template suggestion")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -163,7 +182,7 @@ async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
             max_bytes = services.settings.max_upload_bytes
             # Off the event loop: decoding a 25 MiB image takes long enough to stall every request.
             picture = await asyncio.to_thread(_decode, data, claimed, max_bytes)
-            ranked = await ai.suggester.from_image(picture, limit)
+            ranked = await suggester.from_image(picture, limit)
             return _out("image", "image_hash", ranked)
         text = form.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -176,7 +195,7 @@ async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
             raise Problem(400, "malformed-json", "Malformed JSON", str(exc)) from exc
         body = _body(raw)
     await services.template_lookup.refresh_suggestions(services)
-    ranked, source = await ai.suggester.from_text(body.text, body.limit)
+    ranked, source = await inference.suggest(body.text, body.limit, suggester)
     return _out("text", source, ranked)
 
 

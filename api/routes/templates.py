@@ -26,14 +26,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from api import json_depth
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
 from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
-from api.ratelimit import RateLimited
+from api.ratelimit import RateLimited, charge
 from api.text_fields import StoredText
 from api.uploads import UploadTooLarge, spooled
 from domain.rendering.decode import decode, sniff
@@ -233,6 +233,7 @@ def _default_boxes(width: int, height: int) -> list[dict[str, Any]]:
     ),
 )
 async def upload_template(
+    request: Request,
     services: ServicesDep,
     data: DataDep,
     principal: UserDep,
@@ -245,6 +246,8 @@ async def upload_template(
 ) -> TemplateOut:
     assert principal.user_id
     settings = services.settings
+    # Decoding, storing and (later) embedding an upload is expensive: it spends the cost budget.
+    await charge(request, services, units=settings.rate_limit_upload_units, what="an upload")
     folder = settings.resolved(settings.upload_tmp_dir)
     try:
         async with spooled(file, folder, settings.max_upload_bytes) as path:

@@ -131,9 +131,13 @@ class CausalLM(LoadedModel):
             )
         return f"{system}\n{user}\n"
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        """Greedy continuations of a batch of prompts (left-padded, one forward per token)."""
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int, max_time: float | None = None
+    ) -> list[str]:
+        """Greedy continuations of a batch of prompts (left-padded, one forward per token);
+        with `max_time`, generation stops after that many seconds (checked per token)."""
         encoded = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        bound = {} if max_time is None else {"max_time": max(0.0, max_time)}
         with self.torch.inference_mode():
             output = self.model.generate(
                 **encoded,
@@ -141,6 +145,7 @@ class CausalLM(LoadedModel):
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 repetition_penalty=1.3,
+                **bound,
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         return [str(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -10,6 +10,7 @@ from the heuristic, so a caption always has exactly one text per box.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,9 @@ class CaptionRequest:
     name: str
     description: str
     boxes: int
+    #: When the caller stops waiting (time.time()); a batch whose callers all have one stops
+    #: generating at the latest, so a batch nobody waits for no longer holds the model.
+    deadline: float | None = None
 
     @classmethod
     def for_template(cls, topic: str, template: Template) -> CaptionRequest:
@@ -74,7 +78,13 @@ def caption_runner(settings: Settings) -> TaskRunner[CaptionRequest, Caption]:
 
     def run(model: CausalLM, requests: Sequence[CaptionRequest]) -> list[Caption | Exception]:
         prompts = [model.prompt(SYSTEM, user_prompt(r)) for r in requests]
-        answers = model.generate(prompts, tokens_per_box * max(r.boxes for r in requests))
+        tokens = tokens_per_box * max(r.boxes for r in requests)
+        deadlines = [r.deadline for r in requests]
+        if all(d is not None for d in deadlines):
+            max_time = max(d for d in deadlines if d is not None) - time.time()
+            answers = model.generate(prompts, tokens, max_time=max_time)
+        else:
+            answers = model.generate(prompts, tokens)
         results: list[Caption | Exception] = []
         for answer, request in zip(answers, requests, strict=True):
             try:

@@ -102,6 +102,20 @@ IMAGE = TaskRunner(
 )
 
 
+def text_verdict(texts: Sequence[str], score: float, source: str, settings: Settings) -> Verdict:
+    """The verdict on a meme's texts from the model's score (0.0 and source `heuristic` when no
+    model answered, which leaves the blocklist): the stricter of the two decides."""
+    block_score, block_label = heuristics.blocklist(caption_text(texts))
+    s = settings
+    if block_score >= score and block_label is not None:
+        decision = decide(block_score, s.moderation_text_flag, s.moderation_text_reject)
+        return Verdict(decision, block_score, "blocklist", f"text: {block_label}", "blocklist")
+    decision = decide(score, s.moderation_text_flag, s.moderation_text_reject)
+    reason = "text: resembles abusive language" if decision is not Decision.OK else None
+    label = "toxic" if decision is not Decision.OK else "clean"
+    return Verdict(decision, round(score, 4), label, reason, source)
+
+
 class Moderator:
     """Scores texts and images and turns the scores into verdicts with reasons."""
 
@@ -111,19 +125,8 @@ class Moderator:
 
     async def check_text(self, texts: Sequence[str]) -> Verdict:
         text = caption_text(texts)  # the same text sentiment embeds: one embedding serves both
-        block_score, block_label = heuristics.blocklist(text)
         answer: Answer[float] = await self.manager.infer(TEXT, text)
-        s = self.settings
-        if block_score >= answer.value and block_label is not None:
-            decision = decide(block_score, s.moderation_text_flag, s.moderation_text_reject)
-            verdict = Verdict(
-                decision, block_score, "blocklist", f"text: {block_label}", "blocklist"
-            )
-        else:
-            decision = decide(answer.value, s.moderation_text_flag, s.moderation_text_reject)
-            reason = "text: resembles abusive language" if decision is not Decision.OK else None
-            label = "toxic" if decision is not Decision.OK else "clean"
-            verdict = Verdict(decision, round(answer.value, 4), label, reason, answer.source)
+        verdict = text_verdict(texts, answer.value, answer.source, self.settings)
         MODERATION_DECISIONS.labels(kind="text", decision=verdict.decision.value).inc()
         return verdict
 

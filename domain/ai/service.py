@@ -1,8 +1,10 @@
 """One object per process holding the model manager and the tasks built on it.
 
-The API and the render worker each create one (`AIService(settings, catalog)`): they share
-nothing across processes, and within a process every caller shares the manager's loaded
-models and micro-batchers, which is what makes batching across requests and agents work.
+The inference worker (streams/inference.py, for the API's requests: the API process loads no
+model) and the render worker (moderation in-stream) each create one (`AIService(settings,
+catalog)`): they share nothing across processes, and within a process every caller shares the
+manager's loaded models and micro-batchers, which is what makes batching across requests and
+agents work.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from PIL import Image
 
 from domain.ai import heuristics
 from domain.ai.backends import Embedder
-from domain.ai.manager import Answer, ModelManager, TaskRunner
+from domain.ai.manager import HEURISTIC, Answer, ModelManager, TaskRunner
 from domain.ai.registry import Task
 from domain.ai.types import Suggestion
 from domain.templates import Template, TemplateCatalog
@@ -130,7 +130,14 @@ def suggest_runner(
 
 
 class TemplateSuggester:
-    def __init__(self, manager: ModelManager, catalog: TemplateCatalog) -> None:
+    """Ranks templates for a text (the model, through `manager`) or an image (hashes).
+
+    Without a manager (the API, which loads no model) it still ranks images, keeps the uploads
+    and answers texts with the keyword heuristic (`heuristic`), the fallback the API gives when
+    no inference worker answers in time.
+    """
+
+    def __init__(self, manager: ModelManager | None, catalog: TemplateCatalog) -> None:
         self.manager = manager
         self.catalog = catalog
         self._catalog_templates = catalog.all()
@@ -157,8 +164,21 @@ class TemplateSuggester:
 
     async def from_text(self, text: str, limit: int = 5) -> tuple[list[Suggestion], str]:
         """Ranked templates and the answer's source (a model's name, or `heuristic`)."""
-        answer: Answer[Ranking] = await self.manager.infer(self.runner, text)
-        return self._suggestions(answer.value, limit), answer.source
+        answer = await self.answer(text, limit)
+        return answer.value, answer.source
+
+    async def answer(self, text: str, limit: int = 5) -> Answer[list[Suggestion]]:
+        """The model's ranking (or its fallback's) as an Answer, for the inference worker."""
+        if self.manager is None:
+            return Answer(self.heuristic(text, limit), HEURISTIC, None, True)
+        ranked: Answer[Ranking] = await self.manager.infer(self.runner, text)
+        return Answer(
+            self._suggestions(ranked.value, limit), ranked.source, ranked.size, ranked.fallback
+        )
+
+    def heuristic(self, text: str, limit: int = 5) -> list[Suggestion]:
+        """Keyword overlap with the catalogue's and the uploads' documents: no model."""
+        return self._suggestions(self.runner.heuristic(text), limit)
 
     async def from_image(self, image: Image.Image, limit: int = 5) -> list[Suggestion]:
         return await asyncio.to_thread(self.rank_image, image, limit)

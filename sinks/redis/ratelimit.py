@@ -82,13 +82,23 @@ class RateLimiter:
         return max(1, min(50, limit // 100))
 
     async def hit(
-        self, key: str, *, limit: int, period_s: float = 60.0, burst: int | None = None
+        self,
+        key: str,
+        *,
+        limit: int,
+        period_s: float = 60.0,
+        burst: int | None = None,
+        cost: int = 1,
     ) -> Decision:
-        """Counts one request against `key`; raises on Redis errors (the caller decides)."""
+        """Counts one request against `key`, weighing `cost` units of the budget (a 20-box
+        caption spends more than a 2-box one); raises on Redis errors (the caller decides).
+        A request that costs more than `burst` is never allowed: callers cap the cost."""
         burst = burst or limit
         # The policy is part of the key: a bucket filled under one limit never throttles
         # requests judged by another (two apps, or a changed setting).
         bucket = f"rl:{key}:{limit}:{burst}:{period_s:g}"
+        if cost != 1:  # weighted requests go to Redis each time: a lease counts requests
+            return await self._call(bucket, limit, period_s, burst, cost)
         size = min(self.lease_size(limit), burst)
         while size > 1:
             lease = self._leases.get(bucket)
