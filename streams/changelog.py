@@ -35,6 +35,16 @@ from producers.kafka_security import librdkafka_security
 
 #: Messages per `consume` call of the bulk read.
 READ_BATCH = 10_000
+#: A partition whose leader is not elected yet (a topic created a moment ago) answers these.
+NOT_READY = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+    }
+)
 
 
 def read_changelog(
@@ -58,13 +68,9 @@ def read_changelog(
     )
     records = 0
     try:
-        todo: set[int] = set()
-        for p in wanted:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                todo.add(p)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(todo)])
         deadline = time.monotonic() + timeout_s
+        todo = {p for p in wanted if _has_records(consumer, TopicPartition(topic, p), deadline)}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(todo)])
         while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: partitions {sorted(todo)} not read in {timeout_s} s")
@@ -85,6 +91,21 @@ def read_changelog(
     finally:
         consumer.close()
     return tables, records
+
+
+def _has_records(consumer: Consumer, tp: TopicPartition, deadline: float) -> bool:
+    """Whether the partition holds a record; retried while its leader is not known yet (a
+    topic created a moment ago)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return bool(high > low)
+        except KafkaException as exc:
+            error = exc.args[0]
+            waiting = error.retriable() or error.code() in NOT_READY
+            if not waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class ChangelogStore:
