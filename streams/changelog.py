@@ -33,7 +33,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from domain.settings import Settings
 from producers.kafka_security import librdkafka_security
 
-#: Messages per `consume` call of the bulk read.
+#: Messages per `consume` call of the bulk read; a call returns early only when its short
+#: timeout passes (a longer one would add itself to every small read).
 READ_BATCH = 10_000
 #: A partition whose leader is not elected yet (a topic created a moment ago) answers these.
 NOT_READY = frozenset(
@@ -74,7 +75,7 @@ def read_changelog(
         while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: partitions {sorted(todo)} not read in {timeout_s} s")
-            for message in consumer.consume(READ_BATCH, 0.5):
+            for message in consumer.consume(READ_BATCH, 0.02):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
