@@ -68,6 +68,8 @@ from streams.trending.state import MEME, MemeState
 
 REPORT_DIR = PROJECT_ROOT / "reports" / "trending"
 REDIS_DB = 12
+#: The plain consumer's ceiling is read over at least this many events.
+CEILING_EVENTS = 200_000
 VIEW_WEIGHT = 0.1
 
 
@@ -78,6 +80,7 @@ class Workers:
         self.prefix = prefix
         self.redis_url = redis_url
         self.procs: list[tuple[int, subprocess.Popen[bytes]]] = []
+        self.reapers: list[threading.Thread] = []
         self.started = 0
 
     def start(self) -> int:
@@ -107,14 +110,25 @@ class Workers:
         self.procs.append((port, proc))
         return port
 
-    def stop_newest(self, sig: int = signal.SIGTERM) -> None:
+    def stop_newest(self, sig: int = signal.SIGTERM, wait: bool = True) -> None:
+        """Signals the newest worker; without `wait`, it shuts down in the background as a
+        terminating pod does (30 s of grace, then SIGKILL) while the schedule goes on."""
         _, proc = self.procs.pop()
         proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+        def reap() -> None:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+        if wait:
+            reap()
+        else:
+            thread = threading.Thread(target=reap, daemon=True)
+            thread.start()
+            self.reapers.append(thread)
 
     def stats(self) -> list[dict[str, Any]]:
         out = []
@@ -127,6 +141,8 @@ class Workers:
     def stop_all(self) -> None:
         while self.procs:
             self.stop_newest()
+        for thread in self.reapers:
+            thread.join()
 
 
 class Load:
@@ -261,8 +277,10 @@ def keda_sampler(
 
 
 def group_lag(bootstrap: str, group: str) -> int:
+    """The group's lag on the loaded topics (it never commits on the quiet ones it starts at
+    the end of, which KEDA's reading counts as lag from offset 0)."""
     reader = LagReader(bootstrap)
-    return sum(reader.read(group, t).total for t in ROLES["trending"].topics)
+    return sum(reader.read(group, t).total for t in base.TOPICS)
 
 
 def ledger_check(
@@ -292,15 +310,22 @@ def ledger_check(
 def throughput(
     bootstrap: str, prefix: str, redis_url: str, backlog: int, workers: Workers
 ) -> dict[str, float]:
-    """One worker through a backlog vs the plain consumer (benchmarks/trending.py's method)."""
-    events = base.make_events(backlog, 5_000, 50_000, seed=5)
+    """One worker through the last `backlog` events of a larger produced set vs the plain
+    consumer through all of it (a short read is mostly what librdkafka prefetched)."""
+    total = max(backlog, CEILING_EVENTS)
+    events = base.make_events(total, 5_000, 50_000, seed=5)
     start = base.end_offsets(bootstrap)
     base.produce_all(bootstrap, events)
-    raw = base.raw_consume(bootstrap, start, len(events), decode=False)
-    base.set_group_offsets(bootstrap, f"{prefix}-trending", start)
+    end = base.end_offsets(bootstrap)
+    raw = base.raw_consume(bootstrap, start, total, decode=False)
+    skip = 1 - backlog / total
+    offsets = {tp: start[tp] + int((end[tp] - start[tp]) * skip) for tp in start}
+    base.set_group_offsets(bootstrap, f"{prefix}-trending", offsets)
     port = workers.start()
     rate, _ = base.worker_rate(
-        f"http://127.0.0.1:{port}/trending/stats/", len(events), workers.procs[-1][1]
+        f"http://127.0.0.1:{port}/trending/stats/",
+        sum(end[tp] - offsets[tp] for tp in start),
+        workers.procs[-1][1],
     )
     return {"plain_consumer_events_per_s": raw, "worker_events_per_s": rate}
 
@@ -312,6 +337,12 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=15.0)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--ledger", type=int, default=200, help="ledger memes")
+    parser.add_argument(
+        "--out", default="rescale", help="report name under reports/trending/ (.json, .html)"
+    )
+    parser.add_argument(
+        "--drain-s", type=float, default=300.0, help="the longest wait for the lag to reach 0"
+    )
     args = parser.parse_args()
 
     settings = get_settings()
@@ -370,18 +401,21 @@ def main() -> None:
         workers.start()
         mark("replacement started")
         wait(args.phase_s / 2)
-        workers.stop_newest()
+        workers.stop_newest(wait=False)
         mark("scale in to 2")
         wait(args.phase_s)
-        workers.stop_newest()
+        workers.stop_newest(wait=False)
         mark("scale in to 1")
         wait(args.phase_s)
         load.stop.set()
         load.thread.join(timeout=60)
         mark("load off")
-        deadline = time.perf_counter() + 120
-        while group_lag(bootstrap, group) > 0 and time.perf_counter() < deadline:
+        deadline = time.perf_counter() + args.drain_s
+        lag = group_lag(bootstrap, group)
+        while lag > 0 and time.perf_counter() < deadline:
             time.sleep(1.0)
+            lag = group_lag(bootstrap, group)
+        mark(f"drained (lag {lag})")
         time.sleep(3.0)  # the last batch's sets and the watcher's last poll
         ended = time.perf_counter()
         watcher.stop.set()
@@ -416,12 +450,14 @@ def main() -> None:
         "freshness_p95_ms_during_rescale": round(base.percentile(during, 95) * 1000),
         "stale_s_max": round(max(all_lat), 2),
         "lost_events": lost,
+        "drained": lag == 0,  # False: lost_events counts what was still unprocessed too
         "double_counted_events": double,
         "probes": len(latency),
         "probes_never_seen": sum(1 for *_, ok in latency if not ok),
         "ledger_votes": sum(load.acked_votes.values()),
         "ledger_views": sum(load.acked_views.values()),
         "offered_events_per_s": args.rate,
+        "phase_s": args.phase_s,
         "throughput_ratio_per_worker": round(ratio, 3),
         **{k: round(v) for k, v in figures.items()},
         "cores": os.cpu_count(),
@@ -441,7 +477,7 @@ def main() -> None:
         "recovery_reads": [{"records": r, "s": s} for r, s in reads],
         "ledger": detail,
     }
-    write_report(report)
+    write_report(report, args.out)
     for key, value in summary.items():
         print(f"  {key}: {value}")
     emit(
@@ -483,10 +519,10 @@ def recovery_reads() -> list[tuple[int, float]]:
     return out
 
 
-def write_report(report: dict[str, Any]) -> None:
+def write_report(report: dict[str, Any], name: str) -> None:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORT_DIR / "rescale.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    (REPORT_DIR / "rescale.html").write_text(render_html(report))
+    (REPORT_DIR / f"{name}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    (REPORT_DIR / f"{name}.html").write_text(render_html(report))
 
 
 def render_html(report: dict[str, Any]) -> str:

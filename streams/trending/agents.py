@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 from faust.types import Message
 
 from domain.events import FeedEvent, FeedKind
@@ -154,8 +155,14 @@ class TrendingWorker:
                 missing = wanted - self.table.loaded
                 if not missing and (self.loaded or not wanted):
                     return
-                if missing and not await self.table.recover(missing):
-                    continue  # a rebalance overtook the read: what is assigned now?
+                try:
+                    if missing and not await self.table.recover(missing):
+                        continue  # a rebalance overtook the read: what is assigned now?
+                except (KafkaException, TimeoutError) as exc:
+                    # The batch waits, unapplied and unacknowledged, until Kafka answers.
+                    log.warning("trending: changelog read failed, retrying: %s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 if wanted != self._wanted(needed):
                     continue
                 if missing:
