@@ -77,6 +77,10 @@ class TrendingWorker:
         self.settings = settings
         self.table = table
         self.load_lock = asyncio.Lock()
+        # Held by a batch from its first event to its changelog writes: a revocation waits for
+        # it, so the records of partitions that move are in the log before the next owner
+        # reads it (Faust does not wait for in-flight events here: stream_wait_empty=False).
+        self.batch_lock = asyncio.Lock()
         self.codec = AvroCodec()
         self.engine = TrendingEngine(
             view_weight=settings.trending_view_weight,
@@ -205,7 +209,8 @@ class TrendingWorker:
             group=self.app.conf.id,
             tracer=tracer,
         ):
-            await self._process(messages)
+            async with self.batch_lock:
+                await self._process(messages)
 
     async def _process(self, messages: list[Message]) -> None:
         self.start()
@@ -494,7 +499,9 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.on_partitions_revoked.connect
     async def forget_state(*_: Any, **__: Any) -> None:
-        worker.forget()
+        async with worker.batch_lock:
+            worker.forget()
+            await app.producer.flush()
 
     @app.on_partitions_assigned.connect
     async def keep_state(*_: Any, **__: Any) -> None:
