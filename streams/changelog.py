@@ -18,6 +18,8 @@ Which partitions are trusted in memory: a partition kept across a rebalance stay
 else wrote to it meanwhile) only when this member saw every consumer generation in between;
 any gap (the member fell out of the group) drops everything, and a partition no longer
 assigned is dropped at once. A bulk read that a rebalance overtook is discarded and redone.
+The owner's side of a move (streams/trending/agents.py): a revocation waits for the batch in
+flight and flushes the producer, so the next owner's read finds every record of it.
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ def read_changelog(
     records = 0
     try:
         deadline = time.monotonic() + timeout_s
-        todo = {p for p in wanted if _has_records(consumer, TopicPartition(topic, p), deadline)}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(todo)])
+        # Every partition ends with an end-of-partition event, an empty one at once: no
+        # watermark requests (one round trip each) before the read.
+        todo = set(wanted)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
         while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: partitions {sorted(todo)} not read in {timeout_s} s")
@@ -81,6 +85,8 @@ def read_changelog(
                     if error.code() == KafkaError._PARTITION_EOF:
                         todo.discard(message.partition())
                         continue
+                    if error.code() in NOT_READY:
+                        continue  # librdkafka asks again; the deadline bounds the wait
                     raise KafkaException(error)
                 table = tables[message.partition()]
                 value = message.value()
@@ -92,21 +98,6 @@ def read_changelog(
     finally:
         consumer.close()
     return tables, records
-
-
-def _has_records(consumer: Consumer, tp: TopicPartition, deadline: float) -> bool:
-    """Whether the partition holds a record; retried while its leader is not known yet (a
-    topic created a moment ago)."""
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            return bool(high > low)
-        except KafkaException as exc:
-            error = exc.args[0]
-            waiting = error.retriable() or error.code() in NOT_READY
-            if not waiting or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 class ChangelogStore:
