@@ -17,9 +17,10 @@ Measured:
   with the group's lag at 0, each ledger meme's record read from the changelog must hold exactly
   the acknowledged votes (`net`) and views (the 1h window's raw engagement minus the votes, over
   the view weight): the shortfall summed is `lost_events`, the excess `double_counted_events`.
-- recovery: the changelog records the workers read back per second of reading (their stats).
-- throughput: before the load, one worker drains a backlog of --backlog events, against a plain
-  confluent-kafka consumer reading the same messages (benchmarks/trending.py's method).
+- recovery: the changelog records the workers read back per second of reading (from the
+  `trending changelog read` line each bulk read logs).
+- throughput: before the load, one worker drains the last --backlog of 200,000 produced events,
+  against a plain confluent-kafka consumer reading all of them (benchmarks/trending.py's method).
 - KEDA: the replica count loadgen/keda.py computes from the group's lag every 2 s (the schedule
   above is fixed, so that the run rescales whatever the lag; KEDA's own answer is recorded).
 

@@ -73,7 +73,9 @@ def read_changelog(
     try:
         deadline = time.monotonic() + timeout_s
         # Every partition ends with an end-of-partition event, an empty one at once: no
-        # watermark requests (one round trip each) before the read.
+        # watermark requests (one round trip each, and a 10 s timeout under load). The topic's
+        # metadata first: without its leaders known, the first fetch waits about 0.5 s.
+        consumer.list_topics(topic, timeout=10)
         todo = set(wanted)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
         while todo:
