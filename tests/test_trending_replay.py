@@ -492,6 +492,55 @@ async def test_sigkill_under_load_then_restart_restores_the_tables(
     assert len(restored) >= 2 and " 0 memes" not in restored[-1], restored
 
 
+async def test_partitions_that_move_between_workers_keep_every_count(
+    trending_settings: Settings,
+) -> None:
+    """A second worker joins under load (half the partitions move to it, read back from the
+    changelog in bulk), then is SIGKILLed (they move back, read again): the sets still equal the
+    offline computation, so no event was lost or counted twice across the moves."""
+    base = trending_settings.redis_url.rsplit("/", 1)[0]
+    trending_settings = trending_settings.model_copy(update={"redis_url": f"{base}/15"})
+    rdb = redis.Redis.from_url(trending_settings.redis_url, decode_responses=True)
+    rdb.flushdb()
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    trace = make_trace(seed=12, memes=40, users=200, events=6000, now=time.time())
+    names = ("worker-trending-move-a", "worker-trending-move-b")
+    for name in names:
+        (processes.ARTIFACTS / f"{name}.log").unlink(missing_ok=True)
+    first = start_worker(trending_settings, prefix, names[0])
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        load = asyncio.create_task(produce(trending_settings, trace, rate=300))
+        await asyncio.sleep(2)
+        second = await asyncio.to_thread(
+            start_worker, trending_settings, prefix, names[1], new_group=False
+        )
+        joined = processes.ARTIFACTS / f"{names[1]}.log"
+        deadline = time.monotonic() + 30
+        while "trending changelog read" not in joined.read_text():
+            assert time.monotonic() < deadline, "the second worker read no changelog"
+            await asyncio.sleep(0.2)
+        assert not load.done()
+        os.kill(second.pid, signal.SIGKILL)
+        second.wait()
+        await load
+        wait_until_matches(rdb, trace, timeout=60)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                stop(proc)
+        drop_worker_topics(trending_settings, prefix)
+        rdb.flushdb()
+        rdb.close()
+    reads = [
+        line
+        for name in names
+        for line in (processes.ARTIFACTS / f"{name}.log").read_text().splitlines()
+        if "trending changelog read" in line and " 0 records" not in line
+    ]
+    assert len(reads) >= 2, reads  # the joiner's read, and the survivor's after the kill
+
+
 def wait_for_commits(
     settings: Settings, group: str, since: dict[tuple[str, int], int], timeout: float = 20.0
 ) -> None:

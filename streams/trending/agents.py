@@ -1,4 +1,4 @@
-"""The `trending` role's Faust agent, table and timers.
+"""The `trending` role's Faust agent, state store and timers.
 
 One agent reads the four co-partitioned topics (all keyed by meme id, same partition count) in
 batches of what the consumer fetched (`streams/batches.py`): it applies the batch to the
@@ -14,9 +14,10 @@ window, moves the decay landmark once per window length, re-adds this worker's t
 set (memes a trim pushed out come back when others fall), refreshes `trending:rising` and
 announces memes that enter the hour's top ten on the feed.
 
-The table uses the in-memory store, restored from its changelog at start: writes name their
-partition explicitly, and Faust's RocksDB store picks the partition from the current event,
-which a batch writer does not have.
+The table is a `ChangelogStore` (streams/changelog.py), not a Faust table: writes name their
+partition explicitly, and the partitions a rebalance assigns are read back from the changelog
+in bulk before the first batch of theirs is applied (Faust restored about 5,000 records/s, so
+every rescale left the moved memes a minute stale).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 from faust.types import Message
 
 from domain.events import FeedEvent, FeedKind
@@ -40,6 +42,7 @@ from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
 from sinks.redis.trending import Decay, TrendingSets, set_key
 from streams import batches
+from streams.changelog import ChangelogStore
 from streams.dlq import dead_letter_message
 from streams.roles import TRENDING
 from streams.schema_wait import decode_holding
@@ -69,64 +72,16 @@ RISING_EVERY = 3
 SWEEP_EVERY_S = 3600.0
 
 
-class TrendingTable:
-    """The `state` table (see state.py for its records and why they share one changelog)."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-        self.pending: list[tuple[int, bytes, bytes | None]] = []
-        self.table = app.Table(
-            "state",
-            partitions=MEME_VOTES.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
-            help="trending state: memes, voters and seen view ids, partitioned like the topics",
-        )
-
-    def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self.table.data.get(key)
-        return value
-
-    def items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
-        return [(bytes(k), v) for k, v in list(self.table.data.items()) if k.startswith(prefix)]
-
-    def partition_of(self, key: bytes) -> int | None:
-        partition: int | None = self.table.data._key_partition.get(key)
-        return partition
-
-    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Sets a record; `flush` writes it to the changelog partition named here."""
-        store: Any = self.table.data
-        if value is None:
-            store.data.pop(key, None)
-        else:
-            store.data[key] = value
-        # The memory store drops keys of partitions it loses at a rebalance by this map.
-        store._key_partition[key] = partition
-        self.pending.append((partition, key, value))
-
-    async def flush(self) -> None:
-        """Hands the batch's records to the producer, in order (one partition keeps it).
-
-        Straight to the producer, not through `Table.send_changelog`: that path queues each
-        record in Faust's 100-message producer buffer, which stalls the consumer whenever a
-        batch writes more. Faust flushes the producer before it commits offsets either way.
-        """
-        if not self.pending:
-            return
-        records, self.pending = self.pending, []
-        topic = self.table.changelog_topic.get_topic_name()
-        send = self.app.producer.send
-        for partition, key, value in records:
-            await send(topic, key, value, partition, None, None)
-
-
 class TrendingWorker:
-    def __init__(self, app: faust.App, settings: Settings, table: TrendingTable) -> None:
+    def __init__(self, app: faust.App, settings: Settings, table: ChangelogStore) -> None:
         self.app = app
         self.settings = settings
         self.table = table
+        self.load_lock = asyncio.Lock()
+        # Held by a batch from its first event to its changelog writes: a revocation waits for
+        # it, so the records of partitions that move are in the log before the next owner
+        # reads it (Faust does not wait for in-flight events here: stream_wait_empty=False).
+        self.batch_lock = asyncio.Lock()
         self.codec = AvroCodec.from_settings(self.settings)
         self.engine = TrendingEngine(
             view_weight=settings.trending_view_weight,
@@ -195,21 +150,49 @@ class TrendingWorker:
         data = self.table.get(key)
         return VoterState.decode(data) if data else None
 
-    def ensure_loaded(self) -> None:
-        """After (re)assignment and recovery, the tables hold the state: decode it once."""
-        if self.loaded or not self.ready:
-            return
-        partitions = self.active_partitions()
+    async def ensure_loaded(self, needed: frozenset[int] = frozenset()) -> None:
+        """After (re)assignment: the store reads the partitions it lacks from the changelog in
+        bulk, then the engine decodes the memes and seen ids of the assigned partitions once.
+        `needed`: partitions of a batch's messages, which must be loaded whatever the flags."""
+        async with self.load_lock:
+            while True:
+                wanted = self._wanted(needed)
+                missing = wanted - self.table.loaded
+                if not missing and (self.loaded or not wanted):
+                    return
+                try:
+                    if missing and not await self.table.recover(missing):
+                        continue  # a rebalance overtook the read: what is assigned now?
+                except (KafkaException, TimeoutError) as exc:
+                    # The batch waits, unapplied and unacknowledged, until Kafka answers.
+                    log.warning("trending: changelog read failed, retrying: %s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if wanted != self._wanted(needed):
+                    continue
+                if missing:
+                    records, elapsed = self.table.last_recovery
+                    log.info(
+                        "trending changelog read: %d records of partitions %s in %.2f s",
+                        records,
+                        sorted(missing),
+                        elapsed,
+                    )
+                self._decode(wanted)
+
+    def _wanted(self, needed: frozenset[int]) -> set[int]:
+        return (self.active_partitions() if self.ready else set()) | needed
+
+    def _decode(self, partitions: set[int]) -> None:
+        self.engine.forget()
         memes = []
-        for key, data in self.table.items(MEME):
-            state = MemeState.decode(data)
-            if state.partition in partitions:
-                memes.append((key[len(MEME) :].decode(), state))
+        for partition, key, data in self.table.items(MEME):
+            if partition in partitions:
+                memes.append((key[len(MEME) :].decode(), MemeState.decode(data)))
         seen = []
-        for key, data in self.table.items(SEEN):
-            batch = SeenBatch.decode(key, data)
-            if batch.partition in partitions:
-                seen.append(batch)
+        for partition, key, data in self.table.items(SEEN):
+            if partition in partitions:
+                seen.append(SeenBatch.decode(key, data))
         seen.sort(key=lambda b: b.max_t)
         self.engine.restore(memes, seen)
         self.loaded = True
@@ -227,11 +210,18 @@ class TrendingWorker:
             group=self.app.conf.id,
             tracer=tracer,
         ):
-            await self._process(messages)
+            async with self.batch_lock:
+                await self._process(messages)
 
     async def _process(self, messages: list[Message]) -> None:
         self.start()
-        self.ensure_loaded()
+        owned = self.app.consumer.assignment()
+        generation = self.app.consumer_generation_id
+        await self.ensure_loaded(
+            frozenset(
+                m.partition for m in messages if m.generation_id == generation and m.tp in owned
+            )
+        )
         now = time.time()
         owned = self.app.consumer.assignment()
         generation = self.app.consumer_generation_id
@@ -363,7 +353,7 @@ class TrendingWorker:
         if not self.ready or self.app.rebalancing or not self.active_partitions():
             return
         self.start()
-        self.ensure_loaded()
+        await self.ensure_loaded()
         assert self.sets is not None
         now = time.time()
         engine = self.engine
@@ -435,7 +425,9 @@ class TrendingWorker:
             "processed": self.processed,
             "batches": self.batches,
             "memes": len(self.engine.memes),
-            "records": len(self.table.table.data),
+            "records": len(self.table),
+            "recovered_records": self.table.recovered_records,
+            "recovery_s": round(self.table.recovery_s, 3),
             "loaded": self.loaded,
             "seen_ids": len(self.engine.seen.ids),
             **self.engine.stats,
@@ -475,10 +467,9 @@ class TrendingWorker:
             del self.engine.memes[meme_id]
             self.table.put(state.partition, meme_key(meme_id), None)
             dropped += 1
-        for key, data in self.table.items(VOTER):
+        for partition, key, data in list(self.table.items(VOTER)):
             voter = VoterState.decode(data)
-            partition = self.table.partition_of(key)
-            if voter.t < horizon and partition is not None:
+            if voter.t < horizon:
                 self.engine.voters.pop(key, None)
                 self.table.put(partition, key, None)
                 dropped += 1
@@ -498,14 +489,28 @@ class TrendingWorker:
 def register(app: faust.App, settings: Settings) -> None:
     # A killed worker's partitions move after 10 s instead of Faust's default 60 s.
     app.conf.broker_session_timeout = 10.0
+    # Members learn of a rebalance (a KEDA scale move) from a heartbeat's answer: every 1 s
+    # rather than Faust's 3 s, which stalled every partition for up to 3 s a move.
+    app.conf.broker_heartbeat_interval = 1.0
     batches.install()
-    worker = TrendingWorker(app, settings, TrendingTable(app))
+    store = ChangelogStore(app, settings, "state", MEME_VOTES.partitions)
+    worker = TrendingWorker(app, settings, store)
     topic = app.topic(*TRENDING.topics, key_serializer="raw", value_serializer="raw")
     fetched = batches.route(app, topic, limit=settings.trending_batch_max)
 
     @app.on_partitions_revoked.connect
     async def forget_state(*_: Any, **__: Any) -> None:
-        worker.forget()
+        async with worker.batch_lock:
+            worker.forget()
+            await app.producer.flush()
+
+    @app.on_partitions_assigned.connect
+    async def keep_state(*_: Any, **__: Any) -> None:
+        store.assigned(worker.active_partitions(), app.consumer_generation_id)
+
+    @app.task
+    async def declare_changelog() -> None:
+        await store.declare()
 
     @app.on_rebalance_complete.connect
     async def load_state(*_: Any, **__: Any) -> None:
