@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageChops
+from PIL import Image
 
 from domain.rendering.animation import MAX_COLORS, gif_palette
 
@@ -24,8 +24,6 @@ from domain.rendering.animation import MAX_COLORS, gif_palette
 _CS_MS = 10
 #: Disposal 1: leave the frame in place; the next one draws over it.
 _KEEP = 1
-#: Any non-zero value -> 255 (a channel flagged in `_changed` leaves at least 0.114 * 255).
-_ANY = [0] + [255] * 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +41,7 @@ class GifPolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Frame:
-    indices: Image.Image  # P image of the frame's rectangle
+    indices: Image.Image  # P or L image of the frame's rectangle: the colour indices
     x: int
     y: int
     table: bytes | None  # local colour table; None: the global one
@@ -67,26 +65,35 @@ def encode_gif(
     shared_n = _palette_size(palette)
     local = len(rgb) > 1 and _shared_misfits(rgb, palette, policy)
     out: list[_Frame] = []
-    drawn = rgb[0].copy()  # the source colours the picture on screen was quantised from
+    drawn = _packed(rgb[0]).copy()  # the source colours the picture on screen was quantised from
     for i, (src, ms) in enumerate(zip(rgb, durations, strict=True)):
         delay = max(0, round(ms / _CS_MS))
-        changed = None if i == 0 else _changed(src, drawn, policy.tolerance)
-        box = (0, 0, *src.size) if changed is None else changed.getbbox()
-        if box is None:  # nothing moved: a one-pixel transparent frame keeps the timing
-            dot = Image.new("P", (1, 1), shared_n)
-            out.append(_Frame(dot, 0, 0, None, _bits(shared_n), shared_n, delay))
-            continue
+        if i == 0:
+            box, mask = (0, 0, *src.size), None
+        else:
+            now = _packed(src)
+            changed = _changed(now, drawn, policy.tolerance)
+            box = _bbox(changed)
+            if box is None:  # nothing moved: a one-pixel transparent frame keeps the timing
+                dot = Image.new("L", (1, 1), shared_n)
+                out.append(_Frame(dot, 0, 0, None, _bits(shared_n), shared_n, delay))
+                continue
+            x0, y0, x1, y1 = box
+            mask = changed[y0:y1, x0:x1]
+            if policy.tolerance == 0:
+                drawn = now  # every pixel that differs is redrawn: the screen is `src`
+            else:
+                np.copyto(drawn[y0:y1, x0:x1], now[y0:y1, x0:x1], where=mask)
         region = src.crop(box)
         pal = _own_palette(region, policy.colors - 1) if local else palette
         n = _palette_size(pal)
         indices = region.quantize(palette=pal, dither=Image.Dither.NONE)
         transparent = None
-        if changed is not None:
-            mask = changed.crop(box)
-            if mask.getextrema()[0] == 0:  # some pixels in the rectangle still look right
-                transparent = n
-                indices.paste(n, mask=ImageChops.invert(mask))
-            drawn.paste(region, box[:2], mask=mask)
+        if mask is not None and not mask.all():  # some pixels in the rectangle still look right
+            transparent = n
+            kept = np.array(indices, dtype=np.uint8)
+            kept[~mask] = n
+            indices = Image.fromarray(kept)
         table = None if pal is palette else _table(pal, n)
         out.append(_Frame(indices, box[0], box[1], table, _bits(n), transparent, delay))
     return _container(rgb[0].size, _table(palette, shared_n), _bits(shared_n), out, loop)
@@ -122,11 +129,27 @@ def _own_palette(region: Image.Image, colors: int) -> Image.Image:
     return small.quantize(max(2, min(colors, MAX_COLORS)), method=Image.Quantize.FASTOCTREE)
 
 
-def _changed(src: Image.Image, drawn: Image.Image, tolerance: int) -> Image.Image:
-    """L mask, 255 where any channel of `src` moved more than `tolerance` from `drawn`."""
-    table = [0] * (tolerance + 1) + [255] * (255 - tolerance)
-    per_channel = ImageChops.difference(src, drawn).point(table * 3)
-    return per_channel.convert("L").point(_ANY)
+def _packed(im: Image.Image) -> np.ndarray:
+    """An RGB frame as one uint32 per pixel (RGBX), so "did it change" is one comparison."""
+    return np.asarray(im.convert("RGBX")).view(np.uint32)[..., 0]
+
+
+def _changed(now: np.ndarray, drawn: np.ndarray, tolerance: int) -> np.ndarray:
+    """True where any channel of `now` moved more than `tolerance` from `drawn`."""
+    if tolerance == 0:
+        return now != drawn
+    rgb_now = now[..., None].view(np.uint8)[..., :3].astype(np.int16)
+    rgb_drawn = drawn[..., None].view(np.uint8)[..., :3].astype(np.int16)
+    return (np.abs(rgb_now - rgb_drawn) > tolerance).any(axis=2)
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the True pixels, or None when there are none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _rgb(pal: Image.Image) -> np.ndarray:
@@ -170,7 +193,7 @@ def _container(
             parts.append(f.table)
         code_bits = max(2, f.bits if f.table is not None else gbits)
         parts.append(bytes([code_bits]))
-        parts.append(f.indices.tobytes("gif", "P", code_bits))
+        parts.append(f.indices.tobytes("gif", f.indices.mode, code_bits))
         parts.append(b"\0")
     parts.append(b";")
     return b"".join(parts)
