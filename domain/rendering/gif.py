@@ -37,6 +37,10 @@ class GifPolicy:
     #: Frames get palettes of their own when the shared one would add more than this mean
     #: error (largest channel difference, in levels) to a sampled frame.
     local_gain: float = 2.0
+    #: Entries per frame-own palette (transparency included). It is built from the pixels
+    #: the frame redraws only, so it needs fewer colours than a whole-frame one for the
+    #: same fidelity, and fewer colours cost fewer bytes.
+    local_colors: int | None = None  # None: `colors`
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +69,13 @@ def encode_gif(
     shared_n = _palette_size(palette)
     local = len(rgb) > 1 and _shared_misfits(rgb, palette, policy)
     out: list[_Frame] = []
-    drawn = _packed(rgb[0]).copy()  # the source colours the picture on screen was quantised from
+    drawn = _packed(rgb[0])  # the source colours the picture on screen was quantised from
     for i, (src, ms) in enumerate(zip(rgb, durations, strict=True)):
         delay = max(0, round(ms / _CS_MS))
         if i == 0:
             box, mask = (0, 0, *src.size), None
+            now = drawn
+            drawn = drawn.copy() if policy.tolerance else drawn
         else:
             now = _packed(src)
             changed = _changed(now, drawn, policy.tolerance)
@@ -84,16 +90,19 @@ def encode_gif(
                 drawn = now  # every pixel that differs is redrawn: the screen is `src`
             else:
                 np.copyto(drawn[y0:y1, x0:x1], now[y0:y1, x0:x1], where=mask)
-        region = src.crop(box)
-        pal = _own_palette(region, policy.colors - 1) if local else palette
+        region = src if box == (0, 0, *src.size) else src.crop(box)
+        pal = palette
+        if local:
+            x0, y0, x1, y1 = box
+            grid = np.s_[y0:y1:_STRIDE, x0:x1:_STRIDE]
+            redrawn = now[grid] if mask is None else now[grid][mask[::_STRIDE, ::_STRIDE]]
+            pal = _sample_palette(redrawn, (policy.local_colors or policy.colors) - 1)
         n = _palette_size(pal)
         indices = region.quantize(palette=pal, dither=Image.Dither.NONE)
         transparent = None
         if mask is not None and not mask.all():  # some pixels in the rectangle still look right
             transparent = n
-            kept = np.array(indices, dtype=np.uint8)
-            kept[~mask] = n
-            indices = Image.fromarray(kept)
+            indices = Image.fromarray(np.where(mask, np.asarray(indices), np.uint8(n)))
         table = None if pal is palette else _table(pal, n)
         out.append(_Frame(indices, box[0], box[1], table, _bits(n), transparent, delay))
     return _container(rgb[0].size, _table(palette, shared_n), _bits(shared_n), out, loop)
@@ -121,6 +130,18 @@ def _shared_misfits(frames: Sequence[Image.Image], shared: Image.Image, policy: 
         if float(counts @ gap) / max(1.0, float(counts.sum())) > policy.local_gain:
             return True
     return False
+
+
+#: A frame-own palette is built from every _STRIDE-th pixel of every _STRIDE-th row.
+_STRIDE = 3
+
+
+def _sample_palette(pixels: np.ndarray, colors: int) -> Image.Image:
+    """An octree palette for packed RGBX pixels (any shape): the colours a frame redraws."""
+    flat = np.ascontiguousarray(pixels).reshape(-1)
+    row = Image.frombuffer("RGBX", (max(1, flat.size), 1), flat.tobytes(), "raw", "RGBX", 0, 1)
+    colors = max(2, min(colors, MAX_COLORS))
+    return row.convert("RGB").quantize(colors, method=Image.Quantize.FASTOCTREE)
 
 
 def _own_palette(region: Image.Image, colors: int) -> Image.Image:
