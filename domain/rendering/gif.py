@@ -4,9 +4,13 @@ Every frame after the first is only the rectangle that changed, and inside it ev
 whose source colour has not moved is the transparent index: disposal 1 keeps the picture
 underneath, and LZW turns those pixels into long cheap runs. The animation shares one
 palette unless measurement on a few frames shows the frames' own palettes fit markedly
-better (colours that drift, like a hue cycle); then each frame gets a local table built for
-the rectangle it redraws. Pillow does the LZW coding (`Image.tobytes("gif", ...)`, with the
+better (colours that drift, like a hue cycle); then each frame gets a local table built from
+the pixels it redraws. Pillow does the LZW coding (`Image.tobytes("gif", ...)`, with the
 smallest code size the table allows); the container around it is written here.
+
+Where the CPU goes (17 frames 480x480, per-frame palettes): Pillow's LZW ~1/3, mapping to a
+fresh palette ~1/4 (Pillow builds its nearest-colour cache per palette; a numpy lookup table
+was 4x slower), the octree ~1/8; change masks work on packed uint32 pixels in numpy.
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ def _sample_palette(pixels: np.ndarray, colors: int) -> Image.Image:
 
 
 def _own_palette(region: Image.Image, colors: int) -> Image.Image:
-    """A palette for one frame's rectangle (octree on a half-size copy: cheap, and close)."""
+    """A whole frame's palette, for the probes (octree on a half-size copy: cheap, and close)."""
     small = region.reduce(2) if min(region.size) >= 16 else region
     return small.quantize(max(2, min(colors, MAX_COLORS)), method=Image.Quantize.FASTOCTREE)
 
