@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from domain.rendering.errors import InvalidOptions
-from domain.rendering.gif import GifPolicy, encode_gif
+from domain.rendering.gif import FramePalettes, GifPolicy, encode_gif
 from domain.rendering.options import FORMATS, MEDIA_TYPES, EncodedImage
 from domain.settings import ImageQuality
 
@@ -75,11 +75,13 @@ def encode(
     *,
     loop: int = 0,
     palette: Image.Image | None = None,
+    frame_palettes: FramePalettes | None = None,
 ) -> EncodedImage:
     """Encode RGB frames (one for a still image) into `fmt`.
 
     `palette`, when given for GIF, is a P-mode image holding the animation's shared palette
-    (computed once per animation, not per frame and size).
+    (computed once per animation, not per frame and size); `frame_palettes` carries the
+    frames' own palettes from one size to the next (largest first).
     """
     preset = PRESETS[quality]
     buf = io.BytesIO()
@@ -138,6 +140,7 @@ def encode(
                 loop=loop,
                 policy=policy,
                 palette=palette,
+                shared=frame_palettes,
             )
         )
     else:  # pragma: no cover - normalise_format guards this

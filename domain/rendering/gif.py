@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -47,6 +47,17 @@ class GifPolicy:
     local_colors: int | None = None  # None: `colors`
 
 
+@dataclass(slots=True)
+class FramePalettes:
+    """What one animation's sizes share: whether frames need palettes of their own, and
+    those palettes. The largest size builds them; smaller sizes (the same frames scaled)
+    reuse them, skipping the octree and Pillow's nearest-colour cache, which a palette
+    keeps once built."""
+
+    local: bool | None = None
+    own: dict[int, Image.Image] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class _Frame:
     indices: Image.Image  # P or L image of the frame's rectangle: the colour indices
@@ -65,13 +76,18 @@ def encode_gif(
     loop: int,
     policy: GifPolicy,
     palette: Image.Image | None = None,
+    shared: FramePalettes | None = None,
 ) -> bytes:
-    """RGB frames -> GIF bytes; `palette` (P image, <= 255 colours) is the shared palette."""
+    """RGB frames -> GIF bytes; `palette` (P image, <= 255 colours) is the shared palette,
+    `shared` the frame palettes a larger size of the same frames left (filled if empty)."""
     rgb = [f if f.mode == "RGB" else f.convert("RGB") for f in frames]
     if palette is None or _palette_size(palette) > MAX_COLORS:
         palette = gif_palette(rgb, policy.colors)
     shared_n = _palette_size(palette)
-    local = len(rgb) > 1 and _shared_misfits(rgb, palette, policy)
+    shared = FramePalettes() if shared is None else shared
+    if shared.local is None:
+        shared.local = len(rgb) > 1 and _shared_misfits(rgb, palette, policy)
+    local = shared.local
     out: list[_Frame] = []
     drawn = _packed(rgb[0])  # the source colours the picture on screen was quantised from
     for i, (src, ms) in enumerate(zip(rgb, durations, strict=True)):
@@ -96,11 +112,15 @@ def encode_gif(
                 np.copyto(drawn[y0:y1, x0:x1], now[y0:y1, x0:x1], where=mask)
         region = src if box == (0, 0, *src.size) else src.crop(box)
         pal = palette
-        if local:
+        if local and i in shared.own:
+            pal = shared.own[i]
+        elif local:
             x0, y0, x1, y1 = box
             grid = np.s_[y0:y1:_STRIDE, x0:x1:_STRIDE]
             redrawn = now[grid] if mask is None else now[grid][mask[::_STRIDE, ::_STRIDE]]
-            pal = _sample_palette(redrawn, (policy.local_colors or policy.colors) - 1)
+            pal = shared.own[i] = _sample_palette(
+                redrawn, (policy.local_colors or policy.colors) - 1
+            )
         n = _palette_size(pal)
         indices = region.quantize(palette=pal, dither=Image.Dither.NONE)
         transparent = None
