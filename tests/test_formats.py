@@ -72,5 +72,6 @@ def test_presets_keep_their_order() -> None:
     presets = [PRESETS[q] for q in order]
     for worse, better in itertools.pairwise(presets):
         assert worse.gif_colors <= better.gif_colors
+        assert worse.gif_local_colors <= better.gif_local_colors
         assert worse.gif_tolerance >= better.gif_tolerance
         assert worse.webp_anim_quality <= better.webp_anim_quality

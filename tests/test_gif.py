@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
 from domain.rendering.animation import gif_palette
-from domain.rendering.gif import GifPolicy, encode_gif
+from domain.rendering.gif import FramePalettes, GifPolicy, encode_gif
 
 POLICY = GifPolicy(colors=80)
 
@@ -121,6 +121,22 @@ def test_drifting_colours_get_palettes_of_their_own() -> None:
     for src, got in zip(frames, shown, strict=True):
         assert np.abs(got - np.asarray(src, np.int16)).mean() < 2.0
     assert Image.open(io.BytesIO(data)).info.get("duration") == 50
+
+
+def test_a_smaller_size_reuses_the_frame_palettes_of_the_larger_one() -> None:
+    frames = [_scene(10 + 8 * k, hue=12 * k) for k in range(8)]
+    shared = FramePalettes()
+    encode_gif(frames, [50] * 8, loop=0, policy=POLICY, shared=shared)
+    assert shared.local is True and sorted(shared.own) == list(range(8))
+    built = dict(shared.own)
+    small = [f.reduce(2) for f in frames]
+    data = encode_gif(small, [50] * 8, loop=0, policy=POLICY, shared=shared)
+    assert shared.own == built and all(shared.own[i] is built[i] for i in built)
+    for src, got in zip(small, _decoded(data), strict=True):
+        assert np.abs(got - np.asarray(src, np.int16)).mean() < 2.0
+    still = FramePalettes()
+    encode_gif([_scene(x) for x in (10, 30)], [50, 50], loop=0, policy=POLICY, shared=still)
+    assert still.local is False and not still.own  # a shared palette: nothing to carry
 
 
 def test_timing_loop_and_tolerance() -> None:

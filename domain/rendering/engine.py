@@ -25,6 +25,7 @@ from domain.rendering.errors import (
 )
 from domain.rendering.filters import MAX_FILTERED_PIXELS, Filter, apply_filters, parse_filters
 from domain.rendering.formats import PRESETS, encode, normalise_format
+from domain.rendering.gif import FramePalettes
 from domain.rendering.options import (
     SIZE_LIMITS,
     SIZES,
@@ -169,6 +170,7 @@ def _render(
     composed = [_compose(im, layers, filters, per_frame) for im in base]
     variants = {}
     palette = None
+    frame_palettes = FramePalettes()  # built by the largest size, reused by the smaller ones
     if fmt == "gif":
         palette = gif_palette(composed, PRESETS[quality].gif_colors)
     durations = normalise_durations(frames.durations, len(composed))
@@ -181,7 +183,13 @@ def _render(
         size = scaled[0].size
         if size not in by_size:  # e.g. a 480 px template's medium is its full size
             by_size[size] = encode(
-                scaled, durations, fmt, quality, loop=frames.loop, palette=palette
+                scaled,
+                durations,
+                fmt,
+                quality,
+                loop=frames.loop,
+                palette=palette,
+                frame_palettes=frame_palettes,
             )
         variants[name] = by_size[size]
     return RenderedMeme(
