@@ -21,10 +21,12 @@ pans over a grainy scene, so every pixel changes: the video-clip case).
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import io
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +236,7 @@ def today_module(root: Path) -> ModuleType | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     folder = Path(tempfile.mkdtemp(prefix="today-encoder-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # imported from there until exit
     (folder / "today_animation.py").write_text(files["animation"])
     (folder / "today_formats.py").write_text(
         files["formats"].replace("domain.rendering.animation", "today_animation")
