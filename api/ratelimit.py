@@ -92,20 +92,30 @@ async def charge(request: Request, services: Services, *, units: int, what: str)
         return
     scope = "user" if principal.authenticated else "ip"
     RATE_LIMITED.labels(scope=scope).inc()
-    retry = retry_after(decision)
-    raise Problem(
-        429,
-        "rate-limited",
+    raise refused(
+        decision,
         "Too many expensive requests",
         f"{what} costs {cost} of {budget} units per minute per {scope}; {decision.remaining} left",
-        headers={**limit_headers(decision), "Retry-After": str(retry)},
-        retry_after=retry,
         cost=cost,
     )
 
 
 def retry_after(decision: Decision) -> int:
     return max(1, math.ceil(decision.retry_after_s))
+
+
+def refused(decision: Decision, title: str, detail: str, **extra: object) -> Problem:
+    """The 429 of a spent budget: problem+json with Retry-After and the RateLimit headers."""
+    retry = retry_after(decision)
+    return Problem(
+        429,
+        "rate-limited",
+        title,
+        detail,
+        headers={**limit_headers(decision), "Retry-After": str(retry)},
+        retry_after=retry,
+        **extra,
+    )
 
 
 async def rate_limit(request: Request) -> None:
@@ -121,15 +131,9 @@ async def rate_limit(request: Request) -> None:
     request.state.rate_limit = decision
     if not decision.allowed:
         scope = "user" if principal.authenticated else "ip"
-        limit = decision.limit
-        retry = retry_after(decision)
-        raise Problem(
-            429,
-            "rate-limited",
-            "Too many requests",
-            f"at most {limit} {'writes' if write else 'reads'} per minute per {scope}",
-            headers={**limit_headers(decision), "Retry-After": str(retry)},
-            retry_after=retry,
+        kind = "writes" if write else "reads"
+        raise refused(
+            decision, "Too many requests", f"at most {decision.limit} {kind} per minute per {scope}"
         )
 
 

@@ -321,22 +321,44 @@ def test_send_merges_request_id_and_trace_context_into_caller_headers(
 
 # --- batch workers: analytics and trending continue a request's trace by span links ------------
 class _MemoryTable:
-    """The part of the trending worker's Faust table that `process` uses, in memory."""
+    """The part of streams.changelog.ChangelogStore that the trending batch path uses, in
+    memory: every partition's changelog reads back empty (the test's meme is new)."""
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes | None] = {}
+        self.data: dict[bytes, bytes] = {}
+        self.keys: dict[int, set[bytes]] = {}
+        self.last_recovery = (0, 0.0)
+        self.recovered_records = 0
+        self.recovery_s = 0.0
+
+    @property
+    def loaded(self) -> set[int]:
+        return set(self.keys)
+
+    async def recover(self, partitions: set[int]) -> bool:
+        for partition in partitions:
+            self.keys.setdefault(partition, set())
+        return True
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
-        return [(k, v) for k, v in self.data.items() if k.startswith(prefix) and v is not None]
-
-    def partition_of(self, key: bytes) -> int | None:
-        return None
+    def items(self, prefix: bytes) -> list[tuple[int, bytes, bytes]]:
+        return [
+            (partition, key, self.data[key])
+            for partition, keys in self.keys.items()
+            for key in keys
+            if key.startswith(prefix)
+        ]
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        self.data[key] = value
+        keys = self.keys.setdefault(partition, set())
+        if value is None:
+            self.data.pop(key, None)
+            keys.discard(key)
+        else:
+            self.data[key] = value
+            keys.add(key)
 
     async def flush(self) -> None:
         return None
