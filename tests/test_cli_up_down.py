@@ -182,20 +182,35 @@ def test_up_starts_the_inference_worker_and_down_stops_it(shared: Settings, tmp_
         started = _started(stack_dir)
         assert up.returncode == 0, up.stdout + up.stderr
         assert set(started) == {"api", f"worker-{INFERENCE}"}, started
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        # Healthy once its models are warm and it joined the queue group (cold: real models).
+        deadline = time.monotonic() + 180
+        healthy = False
+        while not healthy and time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{worker}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
+                healthy = httpx.get(f"{worker}/health", timeout=2).status_code == 200
+            if not healthy:
+                time.sleep(0.5)
+        assert healthy, "the inference worker never became healthy"
         caption = httpx.post(
             f"{api}/api/meme/caption", json={"template_id": "drake", "topic": "up"}, timeout=30
         )
         assert caption.status_code == 200, caption.text
-        answered = processes.metric_value(
-            worker, "memestream_inference_requests_total", task="caption", outcome="answered"
-        )
-        assert answered == 1, "the caption did not reach the inference worker"
+
+        def taken() -> float:
+            """Captions the worker took, whatever became of them: on a slow machine the model
+            may miss the deadline, and the worker counts that (`expired`) as the API falls
+            back at the same moment, so the count is polled briefly."""
+            return sum(
+                processes.metric_value(
+                    worker, "memestream_inference_requests_total", task="caption", outcome=outcome
+                )
+                for outcome in ("answered", "expired", "error")
+            )
+
+        wait_until = time.monotonic() + 5
+        while taken() < 1 and time.monotonic() < wait_until:
+            time.sleep(0.1)
+        assert taken() == 1, "the caption did not reach the inference worker"
         down = _memestream(env, "down", timeout=60)
         assert down.returncode == 0, down.stdout + down.stderr
         assert all(_gone(proc) for proc in started.values()), started
