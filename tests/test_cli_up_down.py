@@ -62,6 +62,9 @@ def _private_env(shared: Settings, root: Path) -> dict[str, str]:
         "WORKER_WEB_PORT": web_base,
         "WORKER_ID": prefix,
         "CONSUMER_GROUP_PREFIX": prefix,
+        # Its own subjects: the session's inference worker (same queue group) must not take
+        # the captions this run's worker is asked to count.
+        "INFERENCE_SUBJECT": f"{prefix}.inference",
         "KAFKA_AUTO_OFFSET_RESET": "latest",
         "WORKER_DATA_DIR": str(root / "workers"),
         "UPLOAD_TMP_DIR": str(root / "uploads"),
