@@ -139,15 +139,6 @@ def test_runs_in_a_process_pool() -> None:
     assert all(r.variants["thumb"].data for r in results)
 
 
-def test_make_pool_uses_worker_threads_and_warms() -> None:
-    from domain.rendering import make_pool, warm_up
-
-    warm_up()  # idempotent in this process too
-    with make_pool(1) as pool:
-        out = pool.submit(render_meme, "classic", ["warm"], RenderOptions(sizes=("thumb",)))
-        assert out.result(timeout=60).variants["thumb"].data
-
-
 def test_template_cache_is_bounded_by_cache_size_mb() -> None:
     from domain.settings import get_settings
     from domain.templates.frames import TEMPLATE_CACHE_SHARE, template_cache

@@ -18,7 +18,6 @@ from domain.rendering.errors import (
 )
 from domain.rendering.fonts import FONT_PACKAGES
 from domain.rendering.options import EncodedImage, RenderedMeme, RenderOptions
-from domain.rendering.pool import make_pool, warm_up
 
 __all__ = [
     "FONT_PACKAGES",
@@ -34,8 +33,6 @@ __all__ = [
     "TemplateNotFound",
     "TooManyFrames",
     "UnsupportedImage",
-    "make_pool",
     "render_meme",
     "render_upload",
-    "warm_up",
 ]
