@@ -1,7 +1,7 @@
 """The API's telemetry: RED metrics and request ids per request, server spans, `GET /metrics`.
 
 RED metrics and the request id (`X-Request-ID` in, echoed out, bound into the logs' contextvar)
-are `domain.metrics.HttpMetricsMiddleware`, a pure ASGI middleware (one call per request)
+are `api.http_metrics.HttpMetricsMiddleware`, a pure ASGI middleware (one call per request)
 installed last so it is outermost and sees the 413s, 429s and 500s other layers produce.
 
 `ServerSpanMiddleware` opens one SERVER span per request, named by the route template and
@@ -28,8 +28,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.http_metrics import HttpMetricsMiddleware
 from domain.logs import setup_logging
-from domain.metrics import HttpMetricsMiddleware, render_metrics
+from domain.metrics import render_metrics
 from domain.settings import Settings
 from domain.tracing import extract_context, get_tracer, setup_tracing
 

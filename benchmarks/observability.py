@@ -18,10 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.http_metrics import HttpMetricsMiddleware
 from api.observability import TELEMETRY, ServerSpanMiddleware
 from benchmarks._result import emit
 from domain.logs import bound_request_id, request_id_headers
-from domain.metrics import HttpMetricsMiddleware
 from domain.tracing import produce_span, setup_tracing
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

@@ -313,7 +313,7 @@ def _metric_objects(series: str) -> set[str]:
 
 def _helpers(objects: set[str]) -> set[str]:
     """Functions and classes of domain.metrics that use one of `objects`, directly or through
-    another of them (`HttpMetricsMiddleware` -> `observe_http` -> the HTTP metrics)."""
+    another of them (`observe_http` -> the HTTP metrics, which api/http_metrics.py calls)."""
     tree = ast.parse((ROOT / "domain/metrics.py").read_text())
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
     found: set[str] = set()
