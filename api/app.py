@@ -43,6 +43,8 @@ from producers.producer import EventProducer
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.partitions import maintain_partitions
 from sinks.postgres.pool import create_pool
+from sinks.postgres.template_lookup import TemplateLookup
+from sinks.postgres.upload_refresher import UploadRefresher
 from sinks.storage import object_store
 
 
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage = object_store(settings)
         producer = EventProducer(settings, client_id="memestream-api")
         catalog = TemplateCatalog.default()
+        data = await DataLayer.open(settings, pool, producer, storage)
         app.state.services = Services(
             settings=settings,
             producer=producer,
@@ -80,10 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             memes=MemeRepository(pool),
             storage=storage,
             catalog=catalog,
-            data=await DataLayer.open(settings, pool, producer, storage),
+            template_lookup=TemplateLookup(catalog, data.templates),
+            data=data,
             feed=FeedRelay(settings, producer),
             inference=InferenceClient(settings),
             suggester=TemplateSuggester(None, catalog),
+            uploads=UploadRefresher(data.templates),
         )
         await app.state.services.feed.start()
         await app.state.services.inference.start()

@@ -5,7 +5,7 @@ same meme) and the client sees them in the meme's status. The caption comes from
 worker (api/inference.py) within INFERENCE_CAPTION_DEADLINE_S or from the heuristic, so a
 request is never refused for lack of a model.
 Uploaded templates are captioned like catalogue ones: their boxes come from PostgreSQL
-(api/template_lookup.py), the table generation validates them against.
+(sinks/postgres/template_lookup.py), the lookup generation validates them with.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from domain.ai import heuristics
 async def fill_empty_boxes(body: GenerateRequest, services: Services) -> GenerateRequest:
     if not body.auto_caption:
         return body
-    template = await services.template_lookup.find(body.template_id, services)
+    template = await services.template_lookup.find(body.template_id)
     if template is None:
         return body  # the caller's validation answers 422 for an unknown template
     limit = services.settings.max_text_length

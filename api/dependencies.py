@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,12 +11,13 @@ from psycopg_pool import AsyncConnectionPool
 from api.data_layer import DataLayer
 from api.feed import FeedRelay
 from api.inference import InferenceClient
-from api.template_lookup import TemplateLookup
 from domain.ai.suggest import TemplateSuggester
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
 from sinks.postgres.memes import MemeRepository
+from sinks.postgres.template_lookup import TemplateLookup
+from sinks.postgres.upload_refresher import UploadRefresher
 from sinks.storage import ObjectStore
 
 
@@ -28,14 +29,16 @@ class Services:
     memes: MemeRepository
     storage: ObjectStore
     catalog: TemplateCatalog
+    # Catalogue and uploaded templates (uploads from PostgreSQL, cached): generate, batch, AI.
+    template_lookup: TemplateLookup
     data: DataLayer | None = None  # Redis, users, votes, templates, views, analytics
     feed: FeedRelay | None = None  # the live feed relay (api/feed), started by the lifespan
     # AI through the inference workers (api/inference.py): this process loads no model.
     inference: InferenceClient | None = None
     # Image suggestions (hashes) and the keyword fallback of text suggestions; no model.
     suggester: TemplateSuggester | None = None
-    # Catalogue and uploaded templates for the AI features (uploads from PostgreSQL, cached).
-    template_lookup: TemplateLookup = field(default_factory=TemplateLookup)
+    # Uploads handed to `suggester` for text suggestions, read incrementally.
+    uploads: UploadRefresher | None = None
 
 
 async def get_services(request: Request) -> Services:

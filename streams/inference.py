@@ -51,7 +51,7 @@ from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from sinks.postgres.pool import create_pool
 from sinks.postgres.templates import TemplateRepository
-from streams.inference_uploads import UploadRefresher
+from sinks.postgres.upload_refresher import UploadRefresher
 from streams.roles import INFERENCE, web_port
 
 log = logging.getLogger(__name__)

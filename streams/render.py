@@ -67,6 +67,7 @@ from producers.serialization import SerializationError
 from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
+from sinks.postgres.template_lookup import TemplateLookup
 from sinks.postgres.templates import TemplateRepository
 from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import ObjectNotFound, meme_key
@@ -165,9 +166,10 @@ class RenderPipeline:
         self.memes = memes
         self.storage = storage
         self.pool = pool
-        # Uploaded templates live in PostgreSQL and object storage, not in `templates/`.
-        self.templates = templates
         self.catalog = TemplateCatalog.default()
+        # Uploaded templates live in PostgreSQL and object storage, not in `templates/`: the
+        # API validated the request with the same lookup (sinks/postgres/template_lookup.py).
+        self.templates = TemplateLookup(self.catalog, templates)
         # Text before rendering, image before storing (streams/moderation.py); None: off.
         self.moderation = moderation
 
@@ -298,12 +300,10 @@ class RenderPipeline:
         """An uploaded template's image and boxes; None for the catalog's templates and for
         ids nobody uploaded (the renderer then refuses the id). Stores that are down are
         waited out, like every other store of the pipeline."""
-        if self.templates is None or template_id in self.catalog:
-            return None
         templates, storage = self.templates, self.storage
         async for attempt in AsyncRetrying(**_INFRA_RETRY):
             with attempt:
-                record = await templates.get(template_id)
+                record = await templates.upload(template_id)
                 if record is None or not record.image_key:
                     return None
                 try:

@@ -4,7 +4,8 @@ The API runs in-process against the real stores, and an inference worker subproc
 subjects of this module with the tiny random models of `tests/ai_fixtures.py` (AI_MODEL_DIRS),
 so the model paths run, not only the heuristics; quality is not judged, only shapes,
 membership and the embedding cache. Captions carry the upload's boxes in the request; the
-worker reads uploads for text suggestions from PostgreSQL itself (streams/inference_uploads.py).
+worker reads uploads for text suggestions from PostgreSQL itself
+(sinks/postgres/upload_refresher.py).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 `POST /api/meme/caption` suggests one text per box of a template (catalogue or uploaded) for a
 topic. `POST /api/templates/suggest` ranks templates for a text (JSON or form field `text`),
-uploaded ones included (api/template_lookup.py), or catalogue templates for an uploaded image
-(form field `image`): by embedding similarity for text, by perceptual hash for images. Both
-always answer: the models run in the inference workers (api/inference.py); when none answers
-by the deadline, the rule-based fallback does here and `source` says `heuristic`. Image
-suggestions stay in this process: a 64-bit hash per catalogue template, no model.
+uploaded ones included (sinks/postgres/upload_refresher.py), or catalogue templates for an
+uploaded image (form field `image`): by embedding similarity for text, by perceptual hash for
+images. Both always answer: the models run in the inference workers (api/inference.py); when
+none answers by the deadline, the rule-based fallback does here and `source` says `heuristic`.
+Image suggestions stay in this process: a 64-bit hash per catalogue template, no model.
 
 Both routes are limited twice: the write limit per request, and the cost budget
 (`api.ratelimit.charge`, RATE_LIMIT_AI_UNITS_PER_MINUTE): a caption costs
@@ -107,7 +107,7 @@ def caption_cost(services: Services, boxes: int) -> int:
 )
 async def caption(body: CaptionRequestBody, request: Request, services: ServicesDep) -> CaptionOut:
     inference, _ = _ai(services)
-    template = await services.template_lookup.find(body.template_id, services)
+    template = await services.template_lookup.find(body.template_id)
     if template is None:
         raise Problem(
             422,
@@ -194,7 +194,8 @@ async def suggest(request: Request, services: ServicesDep) -> SuggestOut:
         except ValueError as exc:
             raise Problem(400, "malformed-json", "Malformed JSON", str(exc)) from exc
         body = _body(raw)
-    await services.template_lookup.refresh_suggestions(services)
+    if services.uploads is not None:
+        await services.uploads.refresh(suggester)
     ranked, source = await inference.suggest(body.text, body.limit, suggester)
     return _out("text", source, ranked)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
@@ -40,7 +39,7 @@ from domain.ids import derived_id, is_valid_id, new_id
 from domain.metrics import MEMES_REQUESTED
 from domain.rendering.errors import InvalidBox, InvalidOptions, RenderError
 from domain.rendering.validation import check_filters, check_layout
-from domain.templates import UnknownTemplate
+from domain.templates import Template
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
 from sinks.postgres.lifecycle import add_pending_many, recent_rendered, soft_delete
@@ -81,29 +80,10 @@ PROBLEM_RESPONSES = problem_responses(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TemplateShape:
-    """What validation needs of a template, from the catalog or an upload's record."""
-
-    boxes: int
-    width: int
-    height: int
-    frames: int = 1
-
-
-async def _template_shape(template_id: str, services: ServicesDep) -> TemplateShape:
+async def _template(template_id: str, services: ServicesDep) -> Template:
     """The catalog's template, else an uploaded one (PostgreSQL); 422 when neither has it."""
-    try:
-        template = services.catalog.get(template_id)
-        return TemplateShape(
-            len(template.boxes), template.width, template.height, template.frame_count
-        )
-    except UnknownTemplate:
-        pass
-    record = None
-    if services.data is not None:
-        record = await services.data.templates.get(template_id)
-    if record is None:
+    template = await services.template_lookup.find(template_id)
+    if template is None:
         raise Problem(
             422,
             "unknown-template",
@@ -111,27 +91,27 @@ async def _template_shape(template_id: str, services: ServicesDep) -> TemplateSh
             f"no template has the id {template_id!r}",
             template_id=template_id,
         )
-    return TemplateShape(len(record.boxes), record.width, record.height, record.frame_count)
+    return template
 
 
 async def _check_request(request: GenerateRequest, services: ServicesDep) -> None:
-    shape = await _template_shape(request.template_id, services)
-    if len(request.texts) > shape.boxes:
+    template = await _template(request.template_id, services)
+    if len(request.texts) > len(template.boxes):
         raise Problem(
             422,
             "too-many-texts",
             "More texts than the template has text boxes",
-            f"{request.template_id!r} has {shape.boxes} boxes, got {len(request.texts)}",
+            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.texts)}",
         )
     limit = services.settings.max_text_length
     if any(len(t) > limit for t in request.texts):
         raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
-    _check_layout(request, shape)
+    _check_layout(request, template)
     if request.transform or request.filters or request.boxes is not None:
-        await asyncio.to_thread(_dry_run, request, shape)
+        await asyncio.to_thread(_dry_run, request, template)
 
 
-def _dry_run(request: GenerateRequest, shape: TemplateShape) -> None:
+def _dry_run(request: GenerateRequest, template: Template) -> None:
     """The engine's layout on a blank frame (domain.rendering.validation.check_layout): a crop
     or a box outside the transformed image, or a transform past the pixel budget, is a 422
     here rather than a failed meme later."""
@@ -140,10 +120,10 @@ def _dry_run(request: GenerateRequest, shape: TemplateShape) -> None:
         placements = [(b.x, b.y, b.width, b.height) for b in request.boxes]
     try:
         check_layout(
-            shape.width,
-            shape.height,
-            frames=shape.frames,
-            boxes=shape.boxes,
+            template.width,
+            template.height,
+            frames=template.frame_count,
+            boxes=len(template.boxes),
             transform=request.transform,
             filters=request.filters,
             placements=placements,
@@ -154,7 +134,7 @@ def _dry_run(request: GenerateRequest, shape: TemplateShape) -> None:
         raise Problem(422, "invalid-filter", "Invalid transform or filters", str(exc)) from exc
 
 
-def _check_layout(request: GenerateRequest, shape: TemplateShape) -> None:
+def _check_layout(request: GenerateRequest, template: Template) -> None:
     """What can be judged without pixels; `_dry_run` judges the rest."""
     for name, specs in (("transform", request.transform), ("filters", request.filters)):
         try:
@@ -163,21 +143,21 @@ def _check_layout(request: GenerateRequest, shape: TemplateShape) -> None:
             raise Problem(422, "invalid-filter", f"Invalid {name}", str(exc)) from exc
     if request.boxes is None:
         return
-    if len(request.boxes) != shape.boxes:
+    if len(request.boxes) != len(template.boxes):
         raise Problem(
             422,
             "invalid-boxes",
             "One placement per text box",
-            f"{request.template_id!r} has {shape.boxes} boxes, got {len(request.boxes)}",
+            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.boxes)}",
         )
     if not request.transform:  # the image is the template's own size
         for i, b in enumerate(request.boxes):
-            if b.x + b.width > shape.width or b.y + b.height > shape.height:
+            if b.x + b.width > template.width or b.y + b.height > template.height:
                 raise Problem(
                     422,
                     "invalid-boxes",
                     "A box lies outside the image",
-                    f"box {i + 1} is outside the {shape.width}x{shape.height} template",
+                    f"box {i + 1} is outside the {template.width}x{template.height} template",
                 )
 
 
