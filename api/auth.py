@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import psycopg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from psycopg_pool import PoolTimeout
 
 from api.data_layer import DataLayer
 from api.dependencies import ServicesDep
 from api.problems import Problem, unavailable
+from sinks.postgres.errors import POSTGRES_ERRORS
 from sinks.postgres.users import API_KEY_PREFIX
 from sinks.redis import REDIS_ERRORS
 from sinks.redis.sessions import SESSION_PREFIX
@@ -74,7 +73,9 @@ async def _resolve(token: str, data: DataLayer, ip: str) -> Principal:
     if token.startswith(API_KEY_PREFIX):
         try:
             user = await data.users.by_api_key(token)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except POSTGRES_ERRORS as exc:
+            # Translated here, not by the app's handlers: the live feed resolves callers
+            # outside them (its WebSocket takes a Problem as "anonymous").
             raise unavailable("postgres") from exc
         if user is None:
             raise unauthorized("the API key is unknown or revoked")

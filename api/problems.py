@@ -17,11 +17,11 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.logs import REQUEST_ID_HEADER, bound_request_id, current_request_id, new_request_id
+from sinks.postgres.errors import POSTGRES_ERRORS
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -289,8 +289,8 @@ def install(app: FastAPI) -> None:
             log.warning("postgres unavailable on %s: %s", request.url.path, exc)
         return problem_response(problem, request)
 
-    app.add_exception_handler(psycopg.Error, on_store_error)
-    app.add_exception_handler(PoolTimeout, on_store_error)
+    for error in POSTGRES_ERRORS:
+        app.add_exception_handler(error, on_store_error)
 
     @app.exception_handler(UnicodeEncodeError)
     async def on_unencodable(request: Request, exc: UnicodeEncodeError) -> JSONResponse:

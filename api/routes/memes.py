@@ -13,10 +13,8 @@ import logging
 from datetime import timedelta
 from typing import Annotated
 
-import psycopg
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from psycopg_pool import PoolTimeout
 
 from api.auth import DataDep, Principal, PrincipalDep, UserDep, get_principal
 from api.auto_caption import fill_empty_boxes
@@ -42,6 +40,7 @@ from domain.rendering.validation import check_filters, check_layout
 from domain.templates import Template
 from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED, MEME_REQUESTS
+from sinks.postgres.errors import POSTGRES_ERRORS
 from sinks.postgres.lifecycle import add_pending_many, recent_rendered, soft_delete
 from sinks.postgres.memes import MemeRecord
 from sinks.redis import REDIS_ERRORS
@@ -249,7 +248,7 @@ async def _generate(
         MEMES_REQUESTED.labels(endpoint="generate").inc()
         try:
             await services.memes.add_pending(event)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except POSTGRES_ERRORS as exc:
             # Kafka has the request; the worker writes the row when PostgreSQL is back.
             log.warning("pending row for %s not written: %s", event.meme_id, exc)
         accepted = _accepted(event.meme_id)
@@ -273,7 +272,7 @@ async def _await_final(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, services.settings.max_wait_s)
     while True:
-        with contextlib.suppress(psycopg.Error, PoolTimeout):
+        with contextlib.suppress(*POSTGRES_ERRORS):
             record = await services.memes.get(meme_id)
             if record is not None and record.status in FINAL:
                 return record
@@ -373,7 +372,7 @@ async def _batch(
     MEMES_REQUESTED.labels(endpoint="batch").inc(len(accepted))
     try:
         await add_pending_many(services.pool, accepted)
-    except (psycopg.Error, PoolTimeout) as exc:
+    except POSTGRES_ERRORS as exc:
         log.warning("pending rows of a batch not written: %s", exc)
     results.sort(key=lambda r: r.index)
     return BatchResult(

@@ -19,7 +19,9 @@ from datetime import UTC, date, datetime
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
+
+from sinks.postgres.errors import POSTGRES_ERRORS
 
 log = logging.getLogger(__name__)
 PARTITION_MONTHS_AHEAD = 3
@@ -108,7 +110,7 @@ async def maintain_partitions(
     while True:
         try:
             await ensure_partitions(pool, datetime.now(UTC), ahead)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except POSTGRES_ERRORS as exc:
             log.warning("memes partitions not checked, retrying in %.0f s: %s", retry_s, exc)
             await asyncio.sleep(retry_s)
             continue
