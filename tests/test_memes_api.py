@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.routes.memes import _SerializedViews, _view
+from api.routes.memes.view import meme_view
+from api.routes.memes.view_cache import SerializedViews
 from domain.ids import new_id
 from domain.settings import Settings
 from sinks.postgres.memes import MemeRecord
@@ -198,9 +199,9 @@ def test_a_body_is_made_once_per_record_object() -> None:
         rendered_at=now,
         updated_at=now,
     )
-    bodies = _SerializedViews(max_entries=2)
+    bodies = SerializedViews(max_entries=2)
     body = bodies.json(record)
-    assert body == _view(record).model_dump_json().encode()
+    assert body == meme_view(record).model_dump_json().encode()
     assert bodies.json(record) is body
     changed = dataclasses.replace(record, status="failed", error="boom")
     assert json.loads(bodies.json(changed))["status"] == "failed"  # another object: new body

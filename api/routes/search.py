@@ -10,7 +10,7 @@ from api.dependencies import ServicesDep
 from api.models import MemeView
 from api.problems import LIMITED_STATUSES, problem_responses
 from api.ratelimit import RateLimited
-from api.routes.memes import _view
+from api.routes.memes.view import meme_view
 from api.text_fields import StoredText
 from sinks.postgres.search import search_memes
 
@@ -35,4 +35,4 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[MemeView]:
     records = await search_memes(services.pool, q, limit=limit, template_id=template_id)
-    return [_view(r) for r in records]
+    return [meme_view(r) for r in records]

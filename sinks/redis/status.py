@@ -2,7 +2,7 @@
 
 One channel per meme (`meme-status:<id>`): a waiter subscribes *before* its request reaches
 Kafka, so a fast render cannot publish before anyone listens. Pub/sub is fire-and-forget, so a
-waiter also polls the source of truth as a fallback (see `api/routes/memes.py`).
+waiter also polls the source of truth as a fallback (see `api/routes/memes/waiting.py`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""Reading memes: `GET /api/meme/recent` and `GET /api/meme/{meme_id}` (counts a view)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.auth import DataDep, get_principal
+from api.dependencies import Services, ServicesDep
+from api.models import MemeView
+from api.problems import Problem, problem_responses
+from api.routes.memes.view import meme_view
+from api.routes.memes.view_cache import SerializedViews
+from domain.ids import is_valid_id
+from sinks.postgres.lifecycle import recent_rendered
+from sinks.postgres.memes import MemeRecord
+from sinks.redis import REDIS_ERRORS
+
+router = APIRouter()
+_BODIES = SerializedViews()
+
+
+async def load_meme(meme_id: str, services: Services) -> MemeRecord:
+    if not is_valid_id(meme_id):
+        raise Problem(404, "meme-not-found", "No such meme", f"{meme_id!r} is not a meme id")
+    try:
+        if services.data is not None:
+            record = await services.data.cache.read_through(meme_id, services.memes.get)
+        else:
+            record = await services.memes.get(meme_id)
+    except ValueError as exc:  # a UUID that is not a v7 id can never be ours
+        raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
+    if record is None or record.status == "deleted":
+        raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
+    return record
+
+
+@router.get(
+    "/recent",
+    response_model=list[MemeView],
+    responses=problem_responses(422, 503),
+    summary="The newest rendered memes, newest first (Redis list, PostgreSQL fallback)",
+)
+async def recent(
+    services: ServicesDep,
+    data: DataDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[MemeView]:
+    try:
+        ids = await data.recent.list(limit)
+    except REDIS_ERRORS:
+        ids = []
+    if ids:
+        loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
+        records = [r for r in loaded if r is not None and r.status == "rendered"]
+    else:
+        records = await recent_rendered(services.pool, limit)
+    return [meme_view(r) for r in records]
+
+
+@router.get(
+    "/{meme_id}",
+    response_class=Response,
+    responses={
+        200: {"model": MemeView, "description": "The meme"},
+        **problem_responses(422, 404, 503, descriptions={404: "No such meme"}),
+    },
+    summary="A meme's status and metadata (counts a view)",
+)
+async def get_meme(meme_id: str, request: Request) -> Response:
+    # The hottest read takes the request, not `ServicesDep`/`PrincipalDep`: FastAPI's
+    # per-dependency cost was measurable here, and the rate limit (this router's dependency)
+    # has already resolved the principal and cached it on `request.state`.
+    services: Services = request.app.state.services
+    principal = await get_principal(request)  # a bad credential is a 401, as on every route
+    record = await load_meme(meme_id, services)
+    if services.data is not None and record.status == "rendered":
+        services.data.views.count(record.id, principal.user_id)
+    return Response(_BODIES.json(record), media_type="application/json")
