@@ -20,9 +20,18 @@ from pydantic import ValidationError
 
 from api.models import GenerateRequest
 from domain.rendering import RenderOptions, render_meme, render_upload
-from domain.rendering.errors import InvalidBox, InvalidOptions, InvalidText, RenderError
+from domain.rendering.errors import (
+    InvalidBox,
+    InvalidOptions,
+    InvalidText,
+    RenderError,
+    TextTooLong,
+    TooManyTexts,
+)
+from domain.rendering.text import ABSOLUTE_MAX_TEXT
 from domain.rendering.validation import (
     check_boxes,
+    check_generation,
     check_label,
     check_layout,
     check_request,
@@ -87,7 +96,7 @@ def generate_payloads(draw: st.DrawFn) -> dict[str, Any]:
 
 def _accepted(payload: dict[str, Any]) -> GenerateRequest | None:
     """What the generate route accepts: the model, then the validator's checks (the route's
-    `_check_request` and `_dry_run` call exactly these)."""
+    `check_request`, api/routes/memes/request_checks.py, calls `check_generation`)."""
     try:
         request = GenerateRequest.model_validate(payload)
     except ValidationError:
@@ -100,11 +109,10 @@ def _accepted(payload: dict[str, Any]) -> GenerateRequest | None:
     ]  # fmt: skip
     try:
         check_request(request.texts, request.transform, request.filters)
-        check_layout(
-            template.width,
-            template.height,
-            frames=template.frame_count,
-            boxes=len(template.boxes),
+        check_generation(
+            template,
+            request.texts,
+            max_text_length=ABSOLUTE_MAX_TEXT,
             transform=request.transform,
             filters=request.filters,
             placements=placements,
@@ -239,6 +247,29 @@ def test_layout_dry_run_refuses_what_the_engine_would() -> None:
         check_layout(600, 600, **{**layout, "transform": ["crop:0,0,100,100"],
                                   "placements": [(150, 0, 10, 10)]})  # fmt: skip
     check_layout(600, 600, **{**layout, "transform": ["rotate:90"], "placements": [(0, 0, 9, 9)]})
+
+
+def test_generation_refusals_name_their_kind() -> None:
+    """Each refusal of `check_generation` is a kind the API answers with its own problem type."""
+    drake = TemplateCatalog.default().get("drake")
+    none: dict[str, Any] = {"transform": [], "filters": [], "placements": None}
+    base: dict[str, Any] = {"max_text_length": 10, **none}
+    check_generation(drake, ["a", "b"], **base)
+    with pytest.raises(TooManyTexts):
+        check_generation(drake, ["a"] * (len(drake.boxes) + 1), **base)
+    with pytest.raises(TextTooLong):
+        check_generation(drake, ["x" * 11], **base)
+    with pytest.raises(InvalidOptions, match="transform"):
+        check_generation(drake, ["a"], **{**base, "transform": ["sepia:7"]})
+    with pytest.raises(InvalidOptions, match="filters"):
+        check_generation(drake, ["a"], **{**base, "filters": ["explode"]})
+    inside = [(0, 0, 10, 10)] * len(drake.boxes)
+    check_generation(drake, ["a"], **{**base, "placements": inside})
+    with pytest.raises(InvalidBox, match="boxes"):
+        check_generation(drake, ["a"], **{**base, "placements": inside[:1]})
+    outside = [(drake.width - 5, 0, 10, 10), *inside[1:]]
+    with pytest.raises(InvalidBox, match="outside"):
+        check_generation(drake, ["a"], **{**base, "placements": outside})
 
 
 @pytest.mark.parametrize("label", ["a\x00b", "a\rb", "a\nb", "\x1b", "\ud800", "\ue000"])

@@ -31,6 +31,18 @@ class InvalidText(RenderError):
     code = "invalid_text"
 
 
+class TooManyTexts(InvalidText):
+    """More texts than the template has boxes."""
+
+    code = "too_many_texts"
+
+
+class TextTooLong(InvalidText):
+    """A text past MAX_TEXT_LENGTH."""
+
+    code = "text_too_long"
+
+
 class InvalidBox(RenderError):
     code = "invalid_box"
 

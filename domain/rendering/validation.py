@@ -30,12 +30,18 @@ from typing import Any
 
 from PIL import Image, ImageColor
 
-from domain.rendering.errors import InvalidBox, InvalidOptions, InvalidText
+from domain.rendering.errors import (
+    InvalidBox,
+    InvalidOptions,
+    InvalidText,
+    TextTooLong,
+    TooManyTexts,
+)
 from domain.rendering.filters import MAX_FILTERED_PIXELS, Filter, apply_filters, parse_filters
 from domain.rendering.options import SIZE_LIMITS
 from domain.rendering.sizing import shrink_full
 from domain.rendering.text import clean_text
-from domain.templates.model import TextBox
+from domain.templates.model import Template, TextBox
 
 #: Ceiling of MAX_TEMPLATE_BOXES: what one request can fill (texts and placements).
 ABSOLUTE_MAX_BOXES = 20
@@ -219,6 +225,47 @@ def check_request(
         clean_text(text, i)
     check_filters(transform, "transform")
     check_filters(filters, "filters")
+
+
+def check_generation(
+    template: Template,
+    texts: Sequence[str],
+    *,
+    max_text_length: int,
+    transform: Sequence[object],
+    filters: Sequence[object],
+    placements: Sequence[tuple[int, int, int, int]] | None,
+) -> None:
+    """A generation request against its template, as generate and batch judge it before the
+    request reaches Kafka: at most one text per box, each within `max_text_length` (the
+    characters themselves are `check_request`'s), valid `transform` and `filters`, one
+    placement per box inside the template when nothing transforms it, then the layout's dry
+    run (`check_layout`, pixel work only when there is a transform, filters or placements)."""
+    boxes = len(template.boxes)
+    if len(texts) > boxes:
+        raise TooManyTexts(f"{template.id!r} has {boxes} boxes, got {len(texts)}")
+    if any(len(t) > max_text_length for t in texts):
+        raise TextTooLong(f"each text is at most {max_text_length} chars")
+    check_filters(transform, "transform")
+    check_filters(filters, "filters")
+    if placements is not None:
+        if len(placements) != boxes:
+            raise InvalidBox(f"{template.id!r} has {boxes} boxes, got {len(placements)}")
+        if not transform:  # the image is the template's own size
+            for i, (x, y, width, height) in enumerate(placements):
+                if x + width > template.width or y + height > template.height:
+                    raise InvalidBox(
+                        f"box {i + 1} is outside the {template.width}x{template.height} template"
+                    )
+    check_layout(
+        template.width,
+        template.height,
+        frames=template.frame_count,
+        boxes=boxes,
+        transform=transform,
+        filters=filters,
+        placements=placements,
+    )
 
 
 def place_boxes(

@@ -8,12 +8,13 @@ is accepted here renders there.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from api.dependencies import Services
 from api.models import GenerateRequest
 from api.problems import Problem
-from domain.rendering.errors import InvalidBox, InvalidOptions, RenderError
-from domain.rendering.validation import check_filters, check_layout
+from domain.rendering.errors import InvalidBox, RenderError, TextTooLong, TooManyTexts
+from domain.rendering.validation import check_generation
 from domain.templates import Template
 
 
@@ -31,68 +32,35 @@ async def _template(template_id: str, services: Services) -> Template:
     return template
 
 
+#: The problem each refusal of the validator is answered with, most specific first.
+_PROBLEMS: tuple[tuple[type[RenderError], str, str], ...] = (
+    (TooManyTexts, "too-many-texts", "More texts than the template has text boxes"),
+    (TextTooLong, "text-too-long", "Text too long"),
+    (InvalidBox, "invalid-boxes", "A box does not fit the image"),
+    (RenderError, "invalid-filter", "Invalid transform or filters"),  # options, pixel budget
+)
+
+
 async def check_request(request: GenerateRequest, services: Services) -> None:
+    """Raises the 422 Problem for what `check_generation` refuses in `request`."""
     template = await _template(request.template_id, services)
-    if len(request.texts) > len(template.boxes):
-        raise Problem(
-            422,
-            "too-many-texts",
-            "More texts than the template has text boxes",
-            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.texts)}",
-        )
-    limit = services.settings.max_text_length
-    if any(len(t) > limit for t in request.texts):
-        raise Problem(422, "text-too-long", "Text too long", f"each text is at most {limit} chars")
-    _check_layout(request, template)
-    if request.transform or request.filters or request.boxes is not None:
-        await asyncio.to_thread(_dry_run, request, template)
-
-
-def _dry_run(request: GenerateRequest, template: Template) -> None:
-    """The engine's layout on a blank frame (domain.rendering.validation.check_layout): a crop
-    or a box outside the transformed image, or a transform past the pixel budget, is a 422
-    here rather than a failed meme later."""
     placements = None
     if request.boxes is not None:
         placements = [(b.x, b.y, b.width, b.height) for b in request.boxes]
+    check = functools.partial(
+        check_generation,
+        template,
+        request.texts,
+        max_text_length=services.settings.max_text_length,
+        transform=request.transform,
+        filters=request.filters,
+        placements=placements,
+    )
     try:
-        check_layout(
-            template.width,
-            template.height,
-            frames=template.frame_count,
-            boxes=len(template.boxes),
-            transform=request.transform,
-            filters=request.filters,
-            placements=placements,
-        )
-    except InvalidBox as exc:
-        raise Problem(422, "invalid-boxes", "A box lies outside the image", str(exc)) from exc
-    except RenderError as exc:  # InvalidOptions, ImageTooLarge
-        raise Problem(422, "invalid-filter", "Invalid transform or filters", str(exc)) from exc
-
-
-def _check_layout(request: GenerateRequest, template: Template) -> None:
-    """What can be judged without pixels; `_dry_run` judges the rest."""
-    for name, specs in (("transform", request.transform), ("filters", request.filters)):
-        try:
-            check_filters(specs, name)
-        except InvalidOptions as exc:
-            raise Problem(422, "invalid-filter", f"Invalid {name}", str(exc)) from exc
-    if request.boxes is None:
-        return
-    if len(request.boxes) != len(template.boxes):
-        raise Problem(
-            422,
-            "invalid-boxes",
-            "One placement per text box",
-            f"{request.template_id!r} has {len(template.boxes)} boxes, got {len(request.boxes)}",
-        )
-    if not request.transform:  # the image is the template's own size
-        for i, b in enumerate(request.boxes):
-            if b.x + b.width > template.width or b.y + b.height > template.height:
-                raise Problem(
-                    422,
-                    "invalid-boxes",
-                    "A box lies outside the image",
-                    f"box {i + 1} is outside the {template.width}x{template.height} template",
-                )
+        if request.transform or request.filters or placements is not None:
+            await asyncio.to_thread(check)  # the dry run draws: off the event loop
+        else:
+            check()
+    except RenderError as exc:
+        slug, title = next((s, t) for kind, s, t in _PROBLEMS if isinstance(exc, kind))
+        raise Problem(422, slug, title, str(exc)) from exc
