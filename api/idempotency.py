@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -23,6 +24,7 @@ from api.problems import Problem, unavailable
 from sinks.redis import REDIS_ERRORS
 
 HEADER = "Idempotency-Key"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_KEY_LENGTH = 255
 
 
@@ -83,3 +85,19 @@ class IdempotentCall:
     async def fail(self) -> None:
         with contextlib.suppress(*REDIS_ERRORS):  # else the claim expires after a minute
             await self.data.idempotency.release(self.key)
+
+
+async def answer_once(
+    call: IdempotentCall | None, work: Awaitable[tuple[int, ModelT]]
+) -> tuple[int, ModelT]:
+    """Runs `work` (a status and body) under the call's claim: the answer is stored for
+    replays; a failure (any exception, a cancelled request too) frees the key for a retry."""
+    try:
+        status, body = await work
+    except BaseException:
+        if call is not None:
+            await call.fail()
+        raise
+    if call is not None:
+        await call.finish(status, body.model_dump(mode="json"))
+    return status, body

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api.auth import DataDep, Principal, PrincipalDep
 from api.auto_caption import fill_empty_boxes
 from api.dependencies import ServicesDep
-from api.idempotency import IdempotentCall
+from api.idempotency import IdempotentCall, answer_once
 from api.models import BatchItemResult, BatchRequest, BatchResult
 from api.problems import Problem, problem_responses, unavailable
 from api.routes.memes.generate import PROBLEM_RESPONSES, IdempotencyKey
@@ -56,22 +56,15 @@ async def batch(
     call = await IdempotentCall.begin(request, principal, data, body)
     if isinstance(call, JSONResponse):
         return call
-    try:
-        result = await _batch(body, services, principal, request)
-    except BaseException:
-        if call is not None:
-            await call.fail()
-        raise
-    status = 202 if result.rejected == 0 else 207
-    if call is not None:
-        await call.finish(status, result.model_dump(mode="json"))
+    status, result = await answer_once(call, _batch(body, services, principal, request))
     response.status_code = status
     return result
 
 
 async def _batch(
     body: BatchRequest, services: ServicesDep, principal: Principal, request: Request
-) -> BatchResult:
+) -> tuple[int, BatchResult]:
+    """202 when every item was accepted, else 207 with each item's problem in `results`."""
     results: list[BatchItemResult] = []
     events: list[tuple[int, MemeRequested]] = []
     items = await asyncio.gather(*(fill_empty_boxes(i, services) for i in body.items))
@@ -113,6 +106,7 @@ async def _batch(
     except POSTGRES_ERRORS as exc:
         log.warning("pending rows of a batch not written: %s", exc)
     results.sort(key=lambda r: r.index)
-    return BatchResult(
+    result = BatchResult(
         accepted=len(accepted), rejected=len(results) - len(accepted), results=results
     )
+    return (202 if result.rejected == 0 else 207), result

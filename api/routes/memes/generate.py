@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from api.auth import DataDep, Principal, PrincipalDep
 from api.auto_caption import fill_empty_boxes
 from api.dependencies import ServicesDep
-from api.idempotency import IdempotentCall
+from api.idempotency import IdempotentCall, answer_once
 from api.models import GenerateAccepted, GenerateRequest
 from api.problems import problem_responses, unavailable
 from api.routes.memes.request_checks import check_request
@@ -89,15 +89,8 @@ async def generate(
     call = await IdempotentCall.begin(request, principal, data, body)
     if isinstance(call, JSONResponse):
         return call
-    try:
-        body = await fill_empty_boxes(body, services)  # auto_caption (domain/ai)
-        status, accepted = await _generate(body, services, data, principal, request, wait)
-    except BaseException:
-        if call is not None:
-            await call.fail()
-        raise
-    if call is not None:
-        await call.finish(status, accepted.model_dump(mode="json"))
+    work = _generate(body, services, data, principal, request, wait)
+    status, accepted = await answer_once(call, work)
     response.status_code = status
     response.headers["Location"] = accepted.status_url
     return accepted
@@ -111,6 +104,7 @@ async def _generate(
     request: Request,
     wait_s: float,
 ) -> tuple[int, GenerateAccepted]:
+    body = await fill_empty_boxes(body, services)  # auto_caption (domain/ai)
     event = request_event(body, request, principal)
     async with contextlib.AsyncExitStack() as stack:
         waiter = None
