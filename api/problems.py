@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.logs import REQUEST_ID_HEADER, bound_request_id, current_request_id, new_request_id
+from producers.producer import ProducerUnavailable
 from sinks.postgres.errors import POSTGRES_ERRORS
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,13 @@ def install(app: FastAPI) -> None:
 
     for error in POSTGRES_ERRORS:
         app.add_exception_handler(error, on_store_error)
+
+    @app.exception_handler(ProducerUnavailable)
+    async def on_producer_unavailable(request: Request, exc: ProducerUnavailable) -> JSONResponse:
+        """Kafka (or the schema registry) did not take an event: nothing may claim the write
+        happened, so a 503 naming the service, whatever the route."""
+        log.warning("%s unavailable on %s: %s", exc.service, request.url.path, exc)
+        return problem_response(unavailable(exc.service), request)
 
     @app.exception_handler(UnicodeEncodeError)
     async def on_unencodable(request: Request, exc: UnicodeEncodeError) -> JSONResponse:

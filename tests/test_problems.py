@@ -20,6 +20,7 @@ from api.app import create_app
 from api.problems import PROBLEM_JSON, PROBLEM_SCHEMA, TYPE_BASE, ProblemDetails
 from domain.logs import ContextFilter, JsonFormatter, current_request_id
 from domain.settings import get_settings
+from producers.producer import ProducerUnavailable, SchemaRegistryUnavailable
 
 SECRET = "password=hunter2 at /srv/secret/path.py"
 #: Error responses that are not problems: readiness answers its checks either way.
@@ -152,3 +153,26 @@ def test_details_carry_no_python_reprs() -> None:
     )
     body = Problem(422, "invalid-image", "Bad", "broken <PIL.Image object at 0xdeadbeef>").body()
     assert "0x" not in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("error", "service"),
+    [(ProducerUnavailable, "kafka"), (SchemaRegistryUnavailable, "schema-registry")],
+)
+def test_an_unacknowledged_event_is_a_503_naming_the_service(
+    problem_log: io.StringIO, error: type[ProducerUnavailable], service: str
+) -> None:
+    """Routes let the producer's refusal raise; one handler answers it for every route."""
+    app = create_app(get_settings())
+
+    async def produce() -> None:
+        raise error("not acknowledged within the timeout")
+
+    app.add_api_route("/api/_test/produce", produce, methods=["POST"])
+    response = TestClient(app, raise_server_exceptions=False).post("/api/_test/produce")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == "5"
+    body = ProblemDetails.model_validate(response.json())
+    assert body.type == TYPE_BASE + "service-unavailable" and body.service == service
+    assert service in problem_log.getvalue()

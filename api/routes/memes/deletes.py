@@ -9,10 +9,9 @@ from fastapi import APIRouter, Response
 
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
-from api.problems import Problem, problem_responses, unavailable
+from api.problems import Problem, problem_responses
 from domain.events import MemeDeleted
 from domain.ids import derived_id, is_valid_id
-from producers.producer import ProducerUnavailable
 from producers.topics import MEME_DELETED
 from sinks.postgres.lifecycle import soft_delete
 from sinks.redis import REDIS_ERRORS
@@ -60,10 +59,7 @@ async def delete_meme(
     tombstone = MemeDeleted(
         event_id=derived_id(meme_id, "deleted"), meme_id=meme_id, deleted_by=principal.user_id
     )
-    try:
-        await services.producer.send(MEME_DELETED.name, tombstone)
-    except ProducerUnavailable as exc:
-        raise unavailable("kafka") from exc
+    await services.producer.send(MEME_DELETED.name, tombstone)  # unacknowledged: a 503
     try:
         await data.cache.invalidate(meme_id)
         await data.recent.remove(meme_id)

@@ -15,13 +15,12 @@ from api.auto_caption import fill_empty_boxes
 from api.dependencies import ServicesDep
 from api.idempotency import IdempotentCall, answer_once
 from api.models import GenerateAccepted, GenerateRequest
-from api.problems import problem_responses, unavailable
+from api.problems import problem_responses
 from api.routes.memes.request_checks import check_request
 from api.routes.memes.request_event import request_event
 from api.routes.memes.view import meme_view
 from api.routes.memes.waiting import await_final
 from domain.metrics import MEMES_REQUESTED
-from producers.producer import ProducerUnavailable
 from producers.topics import MEME_REQUESTS
 from sinks.postgres.errors import POSTGRES_ERRORS
 from sinks.redis import REDIS_ERRORS
@@ -112,11 +111,8 @@ async def _generate(
             # Subscribe before producing, so a fast render cannot finish unheard.
             with contextlib.suppress(*REDIS_ERRORS):
                 waiter = await stack.enter_async_context(StatusWaiter(data.redis, event.meme_id))
-        try:
-            await services.producer.send(MEME_REQUESTS.name, event)
-        except ProducerUnavailable as exc:  # Kafka, or the schema registry (exc.service)
-            log.warning("generation not accepted, %s unavailable: %s", exc.service, exc)
-            raise unavailable(exc.service) from exc
+        # Kafka or the schema registry unavailable: a 503 naming it (api/problems.py).
+        await services.producer.send(MEME_REQUESTS.name, event)
         MEMES_REQUESTED.labels(endpoint="generate").inc()
         try:
             await services.memes.add_pending(event)
