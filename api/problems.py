@@ -209,6 +209,17 @@ def store_problem(exc: BaseException) -> Problem:
     return unavailable("postgres")
 
 
+def unknown_template(template_id: str) -> Problem:
+    """Neither the catalogue nor the uploads have `template_id` (generate, batch, captions)."""
+    return Problem(
+        422,
+        "unknown-template",
+        "Unknown template",
+        f"no template has the id {template_id!r}",
+        template_id=template_id,
+    )
+
+
 def unavailable(service: str, retry_after: int = 5) -> Problem:
     return Problem(
         503,

@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from api.dependencies import Services, ServicesDep
 from api.inference import InferenceClient
-from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
+from api.problems import (
+    LIMITED_STATUSES,
+    Problem,
+    problem_responses,
+    unavailable,
+    unknown_template,
+)
 from api.ratelimit import RateLimited, charge
 from api.text_fields import StoredText
 from domain.ai.suggest import TemplateSuggester
@@ -109,13 +115,7 @@ async def caption(body: CaptionRequestBody, request: Request, services: Services
     inference, _ = _ai(services)
     template = await services.template_lookup.find(body.template_id)
     if template is None:
-        raise Problem(
-            422,
-            "unknown-template",
-            "Unknown template",
-            f"no template has the id {body.template_id!r}",
-            template_id=body.template_id,
-        )
+        raise unknown_template(body.template_id)
     cost = caption_cost(services, len(template.boxes))
     await charge(request, services, units=cost, what=f"a caption of {len(template.boxes)} boxes")
     answer = await inference.caption(body.topic, template)

@@ -12,7 +12,7 @@ import functools
 
 from api.dependencies import Services
 from api.models import GenerateRequest
-from api.problems import Problem
+from api.problems import Problem, unknown_template
 from domain.rendering.errors import InvalidBox, RenderError, TextTooLong, TooManyTexts
 from domain.rendering.validation import check_generation
 from domain.templates import Template
@@ -22,13 +22,7 @@ async def _template(template_id: str, services: Services) -> Template:
     """The catalog's template, else an uploaded one (PostgreSQL); 422 when neither has it."""
     template = await services.template_lookup.find(template_id)
     if template is None:
-        raise Problem(
-            422,
-            "unknown-template",
-            "Unknown template",
-            f"no template has the id {template_id!r}",
-            template_id=template_id,
-        )
+        raise unknown_template(template_id)
     return template
 
 
