@@ -49,6 +49,7 @@ from domain.tracing import (
     inject_headers,
     setup_tracing,
 )
+from domain.trending_windows import WINDOWS
 from producers.admin import admin_client
 from producers.producer import EventProducer
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
@@ -61,7 +62,6 @@ from streams.analytics import AnalyticsSink
 from streams.lag import LagGauge, LagReader
 from streams.render import RenderPipeline, RenderPool
 from streams.trending.agents import TrendingWorker
-from streams.trending.windows import WINDOWS
 from tests import processes
 from tests.services import environment
 
