@@ -35,7 +35,6 @@ from tenacity import (
 
 from domain.events import (
     FeedEvent,
-    FeedKind,
     ImageVariant,
     InvalidEvent,
     MemeRendered,
@@ -265,7 +264,7 @@ class RenderPipeline:
         if outcome.variants:
             await self.drop_if_deleted(outcome)
         await self.producer.send(MEME_RENDERED.name, outcome)
-        await self.producer.send(MEME_FEED.name, feed_event(outcome))
+        await self.producer.send(MEME_FEED.name, FeedEvent.for_render(outcome))
         latency = (datetime.now(UTC) - request.occurred_at).total_seconds()
         MEMES_GENERATED.labels(status=outcome.meme_status).inc()
         GENERATION_LATENCY.observe(latency)
@@ -411,18 +410,6 @@ def _rejected(request: MemeRequested, checked: Checked, render_ms: float = 0.0) 
         render_ms=render_ms,
         error=f"rejected by moderation ({checked.verdict.reason})",
         **checked.event_fields(),
-    )
-
-
-def feed_event(outcome: MemeRendered) -> FeedEvent:
-    rendered = outcome.status is RenderStatus.RENDERED
-    return FeedEvent(
-        event_id=outcome.event_id,
-        meme_id=outcome.meme_id,
-        kind=FeedKind.RENDERED if rendered else FeedKind.FAILED,
-        template_id=outcome.template_id,
-        status=outcome.meme_status,  # rendered, failed, or moderation's flagged / rejected
-        user_id=outcome.user_id,
     )
 
 

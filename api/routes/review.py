@@ -36,7 +36,6 @@ from domain.events import (
     APPROVED,
     REVIEW_LABEL,
     FeedEvent,
-    FeedKind,
     ImageVariant,
     MemeRendered,
     RenderStatus,
@@ -267,7 +266,7 @@ async def _decide(
     rendered = review_event(decided)
     try:
         await services.producer.send(MEME_RENDERED.name, rendered)
-        await services.producer.send(MEME_FEED.name, feed_event(rendered))
+        await services.producer.send(MEME_FEED.name, FeedEvent.for_render(rendered))
     except ProducerUnavailable as exc:
         # PostgreSQL has the decision (the truth); a retry re-sends the same events.
         raise unavailable("kafka") from exc
@@ -310,17 +309,4 @@ def review_event(decided: Decided) -> MemeRendered:
         moderation_reason=decided.review_note,
         sentiment=decided.sentiment,
         sentiment_score=decided.sentiment_score,
-    )
-
-
-def feed_event(rendered: MemeRendered) -> FeedEvent:
-    """Approved: on the `new` channel like any fresh meme; rejected: its owner's channel only."""
-    approved = rendered.status is RenderStatus.RENDERED
-    return FeedEvent(
-        event_id=rendered.event_id,
-        meme_id=rendered.meme_id,
-        kind=FeedKind.RENDERED if approved else FeedKind.FAILED,
-        template_id=rendered.template_id,
-        status=rendered.meme_status,
-        user_id=rendered.user_id,
     )
