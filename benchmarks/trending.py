@@ -43,8 +43,8 @@ from domain.events import View, Vote
 from domain.ids import new_id
 from domain.settings import PROJECT_ROOT, get_settings
 from producers.admin import ensure_topics
+from producers.roles import ROLES
 from producers.serialization import AvroCodec
-from streams.roles import ROLES
 
 TOPICS = ("meme.votes", "meme.views")
 PARTITIONS = 6

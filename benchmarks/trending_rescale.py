@@ -62,9 +62,9 @@ from domain.settings import PROJECT_ROOT, get_settings
 from loadgen.keda import load_scaled_objects, with_group_prefix
 from loadgen.lag import LagReader
 from producers.admin import ensure_topics
+from producers.roles import ROLES
 from producers.serialization import AvroCodec
 from streams.changelog import read_changelog
-from streams.roles import ROLES
 from streams.trending.state import MEME, MemeState
 
 REPORT_DIR = PROJECT_ROOT / "reports" / "trending"

@@ -50,6 +50,7 @@ from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from domain.tracing import consume_batch_span, get_tracer
 from producers.producer import EventProducer
+from producers.roles import ANALYTICS
 from producers.serialization import SerializationError
 from sinks.clickhouse import apply_schema, get_client
 from sinks.clickhouse.finalize import ensure_tables, minute_of, recompute
@@ -62,7 +63,6 @@ from sinks.redis.cache import MemeCache
 from sinks.redis.recent import RecentMemes
 from sinks.redis.status import publish_status
 from streams.dlq import dead_letter_message
-from streams.roles import ANALYTICS
 from streams.schema_wait import decode_holding
 
 log = logging.getLogger(__name__)

@@ -62,6 +62,7 @@ from domain.settings import ImageQuality, Settings
 from domain.templates import TemplateCatalog
 from domain.tracing import consume_span, get_tracer
 from producers.producer import EventProducer
+from producers.roles import RENDER
 from producers.serialization import SerializationError
 from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
@@ -71,7 +72,6 @@ from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import ObjectNotFound, meme_key
 from streams.dlq import dead_letter, message_headers
 from streams.moderation import Checked, ModerationStep
-from streams.roles import RENDER
 from streams.schema_wait import decode_as_holding
 
 log = logging.getLogger(__name__)

@@ -37,6 +37,7 @@ from domain.metrics import count_consumed, observe_trending_freshness
 from domain.settings import Settings
 from domain.tracing import consume_batch_span, get_tracer
 from producers.producer import EventProducer
+from producers.roles import TRENDING
 from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
@@ -44,7 +45,6 @@ from sinks.redis.trending import RISING_KEY, Decay, TrendingSets, set_key
 from streams import batches
 from streams.changelog import ChangelogStore
 from streams.dlq import dead_letter_message
-from streams.roles import TRENDING
 from streams.schema_wait import decode_holding
 from streams.trending.engine import Changes, TrendingEngine
 from streams.trending.score import decayed_to
