@@ -20,9 +20,10 @@ Tracing: one CONSUMER span per batch (`analytics process`, the batch's one inser
 request's trace id reaches the insert that stored its event (domain/tracing.py).
 
 Side duties on `meme.rendered` and `meme.deleted`, done before the batch is written because
-they are cheap and latency-sensitive: publish the status on Redis pub/sub (a client waiting on
-`POST /api/meme/generate?wait=` hears it), drop the meme's cache entry, and keep the capped
-recent-memes list; every 60 s it refreshes PostgreSQL's `trending_daily` view.
+they are cheap and latency-sensitive: drop the meme's cache entry, keep the capped recent-memes
+list, and publish a deletion on the meme's Redis pub/sub channel (a render's status is published
+by the render worker, which knows it first; an admin's review decision by the review route);
+every 60 s it refreshes PostgreSQL's `trending_daily` view.
 """
 
 from __future__ import annotations
@@ -210,7 +211,6 @@ class AnalyticsSink:
         try:
             for event in rendered:
                 await self.cache.invalidate(event.meme_id)
-                await publish_status(self.redis, event.meme_id, event.status.value)
             await self.recent.push(
                 *(e.meme_id for e in rendered if e.status is RenderStatus.RENDERED)
             )

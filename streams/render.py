@@ -1,11 +1,16 @@
 """The render agent: `meme.requests` -> Pillow in a process pool -> storage, PostgreSQL,
-`meme.rendered` and `meme.feed`.
+the meme's status on Redis pub/sub, `meme.rendered` and `meme.feed`.
 
 At-least-once: the input offset is committed only after every output is stored, and
 each output is idempotent on the meme id (same object keys, an upsert, derived event
 ids), so a crash or replay never duplicates a meme. A bad message goes to the DLQ and
 a bad render becomes a `failed` meme; store outages are retried until the store is
 back, which holds the partition rather than losing the request.
+
+The status (`rendered` or `failed`) is published on `meme-status:<id>` (sinks/redis/status.py)
+by this worker, which knows it first, as soon as PostgreSQL holds it: a client waiting on
+`POST /api/meme/generate?wait=` wakes and reads the row. Pub/sub is fire-and-forget and the
+waiter also polls PostgreSQL, so Redis being down costs the waiter latency, never the render.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import faust
 import psycopg
 import urllib3
 from psycopg_pool import PoolTimeout
+from redis.asyncio import Redis
 from tenacity import (
     AsyncRetrying,
     before_sleep_log,
@@ -68,6 +74,8 @@ from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
 from sinks.postgres.templates import TemplateRepository
+from sinks.redis import REDIS_ERRORS, create_redis
+from sinks.redis.status import publish_status
 from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import ObjectNotFound, meme_key
 from streams.dlq import dead_letter, message_headers
@@ -156,6 +164,7 @@ class RenderPipeline:
         memes: MemeRepository,
         storage: ObjectStore,
         pool: RenderPool,
+        redis: Redis,
         moderation: ModerationStep | None = None,
         templates: TemplateRepository | None = None,
     ) -> None:
@@ -164,6 +173,8 @@ class RenderPipeline:
         self.memes = memes
         self.storage = storage
         self.pool = pool
+        #: Where the meme's status is published (pub/sub only: no state of this worker's).
+        self.redis = redis
         # Uploaded templates live in PostgreSQL and object storage, not in `templates/`.
         self.templates = templates
         self.catalog = TemplateCatalog.default()
@@ -263,6 +274,7 @@ class RenderPipeline:
                     await self.memes.record_render(request, outcome)
         if outcome.variants:
             await self.drop_if_deleted(outcome)
+        await self.announce(outcome)
         await self.producer.send(MEME_RENDERED.name, outcome)
         await self.producer.send(MEME_FEED.name, FeedEvent.for_render(outcome))
         latency = (datetime.now(UTC) - request.occurred_at).total_seconds()
@@ -271,6 +283,13 @@ class RenderPipeline:
         fields = {"meme_id": outcome.meme_id, "render_ms": outcome.render_ms, "latency_s": latency}
         log.info("meme %s %s", outcome.meme_id, outcome.status.value, extra=fields)
         return outcome
+
+    async def announce(self, outcome: MemeRendered) -> None:
+        """The status on the meme's pub/sub channel, once PostgreSQL holds it (see above)."""
+        try:
+            await publish_status(self.redis, outcome.meme_id, outcome.status.value)
+        except REDIS_ERRORS as exc:
+            log.warning("status of meme %s not published: %s", outcome.meme_id, exc)
 
     async def drop_if_deleted(self, outcome: MemeRendered) -> bool:
         """Removes the images just stored when the meme was deleted while it rendered.
@@ -447,6 +466,7 @@ class PipelineHolder:
             MemeRepository(db_pool),
             storage,
             render_pool,
+            create_redis(settings),
             moderation,
             TemplateRepository(db_pool),
         )
