@@ -694,7 +694,23 @@ def keda_auth() -> list[dict[str, Any]]:
     return [config, auth]
 
 
+def prometheus_trigger(trigger: PromTrigger) -> dict[str, Any]:
+    return {
+        "type": "prometheus",
+        "name": trigger.name,
+        "metadata": {
+            "serverAddress": PROMETHEUS_URL,
+            "query": trigger.query,
+            "threshold": trigger.threshold,
+            "activationThreshold": trigger.activation,
+            "ignoreNullValues": "true",
+        },
+    }
+
+
 def scaled_object(role: Role) -> dict[str, Any]:
+    """One Kafka lag trigger per topic the role's group reads (producers/roles.py), plus its
+    Prometheus triggers."""
     scaling = SCALING.get(role.name, Scaling())
     max_replicas = max(BY_NAME[t].partitions for t in role.topics)  # idle beyond partitions
     triggers: list[dict[str, Any]] = [
@@ -715,20 +731,7 @@ def scaled_object(role: Role) -> dict[str, Any]:
         }
         for topic in role.topics
     ]
-    triggers += [
-        {
-            "type": "prometheus",
-            "name": trigger.name,
-            "metadata": {
-                "serverAddress": PROMETHEUS_URL,
-                "query": trigger.query,
-                "threshold": trigger.threshold,
-                "activationThreshold": trigger.activation,
-                "ignoreNullValues": "true",
-            },
-        }
-        for trigger in scaling.prometheus
-    ]
+    triggers += [prometheus_trigger(trigger) for trigger in scaling.prometheus]
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -766,20 +769,7 @@ def inference_scaled_object() -> dict[str, Any]:
     pins the replicas to the fallback count when Prometheus fails, overriding what CPU asks
     for (kedacore/keda#6659); the CPU trigger, served by metrics-server, is the fallback."""
     name = f"memestream-{INFERENCE}"
-    triggers: list[dict[str, Any]] = [
-        {
-            "type": "prometheus",
-            "name": trigger.name,
-            "metadata": {
-                "serverAddress": PROMETHEUS_URL,
-                "query": trigger.query,
-                "threshold": trigger.threshold,
-                "activationThreshold": trigger.activation,
-                "ignoreNullValues": "true",
-            },
-        }
-        for trigger in INFERENCE_SCALING
-    ]
+    triggers = [prometheus_trigger(trigger) for trigger in INFERENCE_SCALING]
     triggers.append(
         {
             "type": "cpu",
