@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -20,7 +21,7 @@ from domain.ids import new_id
 from domain.settings import Settings
 from domain.trending_windows import WINDOWS, UnknownWindow, Window
 from sinks.postgres.trending import first_day
-from sinks.redis.trending import set_key
+from sinks.redis.trending import meta_key, set_key, warm_key
 from streams.trending.agents import TrendingWorker
 from streams.trending.engine import TrendingEngine
 
@@ -119,3 +120,13 @@ def test_an_added_window_reaches_redis_and_the_api(
     bad = client.get("/api/meme/trending", params={"window": "2h"})
     assert bad.status_code == 422 and bad.json()["type"].endswith("validation-error")
     assert "5m" in bad.json()["errors"][0]["msg"]
+    # An empty set: the fallback stores answer for the new window's span.
+    rdb = redis.Redis.from_url(settings.redis_url)
+    try:
+        rdb.delete(set_key("5m"), warm_key("5m"), meta_key("5m"))
+        fallback = client.get("/api/meme/trending", params={"window": "5m"})
+        assert fallback.status_code == 200, fallback.text
+        assert fallback.json()["source"] in ("clickhouse", "postgres")
+    finally:
+        rdb.delete(set_key("5m"), warm_key("5m"), meta_key("5m"))
+        rdb.close()
