@@ -2,8 +2,8 @@
 
 chDB allows one process per data folder and the analytics worker owns it (see
 `streams/analytics.py`), so with a `chdb://` CLICKHOUSE_URL the API asks the worker's web server
-(`ANALYTICS_WORKER_URL`, default 127.0.0.1 at the analytics role's web port); with an
-`http(s)://` URL it runs the same queries (`sinks.clickhouse.queries`) against the server.
+(`ANALYTICS_WORKER_URL`, default 127.0.0.1 at the analytics role's web port, producers/roles.py);
+with an `http(s)://` URL it runs the same queries (`sinks.clickhouse.queries`) against the server.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import Any
 import httpx
 
 from domain.settings import Settings
+from producers.roles import ANALYTICS, web_port
 from sinks.clickhouse import apply_schema, get_client
 from sinks.clickhouse.finalize import ensure_tables
 from sinks.clickhouse.queries import run
-
-ANALYTICS_ROLE_INDEX = 2  # streams.roles.ROLES order: render, trending, analytics
 
 
 class AnalyticsUnavailable(RuntimeError):
@@ -41,7 +40,7 @@ class AnalyticsReader:
         self._client: Any = None
         self._lock = threading.Lock()  # one chDB session: one query at a time
         base = settings.analytics_worker_url or (
-            f"http://127.0.0.1:{settings.worker_web_port + ANALYTICS_ROLE_INDEX}"
+            f"http://127.0.0.1:{web_port(settings.worker_web_port, ANALYTICS.name)}"
         )
         self._http = None if self.direct else httpx.AsyncClient(base_url=base, timeout=5.0)
 

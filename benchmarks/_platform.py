@@ -65,7 +65,7 @@ def _wait_group(
 
 @contextmanager
 def platform(settings: Settings, workers: int = 1) -> Iterator[Platform]:
-    from streams.roles import RENDER
+    from producers.roles import RENDER
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     port = free_port()

@@ -34,6 +34,7 @@ from PIL import Image
 
 from benchmarks._result import emit
 from domain.settings import PROJECT_ROOT, get_settings
+from producers.roles import INFERENCE, web_port
 from tests.processes import free_port, process, wait_for_http
 
 PASSWORD = "benchmark password 1"
@@ -56,7 +57,7 @@ def running(env: dict[str, str]) -> Iterator[tuple[str, int, str]]:
         if INFERENCE_ROLE.exists():
             layout = "after"
             web = free_port()
-            worker_env = env | {"WORKER_WEB_PORT": str(web - 3)}  # inference is role index 3
+            worker_env = env | {"WORKER_WEB_PORT": str(web - web_port(0, INFERENCE))}
             args = ["-m", "streams", "worker", "--role", "inference"]
             worker = stack.enter_context(process("bench-inference", args, worker_env))
             wait_for_http(f"http://127.0.0.1:{web}/health", worker, timeout=300)

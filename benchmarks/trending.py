@@ -43,8 +43,8 @@ from domain.events import View, Vote
 from domain.ids import new_id
 from domain.settings import PROJECT_ROOT, get_settings
 from producers.admin import ensure_topics
+from producers.roles import TRENDING, web_port
 from producers.serialization import AvroCodec
-from streams.roles import ROLES
 
 TOPICS = ("meme.votes", "meme.views")
 PARTITIONS = 6
@@ -156,7 +156,7 @@ def start_worker(prefix: str, port: int, redis_url: str) -> subprocess.Popen[byt
         **os.environ,
         "CONSUMER_GROUP_PREFIX": prefix,
         "KAFKA_AUTO_OFFSET_RESET": "latest",
-        "WORKER_WEB_PORT": str(port - list(ROLES).index("trending")),
+        "WORKER_WEB_PORT": str(port - web_port(0, TRENDING.name)),
         "REDIS_URL": redis_url,
         "TRENDING_TOP_N": "100000",
         "LOG_LEVEL": "WARNING",

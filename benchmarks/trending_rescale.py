@@ -62,9 +62,9 @@ from domain.settings import PROJECT_ROOT, get_settings
 from loadgen.keda import load_scaled_objects, with_group_prefix
 from loadgen.lag import LagReader
 from producers.admin import ensure_topics
+from producers.roles import TRENDING, web_port
 from producers.serialization import AvroCodec
 from streams.changelog import read_changelog
-from streams.roles import ROLES
 from streams.trending.state import MEME, MemeState
 
 REPORT_DIR = PROJECT_ROOT / "reports" / "trending"
@@ -91,7 +91,7 @@ class Workers:
             **os.environ,
             "CONSUMER_GROUP_PREFIX": self.prefix,
             "KAFKA_AUTO_OFFSET_RESET": "earliest",
-            "WORKER_WEB_PORT": str(port - list(ROLES).index("trending")),
+            "WORKER_WEB_PORT": str(port - web_port(0, TRENDING.name)),
             "REDIS_URL": self.redis_url,
             "TRENDING_TOP_N": "100000",
             "TRENDING_VIEW_WEIGHT": str(VIEW_WEIGHT),

@@ -193,6 +193,25 @@ class FeedEvent(Event):
     votes: int | None = None
     user_id: str | None = None
 
+    @classmethod
+    def for_render(cls, rendered: MemeRendered) -> FeedEvent:
+        """A render's outcome, or an admin's review decision, as the feed shows it.
+
+        The render worker and the review route both send it, so it is built here once. Its
+        `status` is the stored one (moderation's flagged / rejected win): the relay puts a
+        rendered public meme on the `new` channel and a held-back one only on its owner's
+        (api/feed/access.py). Same event id as the MemeRendered, so a replay dedupes.
+        """
+        rendered_ok = rendered.status is RenderStatus.RENDERED
+        return cls(
+            event_id=rendered.event_id,
+            meme_id=rendered.meme_id,
+            kind=FeedKind.RENDERED if rendered_ok else FeedKind.FAILED,
+            template_id=rendered.template_id,
+            status=rendered.meme_status,
+            user_id=rendered.user_id,
+        )
+
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.schema_name: cls

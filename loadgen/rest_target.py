@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from domain.trending_windows import DEFAULT_WINDOW
 from loadgen.images import noise_png
 from loadgen.stats import Outcome
 from loadgen.trace import TraceRecord
@@ -250,7 +251,7 @@ class RestTarget:
                 case "upload":
                     data = await self._upload_form(record, route)
                 case "get_meme" | "trending":
-                    params = {"window": payload.get("window", "24h")}
+                    params = {"window": payload.get("window", DEFAULT_WINDOW.name)}
                 case "get_image":
                     params = {"size": payload.get("size", "full")}
                 case "view" if route.method == "POST":

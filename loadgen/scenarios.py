@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.trending_windows import WINDOWS
 from loadgen.trace import TraceHeader, TraceRecord
 
 TEMPLATES: tuple[str, ...] = (
@@ -187,7 +188,7 @@ def _payload(
         case "vote":
             return {"ref": _pick(rng, created, scenario.zipf), "value": rng.choice((1, 1, 1, -1))}
         case "trending":
-            return {"window": rng.choice(("1h", "24h", "7d"))}
+            return {"window": rng.choice(WINDOWS.names())}
         case "feed":
             return {"hold_s": scenario.feed_hold_s}
         case _:

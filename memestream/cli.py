@@ -31,7 +31,7 @@ from memestream.schemas_cli import app as schemas_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
 from memestream.stack.process import ManagedProcess, ServiceError
-from streams.roles import WORKER_ROLES
+from producers.roles import WORKER_ROLES
 
 app = typer.Typer(
     help="Memestream: a meme platform built as a streaming data platform.",

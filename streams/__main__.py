@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from domain.settings import get_settings
-from streams.roles import INFERENCE, ROLES, WORKER_ROLES
+from producers.roles import INFERENCE, ROLES, WORKER_ROLES
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True)
 

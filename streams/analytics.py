@@ -20,9 +20,10 @@ Tracing: one CONSUMER span per batch (`analytics process`, the batch's one inser
 request's trace id reaches the insert that stored its event (domain/tracing.py).
 
 Side duties on `meme.rendered` and `meme.deleted`, done before the batch is written because
-they are cheap and latency-sensitive: publish the status on Redis pub/sub (a client waiting on
-`POST /api/meme/generate?wait=` hears it), drop the meme's cache entry, and keep the capped
-recent-memes list; every 60 s it refreshes PostgreSQL's `trending_daily` view.
+they are cheap and latency-sensitive: drop the meme's cache entry, keep the capped recent-memes
+list, and publish a deletion on the meme's Redis pub/sub channel (a render's status is published
+by the render worker, which knows it first; an admin's review decision by the review route);
+every 60 s it refreshes PostgreSQL's `trending_daily` view.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from domain.settings import Settings
 from domain.templates import TemplateCatalog
 from domain.tracing import consume_batch_span, get_tracer
 from producers.producer import EventProducer
+from producers.roles import ANALYTICS
 from producers.serialization import SerializationError
 from sinks.clickhouse import apply_schema, get_client
 from sinks.clickhouse.finalize import ensure_tables, minute_of, recompute
@@ -62,7 +64,6 @@ from sinks.redis.cache import MemeCache
 from sinks.redis.recent import RecentMemes
 from sinks.redis.status import publish_status
 from streams.dlq import dead_letter_message
-from streams.roles import ANALYTICS
 from streams.schema_wait import decode_holding
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,6 @@ class AnalyticsSink:
         try:
             for event in rendered:
                 await self.cache.invalidate(event.meme_id)
-                await publish_status(self.redis, event.meme_id, event.status.value)
             await self.recent.push(
                 *(e.meme_id for e in rendered if e.status is RenderStatus.RENDERED)
             )

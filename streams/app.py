@@ -6,10 +6,10 @@ import faust
 
 from domain import credentials
 from domain.settings import Settings
+from producers.roles import Role, web_port
 from streams import observability, recovery
 from streams.fetch_wait import limit_fetch_wait
 from streams.kafka_auth import faust_credentials
-from streams.roles import ROLES, Role
 
 
 def faust_broker_url(bootstrap_servers: str) -> str:
@@ -35,7 +35,7 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         consumer_auto_offset_reset=settings.kafka_auto_offset_reset,
         broker_session_timeout=settings.kafka_session_timeout_s,
         web_bind=settings.api_host,
-        web_port=settings.worker_web_port + list(ROLES).index(role.name),
+        web_port=web_port(settings.worker_web_port, role.name),
         web_host=settings.api_host,
         stream_wait_empty=False,
     )

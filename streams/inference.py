@@ -17,7 +17,7 @@ waits; the other tasks' batches are short (one embedding pass) and run to their 
 burst the worker cannot serve in time costs the work it can still deliver, not a growing queue
 of answers nobody waits for (the failure of issue #15).
 
-Metrics and health are served on `WORKER_WEB_PORT` + the role's index (streams/roles.py):
+Metrics and health are served on `WORKER_WEB_PORT` + the role's index (producers/roles.py):
 `/metrics`, and `/health` (200 once subscribed, 503 before and while NATS is away).
 """
 
@@ -49,10 +49,10 @@ from domain.logs import setup_logging
 from domain.metrics import INFERENCE_EXPIRED, INFERENCE_REQUESTS, QUEUE_DEPTH, render_metrics
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
+from producers.roles import INFERENCE, web_port
 from sinks.postgres.pool import create_pool
 from sinks.postgres.templates import TemplateRepository
 from sinks.postgres.upload_refresher import UploadRefresher
-from streams.roles import INFERENCE, web_port
 
 log = logging.getLogger(__name__)
 #: Requests taken from NATS and not yet answered or dropped (waiting for a slot or running):
@@ -231,7 +231,9 @@ async def serve_web(settings: Settings, worker: InferenceWorker, nc: list[NatsCl
     app.router.add_get("/health", health)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.api_host, web_port(settings, INFERENCE)).start()
+    await web.TCPSite(
+        runner, settings.api_host, web_port(settings.worker_web_port, INFERENCE)
+    ).start()
     return runner
 
 

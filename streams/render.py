@@ -1,11 +1,17 @@
 """The render agent: `meme.requests` -> Pillow in a process pool -> storage, PostgreSQL,
-`meme.rendered` and `meme.feed`.
+the meme's status on Redis pub/sub, `meme.rendered` and `meme.feed`.
 
 At-least-once: the input offset is committed only after every output is stored, and
 each output is idempotent on the meme id (same object keys, an upsert, derived event
 ids), so a crash or replay never duplicates a meme. A bad message goes to the DLQ and
 a bad render becomes a `failed` meme; store outages are retried until the store is
 back, which holds the partition rather than losing the request.
+
+The status (`rendered` or `failed`) is published on `meme-status:<id>` (sinks/redis/status.py)
+by this worker, which knows it first, as soon as PostgreSQL holds it: a client waiting on
+`POST /api/meme/generate?wait=` wakes and reads the row. Pub/sub is fire-and-forget and the
+waiter also polls PostgreSQL, so a failed publish is logged and the render goes on (a Redis that
+is down costs it at most the client's 0.5 s socket timeout, sinks/redis/client.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import faust
 import psycopg
 import urllib3
 from psycopg_pool import PoolTimeout
+from redis.asyncio import Redis
 from tenacity import (
     AsyncRetrying,
     before_sleep_log,
@@ -35,7 +42,6 @@ from tenacity import (
 
 from domain.events import (
     FeedEvent,
-    FeedKind,
     ImageVariant,
     InvalidEvent,
     MemeRendered,
@@ -63,17 +69,19 @@ from domain.settings import ImageQuality, Settings
 from domain.templates import TemplateCatalog
 from domain.tracing import consume_span, get_tracer
 from producers.producer import EventProducer
+from producers.roles import RENDER
 from producers.serialization import SerializationError
 from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
 from sinks.postgres.template_lookup import TemplateLookup
 from sinks.postgres.templates import TemplateRepository
+from sinks.redis import REDIS_ERRORS, create_redis
+from sinks.redis.status import publish_status
 from sinks.storage import ObjectStore, object_store
 from sinks.storage.base import ObjectNotFound, meme_key
 from streams.dlq import dead_letter, message_headers
 from streams.moderation import Checked, ModerationStep
-from streams.roles import RENDER
 from streams.schema_wait import decode_as_holding
 
 log = logging.getLogger(__name__)
@@ -158,6 +166,7 @@ class RenderPipeline:
         memes: MemeRepository,
         storage: ObjectStore,
         pool: RenderPool,
+        redis: Redis,
         moderation: ModerationStep | None = None,
         templates: TemplateRepository | None = None,
     ) -> None:
@@ -166,6 +175,8 @@ class RenderPipeline:
         self.memes = memes
         self.storage = storage
         self.pool = pool
+        #: Where the meme's status is published (pub/sub only: no state of this worker's).
+        self.redis = redis
         self.catalog = TemplateCatalog.default()
         # Uploaded templates live in PostgreSQL and object storage, not in `templates/`: the
         # API validated the request with the same lookup (sinks/postgres/template_lookup.py).
@@ -266,14 +277,22 @@ class RenderPipeline:
                     await self.memes.record_render(request, outcome)
         if outcome.variants:
             await self.drop_if_deleted(outcome)
+        await self.announce(outcome)
         await self.producer.send(MEME_RENDERED.name, outcome)
-        await self.producer.send(MEME_FEED.name, feed_event(outcome))
+        await self.producer.send(MEME_FEED.name, FeedEvent.for_render(outcome))
         latency = (datetime.now(UTC) - request.occurred_at).total_seconds()
         MEMES_GENERATED.labels(status=outcome.meme_status).inc()
         GENERATION_LATENCY.observe(latency)
         fields = {"meme_id": outcome.meme_id, "render_ms": outcome.render_ms, "latency_s": latency}
         log.info("meme %s %s", outcome.meme_id, outcome.status.value, extra=fields)
         return outcome
+
+    async def announce(self, outcome: MemeRendered) -> None:
+        """The status on the meme's pub/sub channel, once PostgreSQL holds it (see above)."""
+        try:
+            await publish_status(self.redis, outcome.meme_id, outcome.status.value)
+        except REDIS_ERRORS as exc:
+            log.warning("status of meme %s not published: %s", outcome.meme_id, exc)
 
     async def drop_if_deleted(self, outcome: MemeRendered) -> bool:
         """Removes the images just stored when the meme was deleted while it rendered.
@@ -414,18 +433,6 @@ def _rejected(request: MemeRequested, checked: Checked, render_ms: float = 0.0) 
     )
 
 
-def feed_event(outcome: MemeRendered) -> FeedEvent:
-    rendered = outcome.status is RenderStatus.RENDERED
-    return FeedEvent(
-        event_id=outcome.event_id,
-        meme_id=outcome.meme_id,
-        kind=FeedKind.RENDERED if rendered else FeedKind.FAILED,
-        template_id=outcome.template_id,
-        status=outcome.meme_status,  # rendered, failed, or moderation's flagged / rejected
-        user_id=outcome.user_id,
-    )
-
-
 class PipelineHolder:
     """Builds the pipeline on first use, inside the worker's event loop."""
 
@@ -460,6 +467,7 @@ class PipelineHolder:
             MemeRepository(db_pool),
             storage,
             render_pool,
+            create_redis(settings),
             moderation,
             TemplateRepository(db_pool),
         )

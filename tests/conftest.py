@@ -81,7 +81,7 @@ def inference_worker(stack_settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def render_worker(stack_settings: Settings) -> Iterator[int]:
     """A render worker subprocess; yields its Faust web port (`/metrics`)."""
-    from streams.roles import RENDER
+    from producers.roles import RENDER
 
     # A group of its own that starts at the end of the topic: the tests' worker neither
     # shares partitions with a running `memestream up` nor replays earlier runs.

@@ -38,7 +38,7 @@ def free_port() -> int:
 def worker_web_port(role: str) -> tuple[int, str]:
     """A free port for a role's worker, and the WORKER_WEB_PORT that makes it bind there
     (streams/app.py offsets the base by the role's index)."""
-    from streams.roles import WORKER_ROLES
+    from producers.roles import WORKER_ROLES
 
     port = free_port()
     return port, str(port - WORKER_ROLES.index(role))
@@ -187,7 +187,7 @@ def inference_worker(env: Mapping[str, str], timeout: float = 300.0) -> Iterator
     """An inference worker subprocess (`python -m streams worker --role inference`) with `env`
     on top of the test's; yields its web URL once `/health` says it has joined the queue group
     (after warming its models)."""
-    from streams.roles import INFERENCE
+    from producers.roles import INFERENCE
 
     port, base = worker_web_port(INFERENCE)
     args = ["-m", "streams", "worker", "--role", INFERENCE]

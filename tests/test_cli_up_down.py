@@ -29,7 +29,7 @@ from PIL import Image
 from domain.settings import PROJECT_ROOT, ServiceProvider, Settings, get_settings
 from domain.templates import TemplateCatalog
 from memestream.stack import Stack
-from streams.roles import INFERENCE, RENDER
+from producers.roles import INFERENCE, RENDER
 from tests import processes
 from tests.services import environment, services
 

@@ -3,7 +3,7 @@
 Why: no Docker engine runs here, so the stack is checked by reading it: every service is
 health-checked or waits on conditions, every variable an app container gets is a setting with a
 valid value, every URL points at a service and a port it listens on, the workers are exactly the
-roles of streams/roles.py, and the published ports are the settings' defaults.
+roles of producers/roles.py, and the published ports are the settings' defaults.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from domain.settings import Settings
-from streams.roles import INFERENCE, ROLES, WORKER_ROLES
+from producers.roles import INFERENCE, ROLES, WORKER_ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

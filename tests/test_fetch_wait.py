@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from domain.settings import Settings
+from producers.roles import ROLES
 from streams.app import create_app
-from streams.roles import ROLES
 
 
 @pytest.mark.parametrize("role", ["trending", "render", "analytics"])

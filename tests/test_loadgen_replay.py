@@ -19,7 +19,7 @@ from loadgen.report import build as build_report
 from loadgen.report import write_html, write_json
 from loadgen.rest_target import RestTarget
 from loadgen.trace import TraceRecord
-from streams.roles import RENDER
+from producers.roles import RENDER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("render_worker")]
 

@@ -2,7 +2,7 @@
 
 Why: nothing here runs a cluster, so the manifests are checked offline the way `kubeconform
 -strict` would (an unknown field anywhere is an error), and their topics, consumer groups, roles
-and variable names are checked against producers.topics, streams.roles and domain.settings.
+and variable names are checked against producers.topics, producers.roles and domain.settings.
 The CRDs come from `../shared/crds` beside the repository (CI clones it with a copy). Without
 them the strict validation is skipped locally, but fails when `CI=true`: a CI run that skipped
 it would pass manifests nothing validated.
@@ -25,6 +25,7 @@ import yaml
 
 from domain import metrics
 from domain.settings import Settings
+from producers.roles import INFERENCE, ROLES, WORKER_ROLES, WRITERS
 from producers.topics import (
     ALL_TOPICS,
     BY_NAME,
@@ -34,8 +35,6 @@ from producers.topics import (
     MEME_VIEWS,
     MEME_VOTES,
 )
-from producers.writers import WRITERS
-from streams.roles import INFERENCE, ROLES, WORKER_ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 STRIMZI = ROOT / "deploy" / "strimzi"
@@ -302,9 +301,9 @@ def test_api_user_acls() -> None:
     assert "Read" in api[("topic", MEME_FEED.name)]
     assert "Read" in api[("group", "memestream-api*")]
     writes = {name for (kind, name), ops in api.items() if kind == "topic" and "Write" in ops}
-    # Exactly what the code writes (producers/writers.py, tests/test_writers.py): the review
+    # Exactly what the code writes (producers/roles.py, tests/test_roles.py): the review
     # route (api/routes/review.py) sends meme.rendered and meme.feed, and nothing dead-letters.
-    assert writes == set(WRITERS["api"].topics)
+    assert writes == set(WRITERS["api"].writes)
     assert {MEME_FEED.name, "meme.rendered"} <= writes and MEME_FEED.dlq not in writes
 
 
@@ -317,7 +316,7 @@ def test_role_user_acls(role: str) -> None:
         assert {"Read", "Describe"} <= acl[("topic", topic)], topic
         assert "Write" in acl[("topic", BY_NAME[topic].dlq)], f"{role} cannot write the DLQ"
     outputs = {name for (kind, name), ops in acl.items() if kind == "topic" and "Write" in ops}
-    declared = set(WRITERS[role].topics) | {BY_NAME[t].dlq for t in spec.topics}
+    declared = set(WRITERS[role].writes) | {BY_NAME[t].dlq for t in spec.topics}
     assert outputs == declared | {f"{spec.group_id}-*"}
     assert "Read" in acl[("group", spec.group_id)]
     literal = {name for (kind, name) in acl if kind == "topic" and not name.endswith("*")}

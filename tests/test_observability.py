@@ -49,19 +49,20 @@ from domain.tracing import (
     inject_headers,
     setup_tracing,
 )
+from domain.trending_windows import WINDOWS
 from producers.admin import admin_client
 from producers.producer import EventProducer
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
 from sinks.clickhouse import get_client
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
+from sinks.redis import create_redis
 from sinks.redis.trending import set_key
 from sinks.storage import object_store
 from streams.analytics import AnalyticsSink
 from streams.lag import LagGauge, LagReader
 from streams.render import RenderPipeline, RenderPool
 from streams.trending.agents import TrendingWorker
-from streams.trending.windows import WINDOWS
 from tests import processes
 from tests.services import environment
 
@@ -191,9 +192,10 @@ async def _render(settings: Settings, message) -> None:  # type: ignore[no-untyp
     await db.open(wait=False)
     producer = EventProducer(settings, client_id="test-observability")
     pool = RenderPool(1)
+    redis = create_redis(settings)
     try:
         pipeline = RenderPipeline(
-            settings, producer, MemeRepository(db), object_store(settings), pool
+            settings, producer, MemeRepository(db), object_store(settings), pool, redis
         )
         outcome = await pipeline.handle(
             message.value(),
@@ -206,6 +208,7 @@ async def _render(settings: Settings, message) -> None:  # type: ignore[no-untyp
     finally:
         await asyncio.to_thread(producer.close)
         pool.close()
+        await redis.aclose()
         await db.close()
 
 

@@ -1,5 +1,5 @@
-"""The render pipeline in-process against the real stores: uploads at the frame cap render, and
-a meme deleted while it renders leaves no image behind."""
+"""The render pipeline in-process against the real stores: uploads at the frame cap render, a
+meme deleted while it renders leaves no image behind, and the worker publishes the status."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from sinks.postgres.lifecycle import soft_delete
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
 from sinks.postgres.templates import TemplateRepository
+from sinks.redis import create_redis
+from sinks.redis.status import StatusWaiter
 from sinks.storage import ObjectNotFound, object_store
 from streams.render import RenderPipeline, RenderPool
 from tests.data_helpers import insert_meme, meme_status, register
@@ -35,6 +37,7 @@ async def pipeline(stack_settings: Settings) -> AsyncIterator[RenderPipeline]:
     await asyncio.to_thread(storage.ensure_bucket)
     producer = EventProducer(stack_settings, client_id="test-render-pipeline")
     pool = RenderPool(1)
+    redis = create_redis(stack_settings)
     try:
         yield RenderPipeline(
             stack_settings,
@@ -42,11 +45,13 @@ async def pipeline(stack_settings: Settings) -> AsyncIterator[RenderPipeline]:
             MemeRepository(db),
             storage,
             pool,
+            redis,
             templates=TemplateRepository(db),
         )
     finally:
         await asyncio.to_thread(producer.close)
         pool.close()
+        await redis.aclose()
         await db.close()
 
 
@@ -183,3 +188,25 @@ async def test_an_event_the_validator_refuses_fails_with_its_reason_and_is_dead_
         assert b"finite" in headers.get("dlq.error.message", b""), headers
     finally:
         consumer.close()
+
+
+async def test_the_render_worker_publishes_the_status_once_postgres_has_it(
+    pipeline: RenderPipeline, stack_settings: Settings
+) -> None:
+    """The worker that knows first tells a `?wait=` client: the waiter wakes on pub/sub and
+    the row it then reads is final (the analytics worker no longer publishes renders)."""
+    meme_id = insert_meme(stack_settings, status="pending", texts=["heard", "at once"])
+    request = MemeRequested(meme_id=meme_id, template_id="drake", texts=["heard", "at once"])
+    async with StatusWaiter(pipeline.redis, meme_id) as waiter:
+        outcome = await _handle(pipeline, request)
+        try:
+            heard = await waiter.next(5.0)
+            assert heard == "rendered"  # the worker published the status change
+            assert meme_status(stack_settings, meme_id) == heard
+        finally:
+            await asyncio.to_thread(_remove, pipeline, outcome)
+    refused = MemeRequested(meme_id=new_id(), template_id="no-such-template", texts=["x"])
+    async with StatusWaiter(pipeline.redis, refused.meme_id) as waiter:
+        outcome = await _handle(pipeline, refused)
+        assert outcome.status is RenderStatus.FAILED
+        assert await waiter.next(5.0) == "failed"

@@ -42,7 +42,7 @@ from domain.events import (
 from domain.ids import new_id
 from domain.settings import Settings
 from producers.producer import EventProducer
-from streams.roles import ROLES
+from producers.roles import ROLES
 from tests import processes
 from tests.data_helpers import kafka_tail
 from tests.services import environment

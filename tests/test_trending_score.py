@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.events import MemeDeleted, MemeRendered, RenderStatus, View, Vote
+from domain.trending_windows import ONE_DAY, ONE_HOUR, ONE_WEEK, WINDOWS
+from sinks.redis.trending import set_key
 from streams.trending.engine import TrendingEngine
 from streams.trending.score import decay, decayed_to, rising, window_score
 from streams.trending.state import MemeState, SeenBatch, SeenIds, VoterState
-from streams.trending.windows import ONE_DAY, ONE_HOUR, ONE_WEEK, WINDOWS
 
 NOW = 1_800_000_000.0 + 1234.5  # a fixed wall clock, 20 minutes into an hour
 MEME = "01900000-0000-7000-8000-000000000001"
@@ -72,7 +73,7 @@ def test_bucket_sums_rebased_to_the_landmark_equal_the_direct_sum() -> None:
 
 def test_windows_are_explicit() -> None:
     assert [w.name for w in WINDOWS] == ["1h", "24h", "7d"]
-    assert [w.redis_key for w in WINDOWS] == ["trending:1h", "trending:24h", "trending:7d"]
+    assert [set_key(w.name) for w in WINDOWS] == ["trending:1h", "trending:24h", "trending:7d"]
     for w in (ONE_HOUR, ONE_DAY, ONE_WEEK):
         assert w.length_s % w.bucket_s == 0
         assert w.half_life_s == w.length_s / 4

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from domain.settings import Settings
+from producers.roles import ROLES
 from streams.app import create_app, create_worker
-from streams.roles import ROLES
 
 
 @pytest.fixture

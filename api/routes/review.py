@@ -12,9 +12,10 @@ decides once (sinks/postgres/review.py records who, when and why on the row):
   (status `failed`, moderation `rejected`) keeps it out of trending for good.
 
 Both drop the meme's Redis cache entry and fix the recent list at once, rather than waiting
-for the analytics worker to do it from the event. Deciding again as before answers the recorded
-decision and re-sends its events (same event id, so every consumer dedupes), which makes a
-retry after a Kafka outage safe; the other decision is a 409.
+for the analytics worker to do it from the event, and publish the new status on the meme's
+pub/sub channel (sinks/redis/status.py), as the render worker does for a render. Deciding
+again as before answers the recorded decision and re-sends its events (same event id, so every
+consumer dedupes), which makes a retry after a Kafka outage safe; the other decision is a 409.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from domain.events import (
     APPROVED,
     REVIEW_LABEL,
     FeedEvent,
-    FeedKind,
     ImageVariant,
     MemeRendered,
     RenderStatus,
@@ -54,6 +54,7 @@ from sinks.postgres.review import (
     flagged_memes,
 )
 from sinks.redis import REDIS_ERRORS
+from sinks.redis.status import publish_status
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/admin/review", tags=["review"], dependencies=[RateLimited])
@@ -256,18 +257,19 @@ async def _decide(
             await asyncio.to_thread(services.storage.delete, variant["key"])
         except Exception as exc:  # unreachable anyway: a rejected meme serves no image
             log.warning("image %s of rejected meme not removed: %s", variant["key"], exc)
+    rendered = review_event(decided)
     try:
         await data.cache.invalidate(meme_id)
         if decision == "approved":
             await data.recent.push(meme_id)
         else:
             await data.recent.remove(meme_id)
-    except REDIS_ERRORS as exc:  # the analytics worker redoes both from the event
-        log.warning("cache and recent list of reviewed meme %s not updated: %s", meme_id, exc)
-    rendered = review_event(decided)
+        await publish_status(data.redis, meme_id, rendered.status.value)
+    except REDIS_ERRORS as exc:  # the analytics worker redoes cache and list from the event
+        log.warning("Redis side of reviewed meme %s not updated: %s", meme_id, exc)
     try:
         await services.producer.send(MEME_RENDERED.name, rendered)
-        await services.producer.send(MEME_FEED.name, feed_event(rendered))
+        await services.producer.send(MEME_FEED.name, FeedEvent.for_render(rendered))
     except ProducerUnavailable as exc:
         # PostgreSQL has the decision (the truth); a retry re-sends the same events.
         raise unavailable("kafka") from exc
@@ -310,17 +312,4 @@ def review_event(decided: Decided) -> MemeRendered:
         moderation_reason=decided.review_note,
         sentiment=decided.sentiment,
         sentiment_score=decided.sentiment_score,
-    )
-
-
-def feed_event(rendered: MemeRendered) -> FeedEvent:
-    """Approved: on the `new` channel like any fresh meme; rejected: its owner's channel only."""
-    approved = rendered.status is RenderStatus.RENDERED
-    return FeedEvent(
-        event_id=rendered.event_id,
-        meme_id=rendered.meme_id,
-        kind=FeedKind.RENDERED if approved else FeedKind.FAILED,
-        template_id=rendered.template_id,
-        status=rendered.meme_status,
-        user_id=rendered.user_id,
     )

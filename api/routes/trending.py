@@ -7,7 +7,8 @@ answered. After a fallback answer with Redis up but empty, the set is rewarmed w
 ranking (the worker's next tick replaces it with stream scores). Scores are comparable within
 one source only. Every source ranks public memes only (rendered, not deleted, not held back by
 moderation); ClickHouse counts engagement alone, so its ranking is filtered by PostgreSQL's
-statuses. The cursor is an opaque rank offset.
+statuses. The cursor is an opaque rank offset. The windows, and the span each asks a fallback
+store for, are those declared in domain/trending_windows.py.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from api.dependencies import ServicesDep
 from api.problems import LIMITED_STATUSES, Problem, problem_responses, unavailable
 from api.ratelimit import RateLimited
+from domain.trending_windows import DEFAULT_WINDOW, WINDOWS, UnknownWindow
 from sinks.postgres.trending import public_memes
 from sinks.postgres.trending import top_memes as postgres_top
 from sinks.redis.client import REDIS_ERRORS
@@ -37,10 +39,27 @@ router = APIRouter(
     responses=problem_responses(*LIMITED_STATUSES),
 )
 
-Window = Literal["1h", "24h", "7d"]
 Source = Literal["redis", "clickhouse", "postgres"]
-WINDOW_MINUTES = {"1h": 60, "24h": 24 * 60, "7d": 7 * 24 * 60}
 MAX_LIMIT = 100
+
+
+def declared_window(name: str) -> str:
+    """Checked against WINDOWS at each request (not frozen at import), so the route serves
+    whatever the declaration holds; an unknown name is the usual 422 validation problem."""
+    try:
+        WINDOWS.get(name)
+    except UnknownWindow:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS.names())}") from None
+    return name
+
+
+#: The OpenAPI document lists the windows declared when this module was imported.
+WINDOW_ENUM = {"enum": list(WINDOWS.names())}
+Window = Annotated[
+    str,
+    AfterValidator(declared_window),
+    Query(description="A trending window", json_schema_extra=WINDOW_ENUM),
+]
 
 
 class TrendingItem(BaseModel):
@@ -50,7 +69,7 @@ class TrendingItem(BaseModel):
 
 
 class TrendingPage(BaseModel):
-    window: Window
+    window: Annotated[str, Field(json_schema_extra=WINDOW_ENUM)]
     source: Source
     items: list[TrendingItem]
     next_cursor: str | None
@@ -77,7 +96,7 @@ def decode_cursor(cursor: str | None) -> int:
 
 
 def _page(
-    window: Window, source: Source, ranked: list[Ranked], offset: int, more: bool
+    window: str, source: Source, ranked: list[Ranked], offset: int, more: bool
 ) -> TrendingPage:
     items = [
         TrendingItem(rank=offset + i + 1, meme_id=r.meme_id, score=r.score)
@@ -91,14 +110,12 @@ def _page(
     )
 
 
-async def _fallback(
-    services: ServicesDep, window: Window, top_n: int
-) -> tuple[Source, list[Ranked]]:
+async def _fallback(services: ServicesDep, window: str, top_n: int) -> tuple[Source, list[Ranked]]:
     data = services.data
     if data is not None:
         try:
             rows = await data.analytics.query(
-                "top-memes", {"minutes": WINDOW_MINUTES[window], "limit": top_n}
+                "top-memes", {"minutes": WINDOWS.get(window).minutes, "limit": top_n}
             )
         except Exception as exc:  # any analytics failure means: ask PostgreSQL
             log.info("trending: ClickHouse fallback unavailable: %s", exc)
@@ -135,7 +152,7 @@ async def _fallback(
 )
 async def trending(
     services: ServicesDep,
-    window: Window = "24h",
+    window: Window = DEFAULT_WINDOW.name,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     cursor: str | None = None,
 ) -> TrendingPage:

@@ -1,8 +1,9 @@
 """Trending from PostgreSQL's `trending_daily` view: the last resort when Redis is down or empty.
 
 The view holds net votes per meme and day (refreshed periodically), so a window maps to whole
-days: 1h and 24h read today and yesterday, 7d the last eight days; the ranking is net votes,
-ties by meme id (descending, as a Redis ZREVRANGE orders them, so a rewarmed set pages alike).
+days (`Window.days` of domain/trending_windows.py before today: 1h and 24h read today and
+yesterday, 7d the last eight days); the ranking is net votes, ties by meme id (descending, as a
+Redis ZREVRANGE orders them, so a rewarmed set pages alike).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from datetime import UTC, date, datetime, timedelta
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-WINDOW_DAYS = {"1h": 1, "24h": 1, "7d": 7}
+from domain.trending_windows import WINDOWS
 
 
 def first_day(window: str, today: date | None = None) -> date:
     today = today or datetime.now(UTC).date()
-    return today - timedelta(days=WINDOW_DAYS[window])
+    return today - timedelta(days=WINDOWS.get(window).days)
 
 
 async def top_memes(

@@ -28,7 +28,12 @@ tracer = get_tracer(__name__)
 
 
 def set_key(window: str) -> str:
+    """The set of a window of domain/trending_windows.py, by its name."""
     return f"trending:{window}"
+
+
+#: Memes rising fastest within the rising window (domain.trending_windows.RISING_WINDOW).
+RISING_KEY = "trending:rising"
 
 
 def meta_key(window: str) -> str:

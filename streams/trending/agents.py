@@ -37,14 +37,14 @@ from domain.metrics import count_consumed, observe_trending_freshness
 from domain.settings import Settings
 from domain.tracing import consume_batch_span, get_tracer
 from producers.producer import EventProducer
+from producers.roles import TRENDING
 from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
-from sinks.redis.trending import Decay, TrendingSets, set_key
+from sinks.redis.trending import RISING_KEY, Decay, TrendingSets, set_key
 from streams import batches
 from streams.changelog import ChangelogStore
 from streams.dlq import dead_letter_message
-from streams.roles import TRENDING
 from streams.schema_wait import decode_holding
 from streams.trending.engine import Changes, TrendingEngine
 from streams.trending.score import decayed_to
@@ -58,7 +58,6 @@ from streams.trending.state import (
     meme_key,
     voter_meme,
 )
-from streams.trending.windows import RISING_KEY, WINDOWS
 
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
@@ -90,8 +89,9 @@ class TrendingWorker:
             load_meme=self._load_meme,
             load_voter=self._load_voter,
         )
-        self.keys = [set_key(w.name) for w in WINDOWS]
-        self.published: list[set[str]] = [set() for _ in WINDOWS]
+        self.windows = self.engine.windows
+        self.keys = [set_key(w.name) for w in self.windows]
+        self.published: list[set[str]] = [set() for _ in self.windows]
         self.published_rising: set[str] = set()
         self.pending_removals: set[str] = set()
         self.top_feed: set[str] = set()
@@ -256,7 +256,7 @@ class TrendingWorker:
         self.persist(changes)
         await self.table.flush()
         if await self.publish(changes, now) and consumed:
-            observe_trending_freshness([w.name for w in WINDOWS], [oldest])
+            observe_trending_freshness([w.name for w in self.windows], [oldest])
         self.feed_pending |= changes.votes - changes.deleted
 
     def persist(self, changes: Changes) -> None:
@@ -326,7 +326,7 @@ class TrendingWorker:
         )
 
     def _score_now(self, state: MemeState, now: float) -> float:
-        spec = WINDOWS[0]
+        spec = self.windows[0]
         score = self.engine.score(state, 0, now)
         return decayed_to(score, self.engine.landmarks[0], now, spec.half_life_s)
 
@@ -357,7 +357,7 @@ class TrendingWorker:
         assert self.sets is not None
         now = time.time()
         engine = self.engine
-        landmarks = [w.landmark(now) for w in WINDOWS]
+        landmarks = [w.landmark(now) for w in self.windows]
         engine.prune(now)
         partitions = self.active_partitions()
         await self._expire_seen()
@@ -386,9 +386,9 @@ class TrendingWorker:
                 await self._remove_rising(removed)
                 self.pending_removals.clear()
             top_n = self.settings.trending_top_n
-            status = await self.sets.status([w.name for w in WINDOWS])
+            status = await self.sets.status([w.name for w in self.windows])
             now = time.time()
-            for index, spec in enumerate(WINDOWS):
+            for index, spec in enumerate(self.windows):
                 size, warmed = status[index]
                 replace = moved[index] or warmed
                 gone = {m for m in self.published[index] if self._left(m, index)}
@@ -441,7 +441,7 @@ class TrendingWorker:
         best = sorted(top, key=lambda m: (top[m], m), reverse=True)[:FEED_TOP]
         entered = [m for m in best if m not in self.top_feed]
         self.top_feed = set(best)
-        spec = WINDOWS[0]
+        spec = self.windows[0]
         self._send_feed(
             [
                 FeedEvent(
@@ -458,7 +458,7 @@ class TrendingWorker:
         """Deletes the records of memes and votes older than the longest window (a vote that
         old scores nowhere, so a later change may count as a first vote); deleted memes stay,
         so late votes cannot bring them back."""
-        horizon = now - max(w.length_s + w.bucket_s for w in WINDOWS)
+        horizon = now - max(w.length_s + w.bucket_s for w in self.windows)
         dropped = 0
         for meme_id, state in list(self.engine.memes.items()):
             newest = max(state.last_t.values(), default=0.0)

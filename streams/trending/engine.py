@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from domain.events import APPROVED, FLAGGED, MemeDeleted, MemeRendered, RenderStatus, View, Vote
+from domain.trending_windows import RECENT_S, RISING_WINDOW, WINDOWS, Window
 from streams.trending.score import decay, rising, window_score
 from streams.trending.state import (
     MemeState,
@@ -28,7 +29,6 @@ from streams.trending.state import (
     seen_key,
     voter_key,
 )
-from streams.trending.windows import RECENT_S, RISING_WINDOW, WINDOWS, WindowSpec
 
 MemeLoader = Callable[[str], MemeState | None]
 VoterLoader = Callable[[bytes], VoterState | None]
@@ -50,16 +50,17 @@ class TrendingEngine:
         view_weight: float,
         grace_s: float,
         now: float,
-        windows: tuple[WindowSpec, ...] = WINDOWS,
+        windows: Iterable[Window] | None = None,
         load_meme: MemeLoader = lambda _: None,
         load_voter: VoterLoader = lambda _: None,
     ) -> None:
-        self.windows = windows
+        #: Fixed for the engine's life (its records hold one bucket ring per window).
+        self.windows: tuple[Window, ...] = tuple(WINDOWS if windows is None else windows)
         self.view_weight = view_weight
         self.grace_s = grace_s
         self.load_meme = load_meme
         self.load_voter = load_voter
-        self.landmarks = [w.landmark(now) for w in windows]
+        self.landmarks = [w.landmark(now) for w in self.windows]
         self.memes: dict[str, MemeState] = {}
         self.voters: dict[bytes, VoterState] = {}
         self.watermarks: dict[tuple[str, int], float] = {}
@@ -74,8 +75,16 @@ class TrendingEngine:
     def meme(self, meme_id: str, partition: int) -> MemeState:
         state = self.memes.get(meme_id)
         if state is None:
-            state = self.load_meme(meme_id) or MemeState.new(partition, len(self.windows))
-            self.memes[meme_id] = state
+            state = self.load_meme(meme_id)
+            if state is None:
+                state = MemeState.new(partition, len(self.windows))
+            self.memes[meme_id] = self._fit(state)
+        return self.memes[meme_id]
+
+    def _fit(self, state: MemeState) -> MemeState:
+        """A record written before a window was appended to WINDOWS gets its empty ring (rings
+        are stored by position, so windows are only ever appended)."""
+        state.buckets += [{} for _ in range(len(self.windows) - len(state.buckets))]
         return state
 
     def voter(self, key: bytes) -> VoterState | None:
@@ -89,7 +98,7 @@ class TrendingEngine:
     def restore(self, memes: Iterable[tuple[str, MemeState]], seen: Iterable[SeenBatch]) -> None:
         """Adds state recovered from the changelogs (state already in memory is newer)."""
         for meme_id, state in memes:
-            self.memes.setdefault(meme_id, state)
+            self.memes.setdefault(meme_id, self._fit(state))
         for batch in seen:
             self.seen.add_batch(batch)
         for state in self.memes.values():

@@ -58,7 +58,7 @@ class Api:
 @pytest.fixture(scope="module")
 def trending_worker(stack_settings: Settings) -> Iterator[None]:
     """Issue 5's trending agents turn votes into the vote-count feed events other pages see."""
-    from streams.roles import TRENDING
+    from producers.roles import TRENDING
 
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     env = environment(stack_settings) | {

@@ -175,7 +175,7 @@ class PrivateStack:
     ) -> tuple[str, Proc]:
         """A worker in group `<prefix>-<role>` (a fresh prefix unless given); with `replaces`
         (member ids of dead workers), wait until the group has rebalanced without them."""
-        from streams.roles import ROLES
+        from producers.roles import ROLES
 
         if prefix is None:
             prefix = f"chaos-{uuid.uuid4().hex[:6]}"

@@ -358,7 +358,7 @@ def test_kafka_restart_loses_no_acknowledged_request(
 
 
 def _members(stack: PrivateStack, worker: Proc) -> set[str]:
-    from streams.roles import RENDER
+    from producers.roles import RENDER
 
     try:
         return stack.members(RENDER.group_id_for(worker.prefix))

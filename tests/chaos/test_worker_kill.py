@@ -17,9 +17,9 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from domain.events import MemeRendered
 from loadgen.lag import LagReader
+from producers.roles import RENDER
 from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_RENDERED, MEME_REQUESTS
-from streams.roles import RENDER
 from tests.chaos.private import PrivateStack
 from tests.chaos.support import (
     DONE,

@@ -20,7 +20,7 @@ async def await_final(
     """The meme once rendered or failed, else None after `wait_s`.
 
     Pub/sub wakes the waiter at once; PostgreSQL, polled every half second, is the fallback
-    when Redis or the publisher (the analytics worker) is away.
+    when Redis or the publisher (the render worker) is away.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, services.settings.max_wait_s)

@@ -1,5 +1,6 @@
-"""The write declaration (producers/writers.py) against the code: every producer call site's
-topic is declared for the service its module runs in, and every declared topic is written.
+"""The services' Kafka contracts (producers/roles.py). The write declaration against the code:
+every producer call site's topic is declared for the service its module runs in, and every
+declared topic is written.
 
 An AST scan, not a run: a code path that produces only on an error (a DLQ) or an admin action
 (a review) counts as much as the hot path. A call site is `<...producer...>.send/produce/
@@ -15,9 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from api.analytics_reader import AnalyticsReader
+from domain.settings import Settings
 from producers import topics
-from producers.writers import DEAD_LETTER_MODULE, WRITERS, writer_of
-from streams.roles import ROLES
+from producers.roles import (
+    ANALYTICS,
+    API,
+    DEAD_LETTER_MODULE,
+    INFERENCE,
+    RENDER,
+    ROLES,
+    WORKER_ROLES,
+    WRITERS,
+    web_port,
+    writer_of,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("api", "streams", "sinks", "producers", "domain")
@@ -118,17 +131,38 @@ def test_every_producer_call_writes_a_declared_topic(
         return
     writer = writer_of(module)
     assert writer is not None, f"{module}:{line} produces but no service in WRITERS claims it"
-    assert topic in writer.topics, (
-        f"{module}:{line} writes {topic}, undeclared for {writer.service}"
-    )
+    assert topic in writer.writes, f"{module}:{line} writes {topic}, undeclared for {writer.name}"
 
 
 @pytest.mark.parametrize("service", sorted(WRITERS))
 def test_every_declared_topic_is_written(service: str) -> None:
     """No ACL wider than the code: a declared topic some call site of the service writes."""
-    written = {t for m, _, t in SITES if (w := writer_of(m)) is not None and w.service == service}
-    assert set(WRITERS[service].topics) == written
+    written = {t for m, _, t in SITES if (w := writer_of(m)) is not None and w.name == service}
+    assert set(WRITERS[service].writes) == written
 
 
 def test_every_role_and_the_api_are_declared() -> None:
     assert set(WRITERS) == {"api", *ROLES}
+
+
+def test_every_worker_role_has_its_own_web_port() -> None:
+    """Kafka roles first, so their ports stay as they were; inference after them."""
+    assert WORKER_ROLES == ("render", "trending", "analytics", INFERENCE)
+    assert [web_port(7000, r) for r in WORKER_ROLES] == [7000, 7001, 7002, 7003]
+
+
+async def test_the_api_finds_the_analytics_worker_by_the_roles_declaration() -> None:
+    settings = Settings(worker_web_port=7000, clickhouse_url="chdb:///nowhere")
+    reader = AnalyticsReader(settings)
+    try:
+        assert reader._http is not None
+        assert str(reader._http.base_url) == f"http://127.0.0.1:{web_port(7000, ANALYTICS.name)}"
+    finally:
+        await reader.close()
+
+
+def test_a_role_writes_its_topics_and_the_dlqs_of_what_it_reads() -> None:
+    assert RENDER.group_id == "memestream-render"
+    assert RENDER.group_id_for("test") == "test-render"
+    assert RENDER.outputs == ("meme.rendered", "meme.feed", "meme.requests.dlq")
+    assert API.outputs == API.writes  # the API never dead-letters
