@@ -34,7 +34,7 @@ from PIL import Image
 
 from benchmarks._result import emit
 from domain.settings import PROJECT_ROOT, get_settings
-from tests.processes import free_port, process, wait_for_http
+from memestream.testing.processes import free_port, process, wait_for_http
 
 PASSWORD = "benchmark password 1"
 INFERENCE_ROLE = PROJECT_ROOT / "streams" / "inference.py"  # absent in the code before

@@ -49,6 +49,8 @@ from domain.tracing import (
     inject_headers,
     setup_tracing,
 )
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.admin import admin_client
 from producers.producer import EventProducer
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
@@ -62,8 +64,6 @@ from streams.lag import LagGauge, LagReader
 from streams.render import RenderPipeline, RenderPool
 from streams.trending.agents import TrendingWorker
 from streams.trending.windows import WINDOWS
-from tests import processes
-from tests.services import environment
 
 GENERATE = {"template_id": "classic", "texts": ["ONE TRACE", "PER GENERATION"]}
 #: The trending sets the batch test writes go to a Redis database of their own.

@@ -41,11 +41,11 @@ from domain.events import (
 )
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.producer import EventProducer
 from streams.roles import ROLES
-from tests import processes
 from tests.data_helpers import kafka_tail
-from tests.services import environment
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
@@ -583,10 +583,10 @@ def start_api(settings: Settings, redis_url: str) -> tuple[subprocess.Popen[byte
 @pytest.fixture(scope="module")
 async def voted_meme(trending_settings: Settings) -> str:
     """A meme with three up-votes in PostgreSQL, in the refreshed `trending_daily` view."""
+    from memestream.testing.memes import insert_meme
     from sinks.postgres.pool import create_pool
     from sinks.postgres.users import UserRepository
     from sinks.postgres.votes import VoteRepository, refresh_trending_daily
-    from tests.data_helpers import insert_meme
 
     meme_id = insert_meme(trending_settings)  # rendered: only public memes trend
     pool = create_pool(trending_settings)

@@ -166,7 +166,7 @@ def memestream_api(settings: Any, name: str, **env: str) -> Iterator[str]:
     """The API as `memestream api` runs it (memestream/stack/apps.py's uvicorn command line:
     slow-client timeouts, FORWARDED_ALLOW_IPS), on a free port; yields its URL."""
     from memestream.stack.apps import api_command
-    from tests.services import environment
+    from memestream.testing.environment import environment
 
     port = free_port()
     full = environment(settings) | {"API_PORT": str(port)} | env
