@@ -4,7 +4,7 @@ and library internals reached only through their compat modules."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import functools
 from pathlib import Path
 
 import pytest
@@ -32,8 +32,10 @@ INTERNALS = {
 }
 
 
-def imports(package: str) -> Iterator[tuple[str, int, str]]:
+@functools.cache
+def imports(package: str) -> tuple[tuple[str, int, str], ...]:
     """(file, line, imported module) for every absolute import, lazy ones included."""
+    found = []
     for path in sorted((ROOT / package).rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
@@ -43,8 +45,8 @@ def imports(package: str) -> Iterator[tuple[str, int, str]]:
                 names = [node.module]
             else:
                 continue
-            for name in names:
-                yield str(path.relative_to(ROOT)), node.lineno, name
+            found += [(str(path.relative_to(ROOT)), node.lineno, name) for name in names]
+    return tuple(found)
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
