@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MEMESTREAM := $(BIN)/memestream
 
-.PHONY: help bootstrap up down status stack test lint format bench
+.PHONY: help bootstrap up down status stack test test-unit lint format bench
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ stack: bootstrap  ## Start only the stores (Kafka, schema registry, PostgreSQL, 
 test: stack  ## Check schemas/ against the schema registry, then run the test suite.
 	$(MEMESTREAM) schemas check
 	$(BIN)/python -m pytest
+
+test-unit: bootstrap  ## Run the tests that need no service (no stack started; tests/conftest.py marks them).
+	$(BIN)/python -m pytest -m unit
 
 bench: stack  ## Run the benchmark scripts and regenerate BENCHMARKS.md.
 	$(BIN)/python -m benchmarks.report

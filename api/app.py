@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import observability, problems
+from api import observability, problems, uvicorn_compat
 from api.data_layer import DataLayer
 from api.dependencies import Services
 from api.feed import FeedRelay
@@ -108,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
             observability.flush()
 
+    # The feed's direct writes and drain, and slow-client deadlines, use uvicorn's internals.
+    uvicorn_compat.check()
     app = FastAPI(
         title="Memestream",
         version="0.1.0",

@@ -5,8 +5,9 @@ client that opens a connection and sends nothing, or trickles its headers or its
 at a time, holds a socket, a protocol object and (for a body) a running request forever, and a
 few thousand of them are a denial of service. uvicorn has no option for it, and an ASGI
 middleware cannot help with headers (the app sees a request only once its headers are in), so
-this subclasses uvicorn's httptools protocol, the one `--http auto` picks (api/server.py passes
-this class by its import path; h11 is not covered).
+this subclasses uvicorn's httptools protocol, the one `--http auto` picks
+(memestream/stack/apps.py passes this class by its import path; h11 is not covered). The
+protocol comes from api/uvicorn_compat.py, which refuses an untested uvicorn at import.
 
 Deadlines, per connection:
 - headers: HTTP_HEADER_TIMEOUT_S from the connection's start, or from the first byte of the
@@ -30,10 +31,12 @@ import asyncio
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
+from api import uvicorn_compat
+from api.uvicorn_compat import STATUS_LINE, HttpToolsProtocol
 from domain.metrics import SLOW_CLIENTS_CLOSED
 from domain.settings import get_settings
+
+uvicorn_compat.check()  # uvicorn imports this class before the app: refuse here too
 
 log = logging.getLogger(__name__)
 HEADERS = "headers"

@@ -2,8 +2,8 @@
 
 The worker gets its own consumer group (starting at the topic's end), so it neither takes
 partitions from a running `memestream up` nor renders old requests. Processes are started
-and awaited by the same helpers the end-to-end tests use (`tests/processes.py`); their logs
-go to `artifacts/`.
+and awaited by the same helpers the end-to-end tests use (`memestream/testing/processes.py`);
+their logs go to `artifacts/`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from domain.settings import Settings
-from tests.processes import free_port, process, wait_for_http
+from memestream.testing.processes import free_port, process, wait_for_http
 
 
 @dataclass(frozen=True, slots=True)

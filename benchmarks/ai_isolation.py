@@ -34,8 +34,8 @@ from PIL import Image
 
 from benchmarks._result import emit
 from domain.settings import PROJECT_ROOT, get_settings
+from memestream.testing.processes import free_port, process, wait_for_http
 from producers.roles import INFERENCE, web_port
-from tests.processes import free_port, process, wait_for_http
 
 PASSWORD = "benchmark password 1"
 INFERENCE_ROLE = PROJECT_ROOT / "streams" / "inference.py"  # absent in the code before

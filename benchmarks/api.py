@@ -27,10 +27,10 @@ import httpx
 
 from benchmarks._result import emit
 from domain.settings import PROJECT_ROOT, get_settings
+from memestream.testing.environment import environment
+from memestream.testing.memes import insert_meme
+from memestream.testing.processes import free_port, process, wait_for_http
 from sinks.postgres.templates import seed_templates
-from tests.data_helpers import insert_meme
-from tests.processes import free_port, process, wait_for_http
-from tests.services import environment
 
 P95_SCRIPT = """
 done = function(summary, latency, requests)

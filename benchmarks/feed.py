@@ -33,9 +33,9 @@ from benchmarks._result import Result, emit
 from domain.events import FeedEvent, FeedKind
 from domain.ids import new_id
 from domain.settings import get_settings
+from memestream.testing.processes import ARTIFACTS, free_port, process, wait_for_http
 from producers.admin import admin_client
 from producers.producer import EventProducer
-from tests.processes import ARTIFACTS, free_port, process, wait_for_http
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 PER_KIND = 2_000 if QUICK else 10_000

@@ -48,8 +48,8 @@ from loadgen.scenarios import SCENARIOS
 from loadgen.stats import Outcome
 from loadgen.trace import TraceHeader, TraceRecord, write_trace
 from loadgen.workers import RestSpec, replay_processes
-from tests.processes import free_port, process, wait_for_http
-from tests.services import environment
+from memestream.testing.environment import environment
+from memestream.testing.processes import free_port, process, wait_for_http
 
 BARE = {"trending": Route("GET", "/api/_bare")}
 RATES = (50, 100, 250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000)

@@ -34,10 +34,10 @@ from benchmarks._result import Result, emit
 from domain.events import MemeRequested
 from domain.ids import new_id
 from domain.settings import Settings, get_settings
+from memestream.testing.environment import environment
+from memestream.testing.processes import free_port, process, wait_for_http
 from producers.producer import EventProducer
 from producers.serialization import AvroCodec, WireFormat
-from tests.processes import free_port, process, wait_for_http
-from tests.services import environment
 
 SCRIPT = "registry"
 ROUNDS = 5

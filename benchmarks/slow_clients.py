@@ -30,7 +30,7 @@ from benchmarks._platform import store_env
 from benchmarks._result import Result, emit
 from domain.settings import Settings, get_settings
 from memestream.stack.apps import api_command
-from tests.processes import free_port, process, wait_for_http
+from memestream.testing.processes import free_port, process, wait_for_http
 
 SLOW = 1_000
 BODY_SHARE = 0.1

@@ -42,6 +42,7 @@ from benchmarks._result import emit
 from domain.events import View, Vote
 from domain.ids import new_id
 from domain.settings import PROJECT_ROOT, get_settings
+from memestream.testing import processes
 from producers.admin import ensure_topics
 from producers.roles import TRENDING, web_port
 from producers.serialization import AvroCodec
@@ -391,11 +392,7 @@ def main() -> None:
             f"{rate:,.0f} records/s, {recovered_s:.1f} s from process start to state loaded"
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        processes.stop(proc)
         cleanup(bootstrap, prefix, redis_url)
     emit(
         "trending",

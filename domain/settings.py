@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     # How long a dead worker keeps its partitions before the group rebalances (Faust's
     # broker_session_timeout); chaos tests shorten it so a SIGKILLed worker is replaced fast.
     kafka_session_timeout_s: float = Field(60.0, ge=6, le=300)
-    # The longest a worker's fetch may wait at the broker for data (streams/fetch_wait.py).
+    # The longest a worker's fetch may wait at the broker for data
+    # (streams/faust_compat/fetch_wait.py).
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=1500)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)

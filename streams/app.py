@@ -7,8 +7,7 @@ import faust
 from domain import credentials
 from domain.settings import Settings
 from producers.roles import Role, web_port
-from streams import observability, recovery
-from streams.fetch_wait import limit_fetch_wait
+from streams import faust_compat, observability
 from streams.kafka_auth import faust_credentials
 
 
@@ -20,7 +19,6 @@ def create_app(role: Role, settings: Settings) -> faust.App:
     """The role's app with its agents registered; `create_worker(app, ...)` runs it."""
     credentials.enforce(settings, f"the {role.name} worker")
     group_id = role.group_id_for(settings.consumer_group_prefix)
-    limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     data_dir = settings.resolved(settings.worker_data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
@@ -49,7 +47,7 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         case _:
             raise NotImplementedError(f"the {role.name!r} role has no agents yet")
     register(app, settings)
-    recovery.keep_messages_on_resume(app)
+    faust_compat.install(app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
     observability.install(app, settings, role.name)
     return app
 

@@ -20,10 +20,11 @@ from collections.abc import Iterator
 import pytest
 
 from domain.settings import Settings, get_settings
-from tests import processes
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from tests.ai_fixtures import tiny_models  # noqa: F401  (session fixture of tests/test_ai_*)
 from tests.chaos.private import private_stack_fixture  # noqa: F401
-from tests.services import environment, services
+from tests.services import services
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +99,29 @@ def render_worker(stack_settings: Settings) -> Iterator[int]:
     with processes.process("worker-render", args, env) as proc:
         processes.wait_for_group(stack_settings.kafka_bootstrap_servers, group, proc)
         yield web_port
+
+
+#: Fixtures that reach a real service: the shared stack's settings (every API, worker and
+#: store fixture depends on it), a private stack (chaos) or the `stack` itself (test_stack,
+#: test_cli). A test using any of them, directly or through other fixtures, is `services`.
+SERVICE_FIXTURES = frozenset({"stack_settings", "private_stack", "stack"})
+#: Markers that mean services too, whatever the fixtures.
+SERVICE_MARKERS = frozenset({"services", "e2e", "chaos", "browser"})
+
+
+def needs_services(item: pytest.Item) -> bool:
+    if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    return any(item.get_closest_marker(name) for name in SERVICE_MARKERS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks every test `services` or `unit`, so `make test-unit` (`-m unit`) runs what needs
+    no service: by the fixtures a test uses (their whole closure, which pytest resolves) and
+    the markers its module or class sets (a module that reaches a service without a fixture
+    says so with `pytestmark = pytest.mark.services`)."""
+    for item in items:
+        if needs_services(item):
+            item.add_marker(pytest.mark.services)
+        else:
+            item.add_marker(pytest.mark.unit)

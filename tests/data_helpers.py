@@ -11,10 +11,9 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi.testclient import TestClient
-from psycopg.types.json import Jsonb
 
 from domain.events import Event
-from domain.ids import id_time, new_id
+from domain.ids import id_time
 from domain.settings import Settings
 from producers.serialization import AvroCodec
 
@@ -40,35 +39,6 @@ def register(client: TestClient, prefix: str = "t") -> dict[str, Any]:
 def make_admin(settings: Settings, user_id: str) -> None:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute("UPDATE users SET role = 'admin' WHERE id = %s", (user_id,))
-
-
-def insert_meme(
-    settings: Settings,
-    *,
-    owner_id: str | None = None,
-    status: str = "rendered",
-    texts: list[str] | None = None,
-    template_id: str = "drake",
-    variants: list[dict[str, Any]] | None = None,
-) -> str:
-    """A meme row as the render worker would leave it; returns its id."""
-    meme_id = new_id()
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO memes (id, created_at, template_id, texts, status, owner_id, variants,"
-            " render_ms, rendered_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())",
-            (
-                meme_id,
-                id_time(meme_id),
-                template_id,
-                texts or ["top", "bottom"],
-                status,
-                owner_id,
-                Jsonb(variants or []),
-                12.5 if status == "rendered" else None,
-            ),
-        )
-    return meme_id
 
 
 def meme_status(settings: Settings, meme_id: str) -> str | None:

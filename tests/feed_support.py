@@ -14,10 +14,10 @@ from confluent_kafka.admin import NewTopic
 from domain.events import FeedEvent, FeedKind
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.admin import admin_client
 from producers.producer import EventProducer
-from tests import processes
-from tests.services import environment
 
 
 @contextmanager

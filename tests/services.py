@@ -3,8 +3,8 @@
 `TEST_SERVICES=local` (the default, and CI's: no Docker engine runs there) starts the
 project's own stack on 127.0.0.1; `TEST_SERVICES=containers` starts the same services
 as containers where a Docker engine exists. Either way the tests receive one
-`Settings` whose URLs point at running services, and `environment()` hands those URLs
-to the processes tests start.
+`Settings` whose URLs point at running services, and `memestream.testing.environment` hands
+those URLs to the processes tests start.
 """
 
 from __future__ import annotations
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.community.redis import RedisContainer
     from testcontainers.core.container import DockerContainer
-
-# Every store the code reaches by a URL setting; `environment()` exports exactly these, and
-# `containers()` points each of them at its container (tests/test_services.py checks both).
-STORE_URL_SETTINGS: tuple[str, ...] = (
-    "kafka_bootstrap_servers",
-    "database_url",
-    "redis_url",
-    "s3_endpoint_url",
-    "clickhouse_url",
-    "nats_url",
-    "schema_registry_url",
-)
 
 # testcontainers' KafkaContainer runs KRaft only on Confluent images (>= 7.0.0: it drives
 # their /etc/confluent/docker scripts); 7.6.0 is the tag testcontainers itself tests KRaft on.
@@ -174,8 +162,3 @@ def services(settings: Settings | None = None) -> Iterator[Settings]:
     provider = containers if settings.test_services is ServiceProvider.CONTAINERS else local_stack
     with provider(settings) as ready:
         yield ready
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """The settings' store URLs as environment variables, for the processes tests start."""
-    return {name.upper(): str(getattr(settings, name)) for name in STORE_URL_SETTINGS}

@@ -17,8 +17,8 @@ import pytest
 from domain.ids import new_id
 from domain.logs import REQUEST_ID_HEADER
 from domain.settings import Settings
-from tests import processes
-from tests.services import environment
+from memestream.testing import processes
+from memestream.testing.environment import environment
 
 pytestmark = pytest.mark.services
 

@@ -25,7 +25,7 @@ from domain.ai.manager import ModelManager
 from domain.ai.service import AIService
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
-from tests.processes import metric_value
+from memestream.testing.processes import metric_value
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("inference_worker")]
 CAPTION_TIMEOUT = 90.0  # the first caption may wait for the model to load on a busy machine

@@ -28,10 +28,10 @@ from domain.ai import suggest
 from domain.ai.suggest import TemplateSuggester, suggest_runner, template_document
 from domain.settings import Settings
 from domain.templates import Template, TemplateCatalog, TextBox
+from memestream.testing.environment import environment
+from memestream.testing.processes import inference_worker
 from tests.ai_fixtures import CORPUS, TinyModels
 from tests.data_helpers import register
-from tests.processes import inference_worker
-from tests.services import environment
 
 BOXES = [
     {"x": 10, "y": 10, "width": 280, "height": 40},

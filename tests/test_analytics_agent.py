@@ -16,15 +16,15 @@ from api.app import create_app
 from domain.events import ImageVariant, MemeRendered, MemeRequested, RenderStatus, View, Vote
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.producer import EventProducer
 from producers.roles import ANALYTICS
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
 from sinks.redis import create_redis
 from sinks.redis.recent import RecentMemes
 from sinks.redis.status import StatusWaiter
-from tests import processes
 from tests.data_helpers import kafka_tail
-from tests.services import environment
 
 pytestmark = pytest.mark.e2e
 

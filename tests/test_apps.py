@@ -11,8 +11,8 @@ import pytest
 
 from domain.settings import Settings
 from memestream.stack.apps import HTTP_PROTOCOL, api_command
+from memestream.testing.processes import memestream_api
 from sinks.redis import create_redis
-from tests.processes import memestream_api
 
 
 def test_no_proxy_is_trusted_by_default() -> None:

@@ -18,6 +18,7 @@ from api.app import create_app
 from domain.events import MemeDeleted, MemeRendered, MemeRequested, RenderStatus
 from domain.ids import id_time, new_id
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from producers.topics import MEME_DELETED, MEME_REQUESTS
 from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
@@ -26,7 +27,6 @@ from sinks.redis.status import publish_status
 from sinks.storage import ObjectNotFound, object_store
 from tests.data_helpers import (
     events_for,
-    insert_meme,
     kafka_tail,
     make_admin,
     meme_status,

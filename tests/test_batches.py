@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from streams.batches import FetchedBatches
+from streams.faust_compat.batches import FetchedBatches
 
 VOTES = TP("meme.votes", 0)
 VIEWS = TP("meme.views", 1)

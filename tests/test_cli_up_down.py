@@ -29,9 +29,10 @@ from PIL import Image
 from domain.settings import PROJECT_ROOT, ServiceProvider, Settings, get_settings
 from domain.templates import TemplateCatalog
 from memestream.stack import Stack
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.roles import INFERENCE, RENDER
-from tests import processes
-from tests.services import environment, services
+from tests.services import services
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.e2e, pytest.mark.timeout(90)]
 

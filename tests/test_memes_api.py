@@ -15,8 +15,8 @@ from api.routes.memes.view import meme_view
 from api.routes.memes.view_cache import SerializedViews
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from sinks.postgres.memes import MemeRecord
-from tests.data_helpers import insert_meme
 
 BOX = {"x": 10, "y": 10, "width": 100, "height": 50}
 

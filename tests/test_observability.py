@@ -50,6 +50,8 @@ from domain.tracing import (
     setup_tracing,
 )
 from domain.trending_windows import WINDOWS
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.admin import admin_client
 from producers.producer import EventProducer
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
@@ -63,8 +65,6 @@ from streams.analytics import AnalyticsSink
 from streams.lag import LagGauge, LagReader
 from streams.render import RenderPipeline, RenderPool
 from streams.trending.agents import TrendingWorker
-from tests import processes
-from tests.services import environment
 
 GENERATE = {"template_id": "classic", "texts": ["ONE TRACE", "PER GENERATION"]}
 #: The trending sets the batch test writes go to a Redis database of their own.

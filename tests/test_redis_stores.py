@@ -18,6 +18,7 @@ from api.app import create_app
 from domain.ids import new_id
 from domain.metrics import CACHE_HITS, CACHE_MISSES
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from sinks.postgres.memes import MemeRecord
 from sinks.redis import REDIS_ERRORS, PoolBusy, create_redis, describe
 from sinks.redis.cache import MemeCache, cache_key
@@ -25,7 +26,6 @@ from sinks.redis.idempotency import IdempotencyStore
 from sinks.redis.recent import RECENT_KEY, RecentMemes
 from sinks.redis.sessions import Session, SessionStore
 from sinks.redis.status import StatusWaiter, publish_status
-from tests.data_helpers import insert_meme
 
 
 @pytest.fixture

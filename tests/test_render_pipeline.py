@@ -15,6 +15,7 @@ from api.app import create_app
 from domain.events import MemeRendered, MemeRequested, RenderStatus
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from producers.producer import EventProducer
 from sinks.postgres.lifecycle import soft_delete
 from sinks.postgres.memes import MemeRepository
@@ -24,7 +25,7 @@ from sinks.redis import create_redis
 from sinks.redis.status import StatusWaiter
 from sinks.storage import ObjectNotFound, object_store
 from streams.render import RenderPipeline, RenderPool
-from tests.data_helpers import insert_meme, meme_status, register
+from tests.data_helpers import meme_status, register
 
 pytestmark = pytest.mark.services
 

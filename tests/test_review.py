@@ -18,11 +18,12 @@ from api.app import create_app
 from domain.events import APPROVED, REVIEW_LABEL, FeedEvent, FeedKind, MemeRendered, RenderStatus
 from domain.ids import id_time, new_id
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from producers.topics import MEME_FEED, MEME_RENDERED
 from sinks.redis.cache import cache_key
 from sinks.redis.recent import RECENT_KEY
 from sinks.storage import ObjectNotFound, object_store
-from tests.data_helpers import PASSWORD, events_for, insert_meme, kafka_tail, make_admin, register
+from tests.data_helpers import PASSWORD, events_for, kafka_tail, make_admin, register
 
 QUEUE = "/api/admin/review"
 

@@ -149,8 +149,8 @@ def fuzzed_api(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactor
     so a generated `wait=30` would wait 30 s for nothing), captions bounded, and analytics
     answered by the process itself from a chDB folder of its own (no analytics worker runs
     here either)."""
-    from tests import processes
-    from tests.services import environment
+    from memestream.testing import processes
+    from memestream.testing.environment import environment
 
     port = processes.free_port()
     env = environment(stack_settings) | {

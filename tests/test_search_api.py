@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from domain.settings import Settings
-from tests.data_helpers import insert_meme
+from memestream.testing.memes import insert_meme
 
 
 @pytest.fixture(scope="module")

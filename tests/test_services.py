@@ -19,13 +19,8 @@ from testcontainers.community.kafka import KafkaContainer
 from testcontainers.core.version import ComparableVersion
 
 from domain.settings import PROJECT_ROOT, Settings
-from tests.services import (
-    STORE_URL_SETTINGS,
-    ServiceContainers,
-    build_containers,
-    container_settings,
-    environment,
-)
+from memestream.testing.environment import STORE_URL_SETTINGS, environment
+from tests.services import ServiceContainers, build_containers, container_settings
 
 DOCKER_HOST = "docker-host.invalid"
 # URL-like settings that are not stores the test services provide.
@@ -132,7 +127,9 @@ def test_every_store_url_the_code_reads_is_exported() -> None:
     read = {name for name in url_fields if any(re.search(rf"\.{name}\b", text) for text in sources)}
     assert {"kafka_bootstrap_servers", "nats_url", "database_url"} <= read  # the scan works
     missing = read - set(STORE_URL_SETTINGS) - set(NOT_STORES)
-    assert not missing, f"read by the code but not in tests/services.STORE_URL_SETTINGS: {missing}"
+    assert not missing, (
+        f"read by the code but not in memestream/testing/environment.STORE_URL_SETTINGS: {missing}"
+    )
 
 
 def test_container_urls_reach_every_store(built: ServiceContainers, settings: Settings) -> None:

@@ -14,8 +14,8 @@ import pytest
 import websockets
 
 from domain.settings import Settings
+from memestream.testing.processes import memestream_api
 from tests.feed_support import sse_events
-from tests.processes import memestream_api
 
 pytestmark = pytest.mark.services
 TIMEOUT_S = 1.0

@@ -15,7 +15,7 @@ from sinks.storage import ObjectNotFound, ObjectStore, object_store
 from sinks.storage.filesystem import FilesystemObjectStore
 
 
-@pytest.fixture(params=["minio", "filesystem"])
+@pytest.fixture(params=[pytest.param("minio", marks=pytest.mark.services), "filesystem"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     if request.param == "filesystem":
         yield FilesystemObjectStore(tmp_path / "objects")

@@ -23,9 +23,10 @@ from api.uploads import cleanup
 from domain.settings import MAX_IMAGE_BYTES, Settings
 from domain.templates import TemplateCatalog
 from loadgen.images import noise_png
+from memestream.testing.memes import insert_meme
 from sinks.postgres.templates import seed_templates
 from sinks.storage import object_store
-from tests.data_helpers import insert_meme, register
+from tests.data_helpers import register
 
 
 @pytest.fixture(scope="module")

@@ -41,11 +41,11 @@ from domain.events import (
 )
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.producer import EventProducer
 from producers.roles import ROLES
-from tests import processes
 from tests.data_helpers import kafka_tail
-from tests.services import environment
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
@@ -189,16 +189,6 @@ def drop_worker_topics(settings: Settings, prefix: str) -> None:
         future.exception()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def worker(trending_settings: Settings) -> Iterator[str]:
     prefix = f"test-{uuid.uuid4().hex[:8]}"
@@ -206,7 +196,7 @@ def worker(trending_settings: Settings) -> Iterator[str]:
     try:
         yield prefix
     finally:
-        stop(proc)
+        processes.stop(proc)
         drop_worker_topics(trending_settings, prefix)
 
 
@@ -484,7 +474,7 @@ async def test_sigkill_under_load_then_restart_restores_the_tables(
         proc = start_worker(trending_settings, prefix, "worker-trending-crash", new_group=False)
         wait_until_matches(rdb, trace, timeout=60)
     finally:
-        stop(proc)
+        processes.stop(proc)
         drop_worker_topics(trending_settings, prefix)
         rdb.flushdb()
         rdb.close()
@@ -528,7 +518,7 @@ async def test_partitions_that_move_between_workers_keep_every_count(
     finally:
         for proc in (first, second):
             if proc is not None:
-                stop(proc)
+                processes.stop(proc)
         drop_worker_topics(trending_settings, prefix)
         rdb.flushdb()
         rdb.close()
@@ -583,10 +573,10 @@ def start_api(settings: Settings, redis_url: str) -> tuple[subprocess.Popen[byte
 @pytest.fixture(scope="module")
 async def voted_meme(trending_settings: Settings) -> str:
     """A meme with three up-votes in PostgreSQL, in the refreshed `trending_daily` view."""
+    from memestream.testing.memes import insert_meme
     from sinks.postgres.pool import create_pool
     from sinks.postgres.users import UserRepository
     from sinks.postgres.votes import VoteRepository, refresh_trending_daily
-    from tests.data_helpers import insert_meme
 
     meme_id = insert_meme(trending_settings)  # rendered: only public memes trend
     pool = create_pool(trending_settings)
@@ -619,7 +609,7 @@ async def test_redis_down_answers_from_a_fallback_store(
             bad = await client.get("/api/meme/trending", params={"window": "2h"})
             assert bad.status_code == 422
     finally:
-        stop(proc)
+        processes.stop(proc)
 
 
 async def test_an_empty_set_is_answered_by_a_fallback_and_rewarmed(
@@ -647,6 +637,6 @@ async def test_an_empty_set_is_answered_by_a_fallback_and_rewarmed(
             bad = await http.get("/api/meme/trending", params={"cursor": "nope"})
             assert bad.status_code == 422
     finally:
-        stop(proc)
+        processes.stop(proc)
         client.delete("trending:7d", "trending:7d:warm")
         client.close()

@@ -14,9 +14,10 @@ from domain.events import View
 from domain.ids import id_time, new_id
 from domain.metrics import PRODUCE_ERRORS
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from producers.serialization import AvroCodec
 from producers.topics import MEME_VIEWS
-from tests.data_helpers import events_for, insert_meme, kafka_tail, register
+from tests.data_helpers import events_for, kafka_tail, register
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from api.app import create_app
 from domain.events import Vote
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from producers.topics import MEME_VOTES
 from sinks.postgres.pool import create_pool
 from sinks.postgres.trending import public_memes
 from sinks.postgres.votes import refresh_trending_daily, trending_daily
-from tests.data_helpers import events_for, insert_meme, kafka_tail, register
+from tests.data_helpers import events_for, kafka_tail, register
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,11 @@ SSE event, or an unmasked WebSocket text frame without extensions), so it is enc
 written to each client's transport directly.
 
 The transport comes from the ASGI server's own `send` (uvicorn's is a bound method of its
-connection object, and `FeedFastPath` receives it unwrapped). Anything unexpected (another
-server, h11 without chunking, a WebSocket with permessage-deflate) returns None and that client
-keeps the ASGI path with its mailbox, so this is an optimisation, never a requirement.
+connection object, and `FeedFastPath` receives it unwrapped), found by `sse_transport` and
+`ws_transport` in api/uvicorn_compat.py, the one module that knows uvicorn's internals.
+Anything unexpected (another server, h11 without chunking, a WebSocket with permessage-deflate)
+gives no transport and that client keeps the ASGI path with its mailbox, so this is an
+optimisation, never a requirement.
 
 When nothing is queued in the transport, the frame goes to the socket with one `os.write`:
 at 10,000 clients the transport's own write path cost ~0.8 us more per client than the bare
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
@@ -44,28 +46,6 @@ WS_CLOSE_CODES = {
     "unauthorized": 1008,  # policy violation: a channel the caller may not follow
     "forbidden": 1008,
 }
-
-
-def _transport_of(owner: Any) -> asyncio.WriteTransport | None:
-    transport = getattr(owner, "transport", None)
-    needed = ("write", "is_closing", "get_write_buffer_size", "close", "abort")
-    return transport if all(hasattr(transport, n) for n in needed) else None
-
-
-def sse_transport(send: Any) -> asyncio.WriteTransport | None:
-    cycle = getattr(send, "__self__", None)
-    if getattr(cycle, "chunked_encoding", None) is not True:
-        return None
-    return _transport_of(cycle)
-
-
-def ws_transport(send: Any) -> asyncio.WriteTransport | None:
-    protocol = getattr(send, "__self__", None)
-    conn = getattr(protocol, "conn", None)  # uvicorn's websockets-sansio implementation
-    extensions = getattr(conn if conn is not None else protocol, "extensions", None)
-    if extensions is None or len(extensions) > 0:
-        return None
-    return _transport_of(protocol)
 
 
 def _plain_fd(transport: asyncio.WriteTransport) -> int | None:

@@ -1,26 +1,20 @@
 """Ends live streams when the server is asked to stop.
 
 uvicorn waits for open responses before it runs the lifespan shutdown, and an event stream
-never ends on its own, so without this a SIGTERM would hang until the process is killed. The
-uvicorn server is found the way sse-starlette finds it (the SIGTERM handler is its bound
-method); when it starts exiting, every client is closed with `server-shutdown`, which makes
-browsers reconnect (to another replica, or this one once restarted) with their last event id.
+never ends on its own, so without this a SIGTERM would hang until the process is killed. When
+uvicorn's server starts exiting (`server_exiting`, api/uvicorn_compat.py), every client is
+closed with `server-shutdown`, which makes browsers reconnect (to another replica, or this one
+once restarted) with their last event id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from api.feed.hub import Hub
+from api.uvicorn_compat import server_exiting
 
 POLL_S = 0.2
-
-
-def server_exiting() -> bool:
-    handler = signal.getsignal(signal.SIGTERM)
-    server = getattr(handler, "__self__", None)
-    return bool(getattr(server, "should_exit", False))
 
 
 async def drain_on_exit(hub: Hub) -> None:

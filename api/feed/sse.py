@@ -24,9 +24,10 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.feed.direct import SSE, DirectWriter, sse_transport
+from api.feed.direct import SSE, DirectWriter
 from api.feed.hub import Client, Frame, Hub
 from api.feed.messages import Message
+from api.uvicorn_compat import sse_transport
 from domain.metrics import (
     FEED_DELIVERY_LATENCY,
     LIVE_CONNECTIONS,

@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.feed import access
 from api.feed.cursor import BadCursor, Cursor
-from api.feed.direct import GRACE_S, WS, DirectWriter, ws_transport
+from api.feed.direct import GRACE_S, WS, DirectWriter
 from api.feed.drafts import DraftError
 from api.feed.history import GapTooOld
 from api.feed.hub import Client, Frame
@@ -47,6 +47,7 @@ from api.feed.relay import FeedRelay
 from api.feed.sse import observe_delivered
 from api.feed.votes import VoteRejected, build_vote
 from api.problems import Problem
+from api.uvicorn_compat import ws_transport
 from domain.metrics import FEED_DELIVERY_LATENCY, LIVE_CONNECTIONS, live_connection
 from producers.producer import ProducerUnavailable
 from sinks.redis.client import REDIS_ERRORS

@@ -1,8 +1,8 @@
 """The `trending` role's Faust agent, state store and timers.
 
 One agent reads the four co-partitioned topics (all keyed by meme id, same partition count) in
-batches of what the consumer fetched (`streams/batches.py`): it applies the batch to the
-engine, writes each changed record once to the table's changelog (explicitly to the source
+batches of what the consumer fetched (`streams/faust_compat/batches.py`): it applies the batch
+to the engine, writes each changed record once to the table's changelog (explicitly to the source
 partition, so a table partition always holds the memes of the same-numbered topic partitions)
 and updates the sorted sets in one pipelined round trip. Faust commits offsets only after the
 producer flushed those changelog writes (at-least-once; replays are absorbed, see engine.py
@@ -42,9 +42,9 @@ from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_FEED, MEME_VOTES
 from sinks.redis.client import REDIS_ERRORS, create_redis
 from sinks.redis.trending import RISING_KEY, Decay, TrendingSets, set_key
-from streams import batches
 from streams.changelog import ChangelogStore
 from streams.dlq import dead_letter_message
+from streams.faust_compat import batches
 from streams.schema_wait import decode_holding
 from streams.trending.engine import Changes, TrendingEngine
 from streams.trending.score import decayed_to
@@ -492,7 +492,6 @@ def register(app: faust.App, settings: Settings) -> None:
     # Members learn of a rebalance (a KEDA scale move) from a heartbeat's answer: every 1 s
     # rather than Faust's 3 s, which stalled every partition for up to 3 s a move.
     app.conf.broker_heartbeat_interval = 1.0
-    batches.install()
     store = ChangelogStore(app, settings, "state", MEME_VOTES.partitions)
     worker = TrendingWorker(app, settings, store)
     topic = app.topic(*TRENDING.topics, key_serializer="raw", value_serializer="raw")

@@ -19,10 +19,10 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from domain.events import MemeRequested
 from domain.ids import new_id
 from domain.settings import Settings
+from memestream.testing import processes
+from memestream.testing.environment import environment
 from producers.producer import EventProducer
 from producers.topics import MEME_REQUESTS
-from tests import processes
-from tests.services import environment
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(300)]
 CHROMIUM = "/usr/bin/chromium"

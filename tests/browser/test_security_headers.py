@@ -10,8 +10,8 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from domain.settings import Settings
+from memestream.testing.processes import memestream_api
 from tests.browser.test_editor_and_feed import ARGS, CHROMIUM
-from tests.processes import memestream_api
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 #: Records what the CSP blocks before any page script runs.

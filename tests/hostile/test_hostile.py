@@ -24,10 +24,10 @@ from domain.events import MemeRequested
 from domain.ids import new_id
 from domain.settings import Settings
 from loadgen.rest_target import routes_from_openapi
+from memestream.testing.memes import insert_meme
 from producers.serialization import AvroCodec
 from producers.topics import MEME_REQUESTS
 from tests.chaos.private import PrivateStack
-from tests.data_helpers import insert_meme
 from tests.hostile.corpus import (
     EventCase,
     HttpCase,

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from domain.settings import Settings
+from memestream.testing.memes import insert_meme
 from sinks.storage import object_store
-from tests.data_helpers import insert_meme
 from tests.hostile.matrix import MEME_ID, Case, cases
 
 UPLOADS = "templates/uploads/"

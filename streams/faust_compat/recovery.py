@@ -21,7 +21,8 @@ import faust
 from mode.utils.queues import FlowControlEvent
 
 
-def keep_messages_on_resume(app: faust.App) -> None:
+def install(app: faust.App) -> None:
+    """Makes `app`'s flow control keep its queues when recovery resumes it."""
     flow: FlowControlEvent = app.flow_control
 
     def resume() -> None:

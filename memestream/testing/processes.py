@@ -65,12 +65,19 @@ def process(
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`; waits either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -166,7 +173,7 @@ def memestream_api(settings: Any, name: str, **env: str) -> Iterator[str]:
     """The API as `memestream api` runs it (memestream/stack/apps.py's uvicorn command line:
     slow-client timeouts, FORWARDED_ALLOW_IPS), on a free port; yields its URL."""
     from memestream.stack.apps import api_command
-    from tests.services import environment
+    from memestream.testing.environment import environment
 
     port = free_port()
     full = environment(settings) | {"API_PORT": str(port)} | env

@@ -13,12 +13,13 @@ after the agent finished the batch (the next iteration asks for more), which kee
 offset commits at-least-once; copies fetched before a rebalance are neither counted by the
 agent nor acknowledged (Faust seeks back and delivers them again).
 
-The loop replaces `Consumer._drain_messages` on the faust-streaming versions it was read
-against (the rest of it, read offsets, gap tracking and `commit_every`, is Faust's); on any
-other version Faust's own loop stays, `batches` falls back to taking events from the stream,
-and a warning says so. Messages of other agents' topics still go through the conductor, but
-awaited directly instead of through `wait_first`: it does not cancel the callback, so a
-message handed over before a rebalance is delivered either way.
+The loop replaces `Consumer._drain_messages` (the rest of it, read offsets, gap tracking and
+`commit_every`, is Faust's) when `streams.faust_compat.install` finds an agent that asked for
+batches and a faust-streaming version in the tested range (outside it, the worker refuses to
+start). Messages of other agents' topics still go through the conductor, but awaited directly
+instead of through `wait_first`: it does not cancel the callback, so a message handed over
+before a rebalance is delivered either way. Without the loop (an app `install` never saw),
+`of` falls back to taking events from the stream.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from importlib.metadata import version
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -35,7 +35,6 @@ from faust.transport import consumer as faust_consumer
 from faust.types import Message
 
 log = logging.getLogger(__name__)
-TESTED = ("0.11", "0.12", "0.13", "0.14", "0.15")
 #: The per-message path yields to the event loop this often.
 YIELD_EVERY = 100
 
@@ -74,8 +73,8 @@ class FetchedBatches:
             self.ack(batch)
 
     async def of(self, stream: faust.StreamT[Any], within: float) -> AsyncIterator[list[Message]]:
-        """This agent's batches; on a faust-streaming version the loop below was not checked
-        against, what `stream.take_events(limit, within)` gives."""
+        """This agent's batches; without the loop below installed, what
+        `stream.take_events(limit, within)` gives."""
         if installed():
             async for batch in self:
                 yield batch
@@ -162,15 +161,15 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
 
 
+def routed(app: faust.App) -> bool:
+    """Whether an agent of `app` asked for its topics' batches (the loop is needed)."""
+    return bool(_routes.get(app))
+
+
 def installed() -> bool:
     return faust_consumer.Consumer._drain_messages is _drain_messages  # type: ignore[comparison-overlap]
 
 
-def install() -> bool:
-    """Replaces Faust's loop if this faust-streaming version is one it was checked against."""
-    running = version("faust-streaming")
-    if not running.startswith(TESTED):
-        log.warning("faust-streaming %s: keeping Faust's own consumer loop", running)
-        return False
+def install() -> None:
+    """Replaces Faust's consumer loop (process-wide: a worker process runs one app)."""
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
-    return True

@@ -12,21 +12,25 @@ stayed ~1.5 s behind for good. A short wait bounds the stall; an idle worker fet
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+#: Faust's own wait, for an app `install` did not see.
+FAUST_DEFAULT_MS = 1500
 _original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-_max_wait_ms = 1500
+_max_wait_ms: WeakKeyDictionary[faust.App, int] = WeakKeyDictionary()
 
 
 def _create_worker_consumer(self: Any, transport: Any) -> Any:
     consumer = _original(self, transport)
-    consumer._fetch_max_wait_ms = _max_wait_ms  # read when the consumer starts its fetcher
+    # aiokafka reads it when the consumer starts its fetcher; there is no public setter.
+    consumer._fetch_max_wait_ms = _max_wait_ms.get(self.app, FAUST_DEFAULT_MS)
     return consumer
 
 
-def limit_fetch_wait(max_wait_ms: int) -> None:
-    """Sets the wait for the consumers Faust creates from now on in this process."""
-    global _max_wait_ms
-    _max_wait_ms = max_wait_ms
+def install(app: faust.App, max_wait_ms: int) -> None:
+    """Sets the wait for the consumers Faust creates for `app` from now on."""
+    _max_wait_ms[app] = max_wait_ms
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
