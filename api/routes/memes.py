@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from psycopg_pool import PoolTimeout
 
+from api import outbox
 from api.auth import DataDep, Principal, PrincipalDep, UserDep, get_principal
 from api.auto_caption import fill_empty_boxes
 from api.dependencies import Services, ServicesDep
@@ -527,7 +528,7 @@ def _view(record: MemeRecord) -> MemeView:
             401: "Not logged in",
             403: "Only the owner or an admin may delete",
             404: "No such meme",
-            503: "PostgreSQL or Kafka is unavailable; retry (deletes are idempotent)",
+            503: "PostgreSQL is unavailable; retry (deletes are idempotent)",
         },
     ),
     summary="Delete a meme: tombstone event, cache and image cleanup (owner or admin)",
@@ -545,17 +546,16 @@ async def delete_meme(
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     if record.owner_id != principal.user_id and not principal.is_admin:
         raise Problem(403, "forbidden", "Not your meme", "only its owner or an admin may delete it")
-    # The row as the delete locked it: a render recorded since `record` was read has its
-    # images listed there; one recorded later finds the row deleted and removes its own.
-    locked = await soft_delete(services.pool, meme_id)
-    # Derived id: a retried delete produces the same event, which every sink dedupes.
+    # Derived id: a retried delete stages the same event, which every sink dedupes. Staged in
+    # the outbox in the delete's transaction (api/outbox.py): Kafka gets it whenever it can.
     tombstone = MemeDeleted(
         event_id=derived_id(meme_id, "deleted"), meme_id=meme_id, deleted_by=principal.user_id
     )
-    try:
-        await services.producer.send(MEME_DELETED.name, tombstone)
-    except ProducerUnavailable as exc:
-        raise unavailable("kafka") from exc
+    # The row as the delete locked it: a render recorded since `record` was read has its
+    # images listed there; one recorded later finds the row deleted and removes its own.
+    locked = await soft_delete(
+        services.pool, meme_id, lambda _: (outbox.message(MEME_DELETED.name, tombstone),)
+    )
     try:
         await data.cache.invalidate(meme_id)
         await data.recent.remove(meme_id)
