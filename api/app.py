@@ -17,6 +17,7 @@ from api.feed import FeedRelay
 from api.inference import InferenceClient
 from api.json_depth import JsonDepthLimit
 from api.limits import BodySizeLimit
+from api.outbox import OutboxRelay
 from api.ratelimit import RateLimitHeaders
 from api.routes import (
     ai,
@@ -41,6 +42,7 @@ from domain.settings import Settings, get_settings
 from domain.templates import TemplateCatalog
 from producers.producer import EventProducer
 from sinks.postgres.memes import MemeRepository
+from sinks.postgres.outbox import OutboxStore
 from sinks.postgres.partitions import maintain_partitions
 from sinks.postgres.pool import create_pool
 from sinks.postgres.template_lookup import TemplateLookup
@@ -89,18 +91,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             inference=InferenceClient(settings),
             suggester=TemplateSuggester(None, catalog),
             uploads=UploadRefresher(data.templates),
+            outbox=OutboxRelay(settings, OutboxStore(pool), producer),
         )
         await app.state.services.feed.start()
         await app.state.services.inference.start()
         freeze_startup_heap()
         # Here rather than in a worker: every deployment runs the API, and it has the pool.
         partitions = asyncio.create_task(maintain_partitions(pool), name="memes-partitions")
+        # In every API process: they stage the rows; replicas share them (api/outbox.py).
+        relay = asyncio.create_task(app.state.services.outbox.run(), name="outbox-relay")
         try:
             yield
         finally:
-            partitions.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await partitions
+            for task in (partitions, relay):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.services.feed.stop()
             await app.state.services.inference.stop()
             await app.state.services.data.close()

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.data_layer import DataLayer
 from api.feed import FeedRelay
 from api.inference import InferenceClient
+from api.outbox import OutboxRelay
 from domain.ai.suggest import TemplateSuggester
 from domain.settings import Settings
 from domain.templates import TemplateCatalog
@@ -33,6 +34,8 @@ class Services:
     template_lookup: TemplateLookup
     data: DataLayer | None = None  # Redis, users, votes, templates, views, analytics
     feed: FeedRelay | None = None  # the live feed relay (api/feed), started by the lifespan
+    # Publishes the outbox (votes, deletes, review decisions) to Kafka; started by the lifespan.
+    outbox: OutboxRelay | None = None
     # AI through the inference workers (api/inference.py): this process loads no model.
     inference: InferenceClient | None = None
     # Image suggestions (hashes) and the keyword fallback of text suggestions; no model.

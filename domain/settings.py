@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=1500)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
+    # The outbox relay (api/outbox.py): rows per claimed batch; how often it looks without a
+    # NOTIFY (a missed notification, a listener reconnecting).
+    outbox_batch_size: int = Field(500, ge=1, le=10_000)
+    outbox_poll_s: float = Field(1.0, gt=0, le=60)
     redis_url: str = "redis://127.0.0.1:16379/0"
     clickhouse_url: str = "chdb://.stack/data/chdb"
     nats_url: str = "nats://127.0.0.1:14222"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from domain.settings import Settings, get_settings
 from loadgen.accounts import Accounts, provision, revoke
 from loadgen.keda import load_scaled_objects, with_group_prefix
 from loadgen.lag import LagReader
+from loadgen.ledger import Ledger, LedgerCheck, check_sync
 from loadgen.memory import RssSampler, discover_pids
 from loadgen.progress import LiveProgress
 from loadgen.record import record as record_trace
@@ -131,6 +133,14 @@ def replay_cmd(
     max_in_flight: Annotated[int, typer.Option("--max-in-flight")] = 20_000,
     timeout: Annotated[float, typer.Option("--timeout", help="Per-request timeout, s.")] = 30.0,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live progress display.")] = True,
+    drain_wait: Annotated[
+        float,
+        typer.Option(
+            "--drain-wait",
+            help="Seconds to wait, at most, for accepted memes to reach a final status before "
+            "the ledger counts what was lost (0: no ledger check).",
+        ),
+    ] = 120.0,
 ) -> None:
     """Replay a trace open-loop and write the JSON + HTML report."""
     if not trace.is_file():
@@ -164,7 +174,20 @@ def replay_cmd(
     finally:
         if accounts is not None:
             asyncio.run(revoke(settings, accounts))
-    data = build(result, scaled)
+    checked: LedgerCheck | None = None
+    if drain_wait > 0:
+        ledger = Ledger(
+            started_at=datetime.fromisoformat(result.started_at),
+            memes=list(result.stats.created),
+            # Votes sent straight to Kafka never pass the API's PostgreSQL write.
+            votes=[] if target == "kafka" else list(result.stats.votes),
+        )
+        console.print(
+            f"ledger: {len(ledger.memes):,} accepted memes, {len(ledger.votes):,} accepted "
+            f"votes; waiting up to {drain_wait:g} s for the platform to drain"
+        )
+        checked = check_sync(settings, ledger, wait_s=drain_wait)
+    data = build(result, scaled, checked)
     json_path, html_path = report.with_suffix(".json"), report.with_suffix(".html")
     write_json(data, json_path)
     write_html(data, html_path)

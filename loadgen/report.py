@@ -23,6 +23,7 @@ import orjson
 
 from loadgen.histograms import LatencyHistogram
 from loadgen.keda import ScaledObject
+from loadgen.ledger import LedgerCheck
 from loadgen.memory import leak_verdict
 from loadgen.replay import ReplayResult
 
@@ -32,7 +33,9 @@ MAX_LATENESS_P99_S = 0.010
 READ_ACTIONS = ("get_meme", "get_image", "view", "trending")
 
 
-def build(result: ReplayResult, scaled_objects: list[ScaledObject]) -> dict[str, Any]:
+def build(
+    result: ReplayResult, scaled_objects: list[ScaledObject], ledger: LedgerCheck | None = None
+) -> dict[str, Any]:
     stats = result.stats
     sent_window = max(result.duration_s, 1e-9)
     rss_series: dict[str, list[tuple[float, float]]] = {}
@@ -83,6 +86,7 @@ def build(result: ReplayResult, scaled_objects: list[ScaledObject]) -> dict[str,
             "verdict": {name: leak_verdict(series) for name, series in rss_series.items()},
         },
     }
+    report["ledger"] = ledger.as_dict() if ledger is not None else None
     report["summary"] = summary(result, report)
     report["summary_line"] = summary_line(report)
     return report
@@ -121,7 +125,10 @@ def summary(result: ReplayResult, report: dict[str, Any]) -> dict[str, Any]:
         "duration_s": round(result.duration_s, 3),
         "requests": stats.sent,
         "server_errors": stats.errors,
-        "lost": None,
+        "lost": report["ledger"]["lost"] if report.get("ledger") else None,
+        "duplicated_effects": report["ledger"]["duplicated_effects"]
+        if report.get("ledger")
+        else None,
         "api_read_p95_ms": _ms(reads.percentile(95)) if reads.count else None,
         "generate_accept_p95_ms": _ms(generate.latency.percentile(95))
         if generate and generate.sent

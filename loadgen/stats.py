@@ -93,6 +93,8 @@ class Stats:
     overall: LatencyHistogram = field(default_factory=LatencyHistogram)
     timeline: Timeline = field(default_factory=Timeline)
     created: list[str] = field(default_factory=list)
+    #: Accepted votes (meme id, trace user, value), for the ledger (loadgen/ledger.py).
+    votes: list[tuple[str, str, int]] = field(default_factory=list)
     in_flight: int = 0
     #: Actual start minus scheduled time of every request sent (the generator's own delay).
     lateness: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -149,6 +151,7 @@ class Stats:
             "lateness": self.lateness.encode(),
             "queued": self.queued,
             "created": list(self.created),
+            "votes": [list(v) for v in self.votes],
             "timeline": self.timeline.to_wire(),
         }
 
@@ -160,6 +163,7 @@ class Stats:
         self.lateness.merge(LatencyHistogram.decode(str(wire["lateness"])))
         self.queued += int(wire["queued"])  # type: ignore[call-overload]
         self.created.extend(wire["created"])  # type: ignore[arg-type]
+        self.votes.extend((m, u, int(v)) for m, u, v in wire.get("votes", ()))  # type: ignore[attr-defined]
         self.timeline.merge_wire(wire["timeline"])  # type: ignore[arg-type]
 
     @property

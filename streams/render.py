@@ -68,7 +68,7 @@ from domain.rendering.validation import check_request
 from domain.settings import ImageQuality, Settings
 from domain.templates import TemplateCatalog
 from domain.tracing import consume_span, get_tracer
-from producers.producer import EventProducer
+from producers.producer import EventProducer, ProducerUnavailable
 from producers.roles import RENDER
 from producers.serialization import SerializationError
 from producers.topics import MEME_FEED, MEME_RENDERED, MEME_REQUESTS
@@ -107,6 +107,7 @@ _INFRA_RETRY = {
     "before_sleep": before_sleep_log(log, logging.WARNING),
     "reraise": True,
 }
+_KAFKA_RETRY = _INFRA_RETRY | {"retry": retry_if_exception_type(ProducerUnavailable)}
 
 
 def warm_up() -> int:
@@ -278,8 +279,14 @@ class RenderPipeline:
         if outcome.variants:
             await self.drop_if_deleted(outcome)
         await self.announce(outcome)
-        await self.producer.send(MEME_RENDERED.name, outcome)
-        await self.producer.send(MEME_FEED.name, FeedEvent.for_render(outcome))
+        # Kafka away (a broker restart): wait it out holding the partition, as for the stores;
+        # an agent that crashed here exhausted Faust's restarts and left a hung process.
+        async for attempt in AsyncRetrying(**_KAFKA_RETRY):
+            with attempt:
+                await self.producer.send(MEME_RENDERED.name, outcome)
+        async for attempt in AsyncRetrying(**_KAFKA_RETRY):
+            with attempt:
+                await self.producer.send(MEME_FEED.name, FeedEvent.for_render(outcome))
         latency = (datetime.now(UTC) - request.occurred_at).total_seconds()
         MEMES_GENERATED.labels(status=outcome.meme_status).inc()
         GENERATION_LATENCY.observe(latency)

@@ -4,9 +4,10 @@ declared topic is written.
 
 An AST scan, not a run: a code path that produces only on an error (a DLQ) or an admin action
 (a review) counts as much as the hot path. A call site is `<...producer...>.send/produce/
-send_raw(topic, ...)`; its topic must resolve to a registry constant (`MEME_X.name`), a
-parameter's default of one (`self.topic` set from `topic: str = MEME_X.name`), or the shared
-dead-letter writer's `f"{topic}.dlq"`. Anything else fails: say which topic it is.
+send_raw(topic, ...)`, or `outbox.message(topic, ...)` (an event staged in the transactional
+outbox, which the API's relay produces); its topic must resolve to a registry constant
+(`MEME_X.name`), a parameter's default of one (`self.topic` set from `topic: str = MEME_X.name`),
+or the shared dead-letter writer's `f"{topic}.dlq"`. Anything else fails: say which topic it is.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from producers.roles import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("api", "streams", "sinks", "producers", "domain")
-#: The producer wrapper itself: its `produce(topic, ...)` is what the call sites call.
-WRAPPER = "producers.producer"
+#: The producer wrapper itself: its `produce(topic, ...)` is what the call sites call; the
+#: outbox relay produces what the `outbox.message` call sites staged.
+WRAPPERS = {"producers.producer", "api.outbox"}
 METHODS = {"send", "produce", "send_raw"}
 DLQ = "<topic>.dlq"
 CONSTANTS = {
@@ -84,24 +86,28 @@ def resolve(node: ast.expr, defaults: dict[str, ast.expr]) -> str | None:
     return None
 
 
+def produces(func: ast.expr) -> bool:
+    """A producer call, or an event staged for the outbox relay to produce."""
+    if not isinstance(func, ast.Attribute):
+        return False
+    target = dotted(func.value)
+    return (func.attr in METHODS and "producer" in target.lower()) or (
+        func.attr == "message" and target == "outbox"
+    )
+
+
 def call_sites() -> list[tuple[str, int, str | None]]:
     """(module, line, topic or None) of every producer call in the scanned packages."""
     sites = []
     for package in SCANNED:
         for path in sorted((ROOT / package).rglob("*.py")):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-            if module == WRAPPER:
+            if module in WRAPPERS:
                 continue
             tree = ast.parse(path.read_text(encoding="utf-8"))
             defaults = init_defaults(tree)
             for node in ast.walk(tree):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in METHODS
-                    and "producer" in dotted(node.func.value).lower()
-                    and node.args
-                ):
+                if isinstance(node, ast.Call) and node.args and produces(node.func):
                     sites.append((module, node.lineno, resolve(node.args[0], defaults)))
     return sites
 
@@ -114,7 +120,8 @@ def test_the_scan_finds_the_known_producers() -> None:
     found = {(m, t) for m, _, t in SITES}
     assert ("api.routes.review", "meme.rendered") in found
     assert ("api.views", "meme.views") in found
-    assert ("api.feed.votes", "meme.votes") in found  # through VoteSender's default topic
+    assert ("api.votes", "meme.votes") in found  # staged in the outbox (the one vote path)
+    assert ("api.routes.memes.deletes", "meme.deleted") in found  # staged in the outbox
     assert ("streams.render", "meme.feed") in found
     assert (DEAD_LETTER_MODULE, DLQ) in found
 

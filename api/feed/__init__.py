@@ -4,7 +4,8 @@ WebSocket clients, with bounded history for resume, presence and shared drafts.
 Pieces, one concept each: `cursor` (event ids), `messages` (routing and encoding), `history`
 (bounded resume buffer), `mailbox` (per-client bounded queue), `hub` (channels and fan-out),
 `kafka_transport` / `nats_transport` (how events reach this replica), `rooms` (cross-replica
-ephemeral messages over Redis pub/sub), `presence`, `drafts`, `votes`, `relay` (wires it all).
+ephemeral messages over Redis pub/sub), `presence`, `drafts`, `relay` (wires it all).
+Votes sent over the socket take the API's one vote path (api/votes.py).
 """
 
 from api.feed.relay import FeedRelay

@@ -1,4 +1,4 @@
-"""The feed relay of one API process: transport -> hub, plus presence, drafts and votes.
+"""The feed relay of one API process: transport -> hub, plus presence and drafts.
 
 Started and stopped by the API's lifespan. The transport runs under a supervisor that restarts
 it with backoff, so a Kafka or NATS outage degrades the live feed (clients keep their
@@ -22,7 +22,6 @@ from api.feed.nats_transport import NatsFeed
 from api.feed.presence import Presence
 from api.feed.rooms import RoomBus
 from api.feed.transport import FeedTransport
-from api.feed.votes import VoteSender
 from domain.settings import Settings
 from producers.producer import EventProducer
 from producers.serialization import AvroCodec
@@ -48,7 +47,6 @@ class FeedRelay:
         self.presence = Presence(self.redis, self.rooms, settings.feed_presence_ttl_s)
         self.hub.listeners.append(self.presence.on_change)
         self.drafts = Drafts(self.redis, settings.feed_draft_ttl_s)
-        self.votes = VoteSender(producer)
         self.ready = asyncio.Event()
         #: Unsent bytes after which a directly written client counts as slow.
         self.direct_limit = settings.feed_client_queue * 1024

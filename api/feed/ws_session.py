@@ -8,6 +8,8 @@ Client -> server (`ref` is echoed in the reply):
   {"type":"unsubscribe","channels":[...]}                      -> {"type":"unsubscribed",...}
   {"type":"ping","ts":...}                                     -> {"type":"pong","ts":...,"cursor"}
   {"type":"vote","meme_id":...,"value":1,"vote_id":uuid}       -> {"type":"ack","ok":true|false}
+      (the API's one vote path, api/votes.py: an account from the handshake, the write
+      budget, PostgreSQL then the outbox; `vote_id` is echoed so a client matches acks)
   {"type":"presence","room":"meme:..."}                        -> {"type":"presence","count":n}
   {"type":"draft.join","draft":id}    -> joins room draft:<id>, {"type":"draft","snapshot":true}
   {"type":"draft.update","draft":id,"fields":{...}} -> ack with version; room gets "draft"
@@ -45,11 +47,9 @@ from api.feed.messages import Message, valid_channel
 from api.feed.presence import is_presence_room
 from api.feed.relay import FeedRelay
 from api.feed.sse import observe_delivered
-from api.feed.votes import VoteRejected, build_vote
 from api.problems import Problem
 from api.uvicorn_compat import ws_transport
 from domain.metrics import FEED_DELIVERY_LATENCY, LIVE_CONNECTIONS, live_connection
-from producers.producer import ProducerUnavailable
 from sinks.redis.client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ LIVE_CONNECTIONS.labels(transport=TRANSPORT)
 FEED_DELIVERY_LATENCY.labels(transport=TRANSPORT)
 
 
-#: Casts a vote frame and returns the ack's fields; the route supplies the accounts-aware one.
+#: Casts a vote frame and returns the ack's fields: the API's one vote path (api/votes.py).
 Voter = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -246,35 +246,11 @@ class WsSession:
             self.control(message.ws)
 
     async def vote(self, frame: dict[str, Any], ref: object) -> None:
-        frame = {**frame, "user_id": frame.get("user_id") or self.user_id}
-        if self.voter is not None:
-            result = await self.voter(frame)
+        if self.voter is None:  # no data layer in this process: votes cannot be stored
+            result: dict[str, Any] = {"ok": False, "error": "votes-unavailable", "retry": True}
         else:
-            result = await self.vote_to_kafka(frame)
+            result = await self.voter(frame)
         self.reply({"type": "ack", "ref": ref, **result})
-
-    async def vote_to_kafka(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Without the accounts layer: the Vote goes straight to `meme.votes`."""
-        try:
-            vote = build_vote(
-                frame.get("meme_id"),
-                frame.get("user_id"),
-                frame.get("value"),
-                frame.get("vote_id"),
-            )
-        except VoteRejected as exc:
-            return {"ok": False, "error": str(exc), "retry": False}
-        try:
-            await self.relay.votes.cast(vote)
-        except ProducerUnavailable as exc:
-            log.warning("vote over WebSocket not stored: %s", exc)
-            return {
-                "ok": False,
-                "vote_id": vote.event_id,
-                "error": "kafka-unavailable",
-                "retry": True,
-            }
-        return {"ok": True, "vote_id": vote.event_id, "meme_id": vote.meme_id, "value": vote.value}
 
     async def draft_join(self, frame: dict[str, Any], ref: object) -> None:
         draft_id = frame.get("draft")

@@ -19,10 +19,8 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request, WebSocket
 from fastapi.responses import Response
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import ratelimit
 from api.auth import SESSION_COOKIE, Principal, _resolve, _token
 from api.data_layer import DataLayer
 from api.dependencies import Services
@@ -31,10 +29,9 @@ from api.feed.cursor import BadCursor, Cursor
 from api.feed.history import GapTooOld
 from api.feed.messages import NEW, valid_channel
 from api.feed.sse import EventStream, control_frame
-from api.feed.ws_session import Voter, serve
+from api.feed.ws_session import serve
 from api.problems import Problem, problem_response, problem_responses, unavailable
-from api.routes import votes
-from api.routes.votes import VoteRequest
+from api.votes import socket_voter
 
 router = APIRouter(prefix="/api/feed", tags=["feed"])
 MAX_CHANNELS = 50
@@ -163,42 +160,6 @@ async def principal_of(websocket: WebSocket, data: DataLayer) -> Principal | Non
         return None
 
 
-def accounts_voter(services: Services, principal: Principal | None) -> Voter:
-    """Votes through the REST vote path (PostgreSQL truth, then `meme.votes`)."""
-    assert services.data is not None
-    data = services.data
-
-    async def cast(frame: dict[str, Any]) -> dict[str, Any]:
-        if principal is None or not principal.authenticated:
-            return {"ok": False, "error": "login-required", "retry": False}
-        meme_id = str(frame.get("meme_id"))
-        # The REST budget for writes: a socket is no way around the vote endpoint's limit.
-        decision = await ratelimit.hit(services, principal, write=True)
-        if decision is not None and not decision.allowed:
-            return {
-                "ok": False,
-                "error": "rate-limited",
-                "retry": True,
-                "retry_after": ratelimit.retry_after(decision),
-                "meme_id": meme_id,
-            }
-        try:
-            body = VoteRequest(value=frame.get("value"))  # type: ignore[arg-type]
-            result = await votes.vote(meme_id, body, services, data, principal)
-        except ValidationError:
-            return {"ok": False, "error": "value is 1, -1 or 0", "retry": False}
-        except Problem as problem:
-            return {
-                "ok": False,
-                "error": problem.slug,
-                "retry": problem.status >= 500,
-                "meme_id": meme_id,
-            }
-        return {"ok": True, "vote_id": frame.get("vote_id"), **result.model_dump()}
-
-    return cast
-
-
 async def serve_socket(services: Services, websocket: WebSocket, raw_send: Any = None) -> None:
     if services.feed is None:
         raise Problem(503, "feed-unavailable", "The live feed is not running")
@@ -206,7 +167,7 @@ async def serve_socket(services: Services, websocket: WebSocket, raw_send: Any =
     principal = None
     if services.data is not None:
         principal = await principal_of(websocket, services.data)
-        voter = accounts_voter(services, principal)
+        voter = socket_voter(services, principal)
     await serve(services.feed, websocket, voter, raw_send, principal)
 
 

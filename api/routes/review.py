@@ -13,9 +13,10 @@ decides once (sinks/postgres/review.py records who, when and why on the row):
 
 Both drop the meme's Redis cache entry and fix the recent list at once, rather than waiting
 for the analytics worker to do it from the event, and publish the new status on the meme's
-pub/sub channel (sinks/redis/status.py), as the render worker does for a render. Deciding
-again as before answers the recorded decision and re-sends its events (same event id, so every
-consumer dedupes), which makes a retry after a Kafka outage safe; the other decision is a 409.
+pub/sub channel (sinks/redis/status.py), as the render worker does for a render. The events are
+staged in the outbox in the decision's transaction (api/outbox.py), so a Kafka outage delays
+them and loses nothing. Deciding again as before answers the recorded decision and re-sends its
+events (same event id, so every consumer dedupes); the other decision is a 409.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import outbox
 from api.auth import AdminDep, DataDep
 from api.dependencies import ServicesDep
 from api.models import ImageInfo
-from api.problems import Problem, problem_responses, unavailable
+from api.problems import Problem, problem_responses
 from api.ratelimit import RateLimited
 from domain.events import (
     APPROVED,
@@ -42,8 +44,8 @@ from domain.events import (
     RenderStatus,
 )
 from domain.ids import derived_id, id_time, is_valid_id
-from producers.producer import ProducerUnavailable
 from producers.topics import MEME_FEED, MEME_RENDERED
+from sinks.postgres.outbox import OutboxMessage
 from sinks.postgres.review import (
     Decided,
     Decision,
@@ -237,7 +239,9 @@ async def _decide(
         raise Problem(404, "meme-not-found", "No such meme", f"{meme_id!r} is not a meme id")
     note = body.note if body and body.note and body.note.strip() else None
     try:
-        decided = await decide(services.pool, meme_id, decision, reviewer, note)
+        # The decision's events are staged in its transaction (api/outbox.py): a Kafka outage
+        # delays them, never loses them.
+        decided = await decide(services.pool, meme_id, decision, reviewer, note, review_events)
     except ValueError as exc:  # a UUID that is not a v7 id can never be ours
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
     except NotInReview as exc:
@@ -267,12 +271,6 @@ async def _decide(
         await publish_status(data.redis, meme_id, rendered.status.value)
     except REDIS_ERRORS as exc:  # the analytics worker redoes cache and list from the event
         log.warning("Redis side of reviewed meme %s not updated: %s", meme_id, exc)
-    try:
-        await services.producer.send(MEME_RENDERED.name, rendered)
-        await services.producer.send(MEME_FEED.name, FeedEvent.for_render(rendered))
-    except ProducerUnavailable as exc:
-        # PostgreSQL has the decision (the truth); a retry re-sends the same events.
-        raise unavailable("kafka") from exc
     log.info("meme %s %s in review by %s", meme_id, decision, reviewer)
     return ReviewOutcome(
         meme_id=decided.id,
@@ -287,6 +285,15 @@ async def _decide(
 def _millis(value: datetime) -> datetime:
     """Avro's timestamp-millis: a re-sent event must equal the first one exactly."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def review_events(decided: Decided) -> tuple[OutboxMessage, OutboxMessage]:
+    """The decision's `meme.rendered` event and its `meme.feed` entry, for the outbox."""
+    rendered = review_event(decided)
+    return (
+        outbox.message(MEME_RENDERED.name, rendered),
+        outbox.message(MEME_FEED.name, FeedEvent.for_render(rendered)),
+    )
 
 
 def review_event(decided: Decided) -> MemeRendered:

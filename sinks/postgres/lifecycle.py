@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from domain.events import MemeRequested
 from domain.ids import id_time
 from sinks.postgres.memes import _COLUMNS, MemeRecord
+from sinks.postgres.outbox import Staging, nothing, stage
 
 
 async def add_pending_many(pool: AsyncConnectionPool, requests: Sequence[MemeRequested]) -> None:
@@ -38,8 +39,11 @@ async def add_pending_many(pool: AsyncConnectionPool, requests: Sequence[MemeReq
         )
 
 
-async def soft_delete(pool: AsyncConnectionPool, meme_id: str) -> MemeRecord | None:
-    """Marks the meme deleted (idempotent); returns the row as it was, or None if unknown."""
+async def soft_delete(
+    pool: AsyncConnectionPool, meme_id: str, events: Staging[MemeRecord] = nothing
+) -> MemeRecord | None:
+    """Marks the meme deleted (idempotent); returns the row as it was, or None if unknown.
+    `events(row)` is staged in the outbox in the delete's transaction (the tombstone)."""
     created_at = id_time(meme_id)
     async with pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(
@@ -54,7 +58,9 @@ async def soft_delete(pool: AsyncConnectionPool, meme_id: str) -> MemeRecord | N
             " updated_at = now() WHERE id = %s AND created_at = %s",
             (meme_id, created_at),
         )
-    return MemeRecord.from_row(row)
+        record = MemeRecord.from_row(row)
+        await stage(conn, events(record))
+    return record
 
 
 async def owned_memes(

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from domain.ids import id_time
+from sinks.postgres.outbox import Staging, nothing, stage
 
 Decision = Literal["approved", "rejected"]
 STATUS_AFTER: dict[str, str] = {"approved": "rendered", "rejected": "rejected"}
@@ -125,12 +126,15 @@ async def decide(
     decision: Decision,
     reviewer: str,
     note: str | None = None,
+    events: Staging[Decided] = nothing,
 ) -> Decided | None:
     """Records an admin's decision on a flagged meme; None when there is no such (live) meme.
 
     Approving makes it `rendered`; rejecting makes it `rejected` with no images (as moderation's
     own rejections have none). Raises NotInReview when the meme is not flagged and was not
-    decided this way before.
+    decided this way before. `events(decided)` is staged in the outbox in the decision's
+    transaction, a repeated decision's too (its events derive their ids from the meme: a
+    consumer sees the same event again and dedupes it).
     """
     created_at = id_time(meme_id)
     async with pool.connection() as conn, conn.transaction():
@@ -168,4 +172,6 @@ async def decide(
             assert row is not None
         elif row["review_decision"] != decision or row["status"] != STATUS_AFTER[decision]:
             raise NotInReview(row["status"], row["review_decision"])
-    return Decided(**{**row, "id": str(row["id"]), "removed": removed})
+        decided = Decided(**{**row, "id": str(row["id"]), "removed": removed})
+        await stage(conn, events(decided))
+    return decided

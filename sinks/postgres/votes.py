@@ -2,7 +2,8 @@
 
 Why PostgreSQL holds votes although Kafka carries them: "one vote per user and meme" is a
 uniqueness rule, and only the source of truth can enforce it atomically. The `meme.votes` event
-is produced after the row is written, carrying the user's current value.
+(the user's current value) is staged in the outbox in the same transaction as the row, so a
+committed vote always reaches Kafka, whatever Kafka says at that moment (sinks/postgres/outbox.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import date
 from psycopg_pool import AsyncConnectionPool
 
 from domain.ids import id_time
+from sinks.postgres.outbox import Staging, nothing, stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,13 @@ class VoteRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def cast(self, meme_id: str, user_id: str, value: int) -> VoteOutcome:
-        """Sets the user's vote (1 or -1), or withdraws it (0); returns before and after."""
+    async def cast(
+        self, meme_id: str, user_id: str, value: int, events: Staging[VoteOutcome] = nothing
+    ) -> VoteOutcome:
+        """Sets the user's vote (1 or -1), or withdraws it (0); returns before and after.
+
+        `events(outcome)` is staged in the outbox in the vote's transaction, after the row's
+        lock, so the events of two votes of one user on one meme follow their commit order."""
         if value not in (-1, 0, 1):
             raise ValueError("a vote is -1, 0 or 1")
         async with self.pool.connection() as conn, conn.transaction():
@@ -69,7 +76,9 @@ class VoteRepository:
                     " DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
                     (meme_id, user_id, id_time(meme_id), value),
                 )
-        return VoteOutcome(previous=previous, current=value)
+            outcome = VoteOutcome(previous=previous, current=value)
+            await stage(conn, events(outcome))
+        return outcome
 
     async def tally(self, meme_id: str) -> Tally:
         async with self.pool.connection() as conn:

@@ -7,6 +7,7 @@ import logging
 
 from fastapi import APIRouter, Response
 
+from api import outbox
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
 from api.problems import Problem, problem_responses
@@ -34,7 +35,7 @@ router = APIRouter()
             401: "Not logged in",
             403: "Only the owner or an admin may delete",
             404: "No such meme",
-            503: "PostgreSQL or Kafka is unavailable; retry (deletes are idempotent)",
+            503: "PostgreSQL is unavailable; retry (deletes are idempotent)",
         },
     ),
     summary="Delete a meme: tombstone event, cache and image cleanup (owner or admin)",
@@ -52,14 +53,16 @@ async def delete_meme(
         raise Problem(404, "meme-not-found", "No such meme", f"no meme has the id {meme_id}")
     if record.owner_id != principal.user_id and not principal.is_admin:
         raise Problem(403, "forbidden", "Not your meme", "only its owner or an admin may delete it")
-    # The row as the delete locked it: a render recorded since `record` was read has its
-    # images listed there; one recorded later finds the row deleted and removes its own.
-    locked = await soft_delete(services.pool, meme_id)
-    # Derived id: a retried delete produces the same event, which every sink dedupes.
+    # Derived id: a retried delete stages the same event, which every sink dedupes. Staged in
+    # the outbox in the delete's transaction (api/outbox.py): Kafka gets it whenever it can.
     tombstone = MemeDeleted(
         event_id=derived_id(meme_id, "deleted"), meme_id=meme_id, deleted_by=principal.user_id
     )
-    await services.producer.send(MEME_DELETED.name, tombstone)  # unacknowledged: a 503
+    # The row as the delete locked it: a render recorded since `record` was read has its
+    # images listed there; one recorded later finds the row deleted and removes its own.
+    locked = await soft_delete(
+        services.pool, meme_id, lambda _: (outbox.message(MEME_DELETED.name, tombstone),)
+    )
     try:
         await data.cache.invalidate(meme_id)
         await data.recent.remove(meme_id)
