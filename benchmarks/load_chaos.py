@@ -1,9 +1,9 @@
 """Chaos while requests arrive, on a PRIVATE stack: `python -m benchmarks.load_chaos`.
 
 Starts its own Kafka, PostgreSQL and Redis (own STACK_DIR under /tmp, free ports: see
-tests/chaos/private.py; the shared stack is never touched), an API and a render worker, then
-replays a mixed trace once per fault while the fault hits (loadgen/chaos.py): SIGKILL of the
-render worker, a Kafka restart, Redis stopped 30 s, PostgreSQL stopped 30 s. Writes
+memestream/testing/private_stack.py; the shared stack is never touched), an API and a render
+worker, then replays a mixed trace once per fault while the fault hits (loadgen/chaos.py):
+SIGKILL of the render worker, a Kafka restart, Redis stopped 30 s, PostgreSQL stopped 30 s. Writes
 reports/load/chaos.{json,html} (`--report` to change) with `summary.faults.<name>`.
 
 `BENCH_QUICK=1` (or `--quick`) is the CI size: 20 s segments, 4 s outages, 25 users.

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.private import PrivateStack, Proc
+from memestream.testing.private_stack import PrivateStack, Proc
 
 
 def _suffix(request: pytest.FixtureRequest) -> str:

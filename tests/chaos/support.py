@@ -11,7 +11,7 @@ import httpx
 import psycopg
 from PIL import Image
 
-from tests.chaos.private import PrivateStack
+from memestream.testing.private_stack import PrivateStack
 
 
 def generate(client: httpx.Client, n: int, tag: str) -> tuple[list[str], dict[int, int]]:

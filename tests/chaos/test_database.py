@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from domain.ids import new_id
-from tests.chaos.private import PrivateStack, Proc
+from memestream.testing.private_stack import PrivateStack, Proc
 from tests.chaos.proxy import ChaosProxy
 from tests.chaos.support import DONE, generate, wait_rendered
 

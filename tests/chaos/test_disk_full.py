@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.chaos.private import PrivateStack
+from memestream.testing.private_stack import PrivateStack
 from tests.chaos.support import DONE, decodes, final_objects, generate, objects, rows
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]

@@ -18,7 +18,7 @@ from benchmarks.load_chaos import PrivatePlatform
 from loadgen.accounts import provision
 from loadgen.chaos import FAULTS, ChaosPlan, run, users_of
 from loadgen.chaos_report import write_html, write_json
-from tests.chaos.private import PrivateStack
+from memestream.testing.private_stack import PrivateStack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 TINY = ChaosPlan(segment_s=10.0, at_s=3.0, outage_s=3.0, users=20, drain_wait_s=60.0, settle_s=25.0)

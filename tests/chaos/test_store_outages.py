@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.chaos.private import PrivateStack, Proc
+from memestream.testing.private_stack import PrivateStack, Proc
 from tests.chaos.support import (
     DONE,
     decodes,

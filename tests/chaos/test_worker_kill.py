@@ -17,10 +17,10 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from domain.events import MemeRendered
 from loadgen.lag import LagReader
+from memestream.testing.private_stack import PrivateStack
 from producers.roles import RENDER
 from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_RENDERED, MEME_REQUESTS
-from tests.chaos.private import PrivateStack
 from tests.chaos.support import (
     DONE,
     decodes,

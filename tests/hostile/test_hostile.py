@@ -1,8 +1,8 @@
 """Hostile input: every case gets a clear 4xx, a typed refusal, or a DLQ entry; nothing crashes.
 
 HTTP cases go to the shared API (they are refused before Kafka). Poison events go to a
-PRIVATE Kafka and worker (tests/chaos/private.py): a poison message that wedges a partition
-must never wedge the shared stack's.
+PRIVATE Kafka and worker (memestream/testing/private_stack.py): a poison message that wedges a
+partition must never wedge the shared stack's.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from domain.ids import new_id
 from domain.settings import Settings
 from loadgen.rest_target import routes_from_openapi
 from memestream.testing.memes import insert_meme
+from memestream.testing.private_stack import PrivateStack
 from producers.serialization import AvroCodec
 from producers.topics import MEME_REQUESTS
-from tests.chaos.private import PrivateStack
 from tests.hostile.corpus import (
     EventCase,
     HttpCase,
