@@ -94,6 +94,10 @@ class LedgerCheck:
             "accepted_votes": self.accepted_votes,
             "lost": self.lost,
             "lost_memes": len(self.lost_memes),
+            # Of those: still pending when the drain ended (a backlog, when not `drained`)
+            # and without any row at all.
+            "lost_memes_pending": self.statuses.get("pending", 0),
+            "lost_memes_no_row": self.accepted_memes - len(self.memes),
             "lost_votes": len(self.lost_votes),
             "lost_meme_samples": self.lost_memes[:10],
             "lost_vote_samples": [list(v) for v in self.lost_votes[:10]],

@@ -115,6 +115,7 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
         assert result.statuses == {"rendered": 3, "failed": 1}
         summary = result.as_dict()
         assert summary["lost"] == 2 and summary["accepted_votes"] == 4
+        assert summary["lost_memes_no_row"] == 1 and summary["lost_memes_pending"] == 0
     finally:
         with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
             conn.execute("DELETE FROM votes WHERE meme_id = ANY(%s::uuid[])", (memes,))
