@@ -21,7 +21,7 @@ from sinks.postgres.memes import MemeRepository
 from sinks.postgres.pool import create_pool
 from sinks.postgres.templates import TemplateRepository
 from sinks.storage import ObjectNotFound, object_store
-from streams.render import RenderPipeline, RenderPool
+from streams.render import RenderPipeline, RenderPool, RenderPoolClosed
 from tests.data_helpers import insert_meme, meme_status, register
 
 pytestmark = pytest.mark.services
@@ -183,3 +183,20 @@ async def test_an_event_the_validator_refuses_fails_with_its_reason_and_is_dead_
         assert b"finite" in headers.get("dlq.error.message", b""), headers
     finally:
         consumer.close()
+
+
+async def test_a_render_after_the_pool_closed_is_cancelled_not_failed(
+    pipeline: RenderPipeline,
+) -> None:
+    """A worker stopping with a backlog must leave those memes to the next worker: an error
+    here became a `failed` meme ("internal render error", seen when a load run's platform
+    stopped), where a cancellation leaves the event unacknowledged."""
+    closed = RenderPool(1)
+    closed.close()
+    running, pipeline.pool = pipeline.pool, closed
+    try:
+        request = MemeRequested(meme_id=new_id(), template_id="drake", texts=["a", "b"])
+        with pytest.raises(RenderPoolClosed):
+            await pipeline.render(request)
+    finally:
+        pipeline.pool = running
