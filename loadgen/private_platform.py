@@ -4,7 +4,8 @@ Why private: the shared stack carries other sessions' tests and their residue (c
 rows, cache entries), which would mix into a run's figures, and a load run must never stop or
 reconfigure it. `memestream up` started with another `STACK_DIR` and free ports for every store,
 the API and the workers' web ports starts, migrates and runs a whole platform of its own; leaving
-the context sends it SIGTERM, and `up` stops what it started (every store, since none ran).
+the context sends it SIGTERM, and `up` stops what it started (every store, since none ran);
+the stores' data is then deleted and the logs are kept (`/tmp/ms-load-<scenario>-*/`).
 The environment it was given is returned, so the replay reads the same stores.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,6 +105,8 @@ def private_platform(name: str, **extra: str) -> Iterator[tuple[str, dict[str, s
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # The stores' data (GBs after the memory scenario's uploads) goes; the logs stay.
+        shutil.rmtree(root / "stack" / "data", ignore_errors=True)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
