@@ -329,6 +329,7 @@ def _run(
                     memes=list(result.stats.created),
                     # Votes sent straight to Kafka never pass the API's PostgreSQL write.
                     votes=list(result.stats.votes) if rest else [],
+                    sent_votes=list(result.stats.sent_votes) if rest else [],
                 )
                 console.print(
                     f"ledger: {len(ledger.memes):,} accepted memes, {len(ledger.votes):,} "
