@@ -320,6 +320,22 @@ def _section(title: str, data: dict[str, Any] | None) -> str:
     return f"<h2>{html.escape(title)}</h2>" + _table(["figure", "value"], rows)
 
 
+def _stage_costs(costs: dict[str, Any] | None) -> str:
+    """The per-stage CPU table of loadgen/stage_costs.py, when a profile was taken."""
+    if not costs:
+        return ""
+    rows = [[r["stage"], r["cpu_s"], r["share_pct"], r["cpu_ms_per_meme"]] for r in costs["stages"]]
+    head = (
+        f"<h2>CPU per stage (py-spy, {costs['duration_s']} s from {costs['started_at']}, "
+        f"{costs['memes']} memes rendered meanwhile, {costs['cores']} cores, load average "
+        f"{costs['load_avg'][0]:.1f})</h2>"
+    )
+    note = f"<p>{html.escape(costs['note'])}</p>" if costs.get("note") else ""
+    table = _table(["stage", "CPU s", "share %", "CPU ms per meme"], rows)
+    procs = _table(["process", "CPU s"], [[k, v] for k, v in costs["process_cpu_s"].items()])
+    return head + note + table + procs
+
+
 def write_html(report: dict[str, Any], path: Path) -> None:
     actions = [
         [
@@ -369,6 +385,7 @@ font-size:14px}}code{{background:#f4f4f4;padding:2px 4px}}</style></head><body>
 {_section("Feed delivery (event to client)", report.get("feed_delivery"))}
 {_section("Cache", report.get("cache"))}
 {_section("Host", _without(report.get("host"), "samples"))}
+{_stage_costs(report.get("stage_costs"))}
 <h2>Actions</h2>{
         _table(
             [
