@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MEMESTREAM := $(BIN)/memestream
 
-.PHONY: help bootstrap up down status stack test test-unit lint format bench
+.PHONY: help bootstrap up down status stack test test-unit lint format bench load load-all
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,14 @@ test-unit: bootstrap  ## Run the tests that need no service (no stack started; t
 
 bench: stack  ## Run the benchmark scripts and regenerate BENCHMARKS.md.
 	$(BIN)/python -m benchmarks.report
+
+SCENARIO ?= burst
+SCALE ?= 1
+load: bootstrap  ## One load scenario at scale 1 on a private platform: reports/load/$(SCENARIO).{json,html}.
+	$(BIN)/python -m memestream loadgen run --scenario $(SCENARIO) --scale $(SCALE)
+
+load-all: bootstrap  ## generation, memory, burst and sustained in turn (about an hour and a quarter).
+	$(BIN)/python -m memestream loadgen run --scenario generation --scenario memory --scenario burst --scenario sustained --scale $(SCALE)
 
 lint: bootstrap  ## ruff check and ruff format --check.
 	$(BIN)/ruff check .

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,10 +16,12 @@ import uvloop
 from rich.console import Console
 
 from domain.settings import Settings, get_settings
+from loadgen import cache_ratio, feed_probe
 from loadgen.accounts import Accounts, provision, revoke
+from loadgen.host import HostLoad, watch
 from loadgen.keda import load_scaled_objects, with_group_prefix
 from loadgen.lag import LagReader
-from loadgen.ledger import Ledger, LedgerCheck, check_sync
+from loadgen.ledger import Ledger, LedgerCheck, check
 from loadgen.memory import RssSampler, discover_pids
 from loadgen.progress import LiveProgress
 from loadgen.record import record as record_trace
@@ -166,34 +170,108 @@ def replay_cmd(
     trace_header = read_header(trace)
     accounts, credentials = (None, {}) if target == "kafka" else _credentials(settings, trace, auth)
     try:
-        result = _run(
+        run = _run(
             trace, trace_header, target, settings, observer,
             RestSpec(target, timeout, _headers(header), connections, credentials),
             speed=speed, processes=processes, max_in_flight=max_in_flight, live=live,
+            drain_wait=drain_wait,
         )  # fmt: skip
     finally:
         if accounts is not None:
             asyncio.run(revoke(settings, accounts))
-    checked: LedgerCheck | None = None
-    if drain_wait > 0:
-        ledger = Ledger(
-            started_at=datetime.fromisoformat(result.started_at),
-            memes=list(result.stats.created),
-            # Votes sent straight to Kafka never pass the API's PostgreSQL write.
-            votes=[] if target == "kafka" else list(result.stats.votes),
-        )
-        console.print(
-            f"ledger: {len(ledger.memes):,} accepted memes, {len(ledger.votes):,} accepted "
-            f"votes; waiting up to {drain_wait:g} s for the platform to drain"
-        )
-        checked = check_sync(settings, ledger, wait_s=drain_wait)
-    data = build(result, scaled, checked)
+    data = build(
+        run.result, scaled, run.ledger, feed=run.feed, cache=run.cache, host=run.host.as_dict()
+    )
     json_path, html_path = report.with_suffix(".json"), report.with_suffix(".html")
     write_json(data, json_path)
     write_html(data, html_path)
     console.print(f"report: {json_path} {html_path}")
     print(data["summary_line"])
     print(orjson.dumps(data["summary"]).decode())
+    print(f"host: {run.host.line()}")
+
+
+@app.command("run")
+def run_cmd(
+    scenario: Annotated[
+        list[str],
+        typer.Option("--scenario", help=f"One or more of: {', '.join(SCENARIOS)} (in order)."),
+    ],
+    scale: Annotated[float, typer.Option("--scale", help="Trace scale (1: the plan's).")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Reports go to <out>/<scenario>.{json,html}.")
+    ] = Path("reports/load"),
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="A running API to load instead of a private platform (its stores are the "
+            "ones this environment's settings name).",
+        ),
+    ] = None,
+    processes: Annotated[int, typer.Option("--processes")] = 1,
+    drain_wait: Annotated[float, typer.Option("--drain-wait")] = 120.0,
+    live: Annotated[bool, typer.Option("--live/--no-live")] = False,
+) -> None:
+    """Record each scenario's trace, start a private platform (`memestream up` on its own
+    stack folder and ports; none is stopped but its own), replay, write the reports."""
+    from loadgen.private_platform import private_platform
+
+    for name in scenario:
+        if name not in SCENARIOS:
+            raise typer.BadParameter(f"--scenario is one of {', '.join(SCENARIOS)}")
+    traces = Path("artifacts/load")
+    traces.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in scenario:
+        paths[name] = traces / f"{name}-x{scale:g}-seed{seed}.jsonl"
+        if not paths[name].is_file():
+            header = record_trace(name, seed, paths[name], scale)
+            console.print(f"{paths[name]}: {header.records:,} records over {header.duration_s:g} s")
+
+    def replay_one(name: str, url: str) -> None:
+        console.print(f"[bold]{name}[/bold] x{scale:g} -> {url} ({_host_line()})")
+        replay_cmd(
+            paths[name], target=url, speed=1.0, report=out_dir / name, group_prefix=None,
+            watch_pid=None, header=None, auth="users", processes=processes,
+            connections=1000, max_in_flight=20_000, timeout=30.0, live=live,
+            drain_wait=drain_wait,
+        )  # fmt: skip
+
+    failed = []
+    for name in scenario:
+        try:
+            if target is not None:
+                replay_one(name, target)
+                continue
+            # A platform per scenario: one run's backlog must not become the next one's load.
+            with private_platform(name) as (url, env):
+                os.environ.update(env)
+                get_settings.cache_clear()
+                console.print(f"private platform at {url} (stack {env['STACK_DIR']})")
+                replay_one(name, url)
+        except Exception as exc:  # one scenario's failure must not cost the others their run
+            console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/red]")
+            failed.append(name)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _host_line() -> str:
+    load = os.getloadavg()
+    return f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+@dataclass(slots=True)
+class Run:
+    """A replay and what was measured around it."""
+
+    result: ReplayResult
+    host: HostLoad
+    ledger: LedgerCheck | None = None
+    feed: dict[str, object] | None = None
+    cache: dict[str, object] | None = None
 
 
 def _run(
@@ -208,7 +286,8 @@ def _run(
     processes: int,
     max_in_flight: int,
     live: bool,
-) -> ReplayResult:
+    drain_wait: float = 0.0,
+) -> Run:
     total = trace_header.records if trace_header else 0
     duration = (trace_header.duration_s / speed) if trace_header else 0.0
     progress: LiveProgress | None = None
@@ -216,7 +295,7 @@ def _run(
         progress = LiveProgress(total, duration, console)
     tick = progress.tick if progress is not None else None
 
-    async def go() -> ReplayResult:
+    async def replay_trace() -> ReplayResult:
         if target != "kafka":
             # Even one worker is a process of its own: lag and RSS sampling and the live
             # display stay out of the loop that keeps the schedule (they made it late).
@@ -231,6 +310,44 @@ def _run(
             list(read_trace(trace)), runner, speed=speed, max_in_flight=max_in_flight,
             observer=observer, tick=tick, header=trace_header,
         )  # fmt: skip
+
+    async def go() -> Run:
+        host = HostLoad()
+        stop_host, stop_feed = asyncio.Event(), asyncio.Event()
+        watching = asyncio.create_task(watch(host, stop_host))
+        rest = target != "kafka"
+        before = await cache_ratio.scrape(target) if rest else {}
+        # The feed probe stays open through the drain: memes rendered then are events too.
+        probe = asyncio.create_task(feed_probe.follow(target, stop_feed)) if rest else None
+        try:
+            result = await replay_trace()
+            after = await cache_ratio.scrape(target) if rest else {}
+            checked = None
+            if drain_wait > 0:
+                ledger = Ledger(
+                    started_at=datetime.fromisoformat(result.started_at),
+                    memes=list(result.stats.created),
+                    # Votes sent straight to Kafka never pass the API's PostgreSQL write.
+                    votes=list(result.stats.votes) if rest else [],
+                    sent_votes=list(result.stats.sent_votes) if rest else [],
+                )
+                console.print(
+                    f"ledger: {len(ledger.memes):,} accepted memes, {len(ledger.votes):,} "
+                    f"accepted votes; waiting up to {drain_wait:g} s for the platform to drain"
+                )
+                checked = await check(settings, ledger, wait_s=drain_wait)
+        finally:
+            stop_feed.set()
+            stop_host.set()
+            feed = await probe if probe is not None else None
+            await watching
+        return Run(
+            result=result,
+            host=host,
+            ledger=checked,
+            feed=feed.as_dict() if feed is not None else None,
+            cache=cache_ratio.ratio(before, after) if before or after else None,
+        )
 
     with progress if progress is not None else contextlib.nullcontext():
         return uvloop.run(go())

@@ -200,8 +200,11 @@ async def replay(
         else:
             latency = done - intended
         stats.record(record.action, intended - start, latency, outcome)
-        if record.action == "vote" and meme_id and outcome.kind == "ok":
-            stats.votes.append((meme_id, record.user, int(record.payload.get("value", 1))))
+        if record.action == "vote" and meme_id and outcome.skipped is None:
+            vote = (meme_id, record.user, int(record.payload.get("value", 1)))
+            stats.sent_votes.append(vote)
+            if outcome.kind == "ok":
+                stats.votes.append(vote)
         if outcome.created and record.action == "generate":
             refs[record.seq] = outcome.created[0]
             if on_created is not None:

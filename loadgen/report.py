@@ -4,8 +4,11 @@ Plots (matplotlib, embedded as PNG so the page works offline): latency percentil
 time, throughput and errors per second, the generator's worst lateness per second, consumer
 lag per group, the replicas KEDA would request per ScaledObject, and RSS per process.
 
-`summary` holds the figures issue 16 compares across runs. Those this report cannot measure
-yet (loss, end-to-end generation time, cache hit ratio, feed delivery) are null, not guessed.
+`summary` holds the figures issue 16 compares across runs. Loss and duplicates come from the
+ledger (loadgen/ledger.py), generation time and memes/min from the meme rows it read back
+(loadgen/generation.py), the cache hit ratio from the API's counters (loadgen/cache_ratio.py)
+and feed delivery from a subscriber held open (loadgen/feed_probe.py); a figure not measured
+in a run is null, not guessed. Every report carries the core count and load average.
 A run is `valid` only if the generator kept its schedule: lateness p99 at most 10 ms and no
 record dropped because the client was saturated; `invalid_reasons` says why not.
 """
@@ -16,11 +19,13 @@ import base64
 import html
 import io
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from loadgen import generation
 from loadgen.histograms import LatencyHistogram
 from loadgen.keda import ScaledObject
 from loadgen.ledger import LedgerCheck
@@ -34,8 +39,17 @@ READ_ACTIONS = ("get_meme", "get_image", "view", "trending")
 
 
 def build(
-    result: ReplayResult, scaled_objects: list[ScaledObject], ledger: LedgerCheck | None = None
+    result: ReplayResult,
+    scaled_objects: list[ScaledObject],
+    ledger: LedgerCheck | None = None,
+    *,
+    feed: dict[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
+    host: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The report; `ledger` (loadgen/ledger.py), `feed` (loadgen/feed_probe.py), `cache`
+    (loadgen/cache_ratio.py) and `host` (loadgen/host.py) are what was measured around the
+    replay, None when not measured."""
     stats = result.stats
     sent_window = max(result.duration_s, 1e-9)
     rss_series: dict[str, list[tuple[float, float]]] = {}
@@ -87,6 +101,13 @@ def build(
         },
     }
     report["ledger"] = ledger.as_dict() if ledger is not None else None
+    started = datetime.fromisoformat(result.started_at)
+    report["generation"] = (
+        generation.figures(ledger.memes, started, result.duration_s) if ledger else None
+    )
+    report["feed_delivery"] = feed
+    report["cache"] = cache
+    report["host"] = host
     report["summary"] = summary(result, report)
     report["summary_line"] = summary_line(report)
     return report
@@ -120,8 +141,12 @@ def summary(result: ReplayResult, report: dict[str, Any]) -> dict[str, Any]:
         for v in report["rss"]["verdict"].values()
         if v["start_mb"] > 0
     ]
+    gen, cache, feed = report.get("generation"), report.get("cache"), report.get("feed_delivery")
+    host = report.get("host") or {}
     return {
         "scale": result.header.scale if result.header else None,
+        "cores": host.get("cores"),
+        "load_avg_1m_mean": host.get("load_avg_1m_mean"),
         "duration_s": round(result.duration_s, 3),
         "requests": stats.sent,
         "server_errors": stats.errors,
@@ -133,10 +158,12 @@ def summary(result: ReplayResult, report: dict[str, Any]) -> dict[str, Any]:
         "generate_accept_p95_ms": _ms(generate.latency.percentile(95))
         if generate and generate.sent
         else None,
-        "generation_p95_s": None,
-        "memes_per_min": None,
-        "cache_hit_ratio": None,
-        "feed_delivery_p99_ms": None,
+        "generation_p95_s": gen["p95_s"] if gen else None,
+        "memes_per_min": gen["memes_per_min"] if gen else None,
+        "cache_hit_ratio": cache["ratio"] if cache else None,
+        "feed_delivery_p99_ms": _ms(feed["latency_s"]["p99"])
+        if feed and feed.get("latency_s")
+        else None,
         "rss_growth_pct": round(max(growth), 2) if growth else None,
         "max_lag": dict(report["lag"]["peak"]) if report["lag"]["samples"] else None,
         "generator_lateness_p99_ms": _ms(lateness_p99),
@@ -164,6 +191,12 @@ def summary_line(report: dict[str, Any]) -> str:
     if report["keda"]["peak_replicas"]:
         keda = ", ".join(f"{k}={v}" for k, v in sorted(report["keda"]["peak_replicas"].items()))
         parts.append(f"KEDA peak {keda}")
+    host = report.get("host")
+    if host:
+        parts.append(
+            f"{host['cores']} cores, load average {host['load_avg_1m_mean']} "
+            f"(max {host['load_avg_1m_max']})"
+        )
     leaks = [n for n, v in report["rss"]["verdict"].items() if v["suspected_leak"]]
     if report["rss"]["verdict"]:
         parts.append(f"suspected leak: {', '.join(leaks)}" if leaks else "no leak")
@@ -235,6 +268,24 @@ def _plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         plots.append(("KEDA replicas", _png(fig)))
         plt.close(fig)
 
+    gen = report.get("generation")
+    if gen and gen["per_second"]:
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        ax.plot([p[0] for p in gen["per_second"]], [p[1] for p in gen["per_second"]])
+        ax.set(xlabel="s", ylabel="memes/s", title="Memes rendered per second (accepted in run)")
+        plots.append(("Rendered memes", _png(fig)))
+        plt.close(fig)
+
+    host = report.get("host")
+    if host and host["samples"]:
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        ax.plot([p[0] for p in host["samples"]], [p[1] for p in host["samples"]])
+        ax.axhline(host["cores"], color="red", linestyle="--", label=f"{host['cores']} cores")
+        ax.set(xlabel="s", ylabel="load", title="Host load average (1 min)")
+        ax.legend()
+        plots.append(("Host load", _png(fig)))
+        plt.close(fig)
+
     rss = report["rss"]["samples"]
     if rss:
         fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -254,6 +305,35 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _without(data: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    return {k: v for k, v in data.items() if k != key} if data else data
+
+
+def _section(title: str, data: dict[str, Any] | None) -> str:
+    if not data:
+        return ""
+    rows = [
+        [k, orjson.dumps(v).decode() if isinstance(v, dict | list) else v] for k, v in data.items()
+    ]
+    return f"<h2>{html.escape(title)}</h2>" + _table(["figure", "value"], rows)
+
+
+def _stage_costs(costs: dict[str, Any] | None) -> str:
+    """The per-stage CPU table of loadgen/stage_costs.py, when a profile was taken."""
+    if not costs:
+        return ""
+    rows = [[r["stage"], r["cpu_s"], r["share_pct"], r["cpu_ms_per_meme"]] for r in costs["stages"]]
+    head = (
+        f"<h2>CPU per stage (py-spy, {costs['duration_s']} s from {costs['started_at']}, "
+        f"{costs['memes']} memes rendered meanwhile, {costs['cores']} cores, load average "
+        f"{costs['load_avg'][0]:.1f})</h2>"
+    )
+    note = f"<p>{html.escape(costs['note'])}</p>" if costs.get("note") else ""
+    table = _table(["stage", "CPU s", "share %", "CPU ms per meme"], rows)
+    procs = _table(["process", "CPU s"], [[k, v] for k, v in costs["process_cpu_s"].items()])
+    return head + note + table + procs
 
 
 def write_html(report: dict[str, Any], path: Path) -> None:
@@ -300,6 +380,12 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 font-size:14px}}code{{background:#f4f4f4;padding:2px 4px}}</style></head><body>
 <h1>Memestream load report</h1><p><code>{html.escape(report["summary_line"])}</code></p>
 <h2>Summary</h2>{_table(["figure", "value"], [[k, v] for k, v in report["summary"].items()])}
+{_section("Ledger (accepted vs persisted)", report.get("ledger"))}
+{_section("Generation (accepted to rendered)", _without(report.get("generation"), "per_second"))}
+{_section("Feed delivery (event to client)", report.get("feed_delivery"))}
+{_section("Cache", report.get("cache"))}
+{_section("Host", _without(report.get("host"), "samples"))}
+{_stage_costs(report.get("stage_costs"))}
 <h2>Actions</h2>{
         _table(
             [

@@ -95,6 +95,8 @@ class Stats:
     created: list[str] = field(default_factory=list)
     #: Accepted votes (meme id, trace user, value), for the ledger (loadgen/ledger.py).
     votes: list[tuple[str, str, int]] = field(default_factory=list)
+    #: Every vote sent (meme id, trace user, value), answered or not.
+    sent_votes: list[tuple[str, str, int]] = field(default_factory=list)
     in_flight: int = 0
     #: Actual start minus scheduled time of every request sent (the generator's own delay).
     lateness: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -152,6 +154,7 @@ class Stats:
             "queued": self.queued,
             "created": list(self.created),
             "votes": [list(v) for v in self.votes],
+            "sent_votes": [list(v) for v in self.sent_votes],
             "timeline": self.timeline.to_wire(),
         }
 
@@ -164,6 +167,7 @@ class Stats:
         self.queued += int(wire["queued"])  # type: ignore[call-overload]
         self.created.extend(wire["created"])  # type: ignore[arg-type]
         self.votes.extend((m, u, int(v)) for m, u, v in wire.get("votes", ()))  # type: ignore[attr-defined]
+        self.sent_votes.extend((m, u, int(v)) for m, u, v in wire.get("sent_votes", ()))  # type: ignore[attr-defined]
         self.timeline.merge_wire(wire["timeline"])  # type: ignore[arg-type]
 
     @property

@@ -117,11 +117,20 @@ def warm_up() -> int:
     return len(TemplateCatalog.default().all())
 
 
+class RenderPoolClosed(asyncio.CancelledError):
+    """The worker is stopping: the render did not happen and must not be recorded as failed.
+
+    A cancellation, not an error: `render()` turns errors into a `failed` meme, which would make
+    every meme in flight at a shutdown (a deploy, a scale-down) fail for good. Cancelled, the
+    event is not acknowledged and the next worker renders it (a load run's stop showed it)."""
+
+
 class RenderPool:
     """A process pool that is rebuilt if a render kills its process."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.closed = False
         self._executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
@@ -148,14 +157,23 @@ class RenderPool:
     async def _run(self, call: Callable[[], RenderedMeme]) -> RenderedMeme:
         """Runs a render in the pool; a process the input killed is replaced."""
         loop = asyncio.get_running_loop()
+        if self.closed:
+            raise RenderPoolClosed("the render pool is closed")
         try:
             return await loop.run_in_executor(self._executor, call)
         except BrokenProcessPool:
+            if self.closed:
+                raise RenderPoolClosed("the render pool closed during the render") from None
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new()
             raise RenderError("the renderer crashed on this input") from None
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            if self.closed:
+                raise RenderPoolClosed("the render pool closed before the render") from None
+            raise
 
     def close(self) -> None:
+        self.closed = True
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 

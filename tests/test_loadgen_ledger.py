@@ -50,8 +50,8 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
     rendered_topic, votes_topic = topics
     started = datetime.now(UTC) - timedelta(seconds=1)
     kept, late, never, doubled, twice = (new_id() for _ in range(5))
-    voter, other = f"ledger{uuid.uuid4().hex[:6]}", f"ledger{uuid.uuid4().hex[:6]}"
-    accounts = await provision(stack_settings, [voter, other])
+    voter, other, unanswered = (f"ledger{uuid.uuid4().hex[:6]}" for _ in range(3))
+    accounts = await provision(stack_settings, [voter, other, unanswered])
     memes = [kept, late, never, doubled, twice]
     try:
         with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
@@ -63,14 +63,15 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
             users = dict(
                 conn.execute(
                     "SELECT username, id FROM users WHERE username = ANY(%s)",
-                    ([USERNAME_PREFIX + voter, USERNAME_PREFIX + other],),
+                    ([USERNAME_PREFIX + u for u in (voter, other, unanswered)],),
                 ).fetchall()
             )
-            conn.execute(
-                "INSERT INTO votes (meme_id, user_id, meme_created_at, value)"
-                " VALUES (%s, %s, %s, -1)",
-                (kept, users[USERNAME_PREFIX + voter], id_time(kept)),
-            )
+            for meme, user in ((kept, voter), (twice, unanswered)):
+                conn.execute(
+                    "INSERT INTO votes (meme_id, user_id, meme_created_at, value)"
+                    " VALUES (%s, %s, %s, -1)",
+                    (meme, users[USERNAME_PREFIX + user], id_time(meme)),
+                )
         _produce(stack_settings, rendered_topic, [kept, late, twice, twice])
         _produce(stack_settings, votes_topic, [kept, kept, kept, kept, twice])
         ledger = Ledger(
@@ -81,8 +82,10 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
                 (kept, voter, -1),  # the last answer is in PostgreSQL: kept
                 (kept, other, 1),  # never written: lost
                 (twice, voter, 0),  # withdrawn, so no row is right
+                (twice, unanswered, 1),  # then -1 committed, its answer never came: kept
             ],
         )
+        ledger.sent_votes = [*ledger.votes, (twice, unanswered, -1)]
 
         def render_late() -> None:
             time.sleep(1.5)
@@ -109,12 +112,13 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
         assert result.lost == 2
         assert result.duplicated_rows == 1  # `doubled`
         assert result.rendered_twice == 1  # `twice`
-        assert result.vote_events_excess == 1  # 4 events of `kept` for 3 accepted votes
+        assert result.vote_events_excess == 1  # 4 events of `kept` for 3 votes sent
         assert result.duplicated_effects == 3
         assert not result.drained, "`never` has no row, so the drain gave up after settling"
         assert result.statuses == {"rendered": 3, "failed": 1}
         summary = result.as_dict()
-        assert summary["lost"] == 2 and summary["accepted_votes"] == 4
+        assert summary["lost"] == 2 and summary["accepted_votes"] == 5
+        assert summary["lost_memes_no_row"] == 1 and summary["lost_memes_pending"] == 0
     finally:
         with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
             conn.execute("DELETE FROM votes WHERE meme_id = ANY(%s::uuid[])", (memes,))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
@@ -121,3 +123,28 @@ async def test_kafka_replay_feeds_the_render_worker(stack_settings: Settings) ->
     assert result.samples.lag and all(
         s["keda"]["memestream-render"] is not None for s in result.samples.lag
     )
+
+
+def test_run_measures_every_summary_figure_around_the_replay(
+    api_url: str, stack_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loadgen run --target`: trace, replay, ledger, cache counters, feed probe, host load."""
+    from typer.testing import CliRunner
+
+    from loadgen.cli import app
+
+    monkeypatch.chdir(tmp_path)  # the trace goes to ./artifacts/load
+    args = ["run", "--scenario", "sustained", "--scale", "0.01", "--target", api_url]
+    args += ["--out", str(tmp_path / "reports"), "--drain-wait", "90"]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    report = orjson.loads((tmp_path / "reports" / "sustained.json").read_bytes())
+    summary, ledger = report["summary"], report["ledger"]
+    assert ledger["accepted_memes"] == report["run"]["created_memes"] > 0
+    assert summary["lost"] == ledger["lost"] and summary["duplicated_effects"] == 0
+    assert ledger["lost_memes_no_row"] == 0, "the API wrote every accepted meme's row"
+    assert report["generation"]["rendered"] == ledger["statuses"].get("rendered", 0)
+    assert report["cache"] is not None and report["cache"]["hits"] + report["cache"]["misses"] > 0
+    assert report["feed_delivery"]["connects"] >= 1
+    assert summary["cores"] == os.cpu_count() and summary["load_avg_1m_mean"] is not None
+    assert "host: " in outcome.output and (tmp_path / "reports" / "sustained.html").is_file()

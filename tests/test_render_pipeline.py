@@ -24,7 +24,7 @@ from sinks.postgres.templates import TemplateRepository
 from sinks.redis import create_redis
 from sinks.redis.status import StatusWaiter
 from sinks.storage import ObjectNotFound, object_store
-from streams.render import RenderPipeline, RenderPool
+from streams.render import RenderPipeline, RenderPool, RenderPoolClosed
 from tests.data_helpers import meme_status, register
 
 pytestmark = pytest.mark.services
@@ -211,3 +211,20 @@ async def test_the_render_worker_publishes_the_status_once_postgres_has_it(
         outcome = await _handle(pipeline, refused)
         assert outcome.status is RenderStatus.FAILED
         assert await waiter.next(5.0) == "failed"
+
+
+async def test_a_render_after_the_pool_closed_is_cancelled_not_failed(
+    pipeline: RenderPipeline,
+) -> None:
+    """A worker stopping with a backlog must leave those memes to the next worker: an error
+    here became a `failed` meme ("internal render error", seen when a load run's platform
+    stopped), where a cancellation leaves the event unacknowledged."""
+    closed = RenderPool(1)
+    closed.close()
+    running, pipeline.pool = pipeline.pool, closed
+    try:
+        request = MemeRequested(meme_id=new_id(), template_id="drake", texts=["a", "b"])
+        with pytest.raises(RenderPoolClosed):
+            await pipeline.render(request)
+    finally:
+        pipeline.pool = running

@@ -12,7 +12,6 @@ import contextlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,20 +28,11 @@ from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from domain.settings import PROJECT_ROOT, Settings, StorageBackend
+from loadgen.private_platform import bindable
 from memestream.stack.stack import Stack
 
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "chaos"
 SERVICES = ["kafka", "postgres", "redis"]
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port(pair: bool = False) -> int:
@@ -51,7 +41,7 @@ def free_port(pair: bool = False) -> int:
     rng = random.Random()
     for _ in range(500):
         port = rng.randrange(20_000, 32_000)
-        if _bindable(port) and (not pair or _bindable(port + 1)):
+        if bindable(port) and (not pair or bindable(port + 1)):
             return port
     raise RuntimeError("no free port")
 
