@@ -72,7 +72,7 @@ def unauthorized(detail: str) -> Problem:
 async def _resolve(token: str, data: DataLayer, ip: str) -> Principal:
     if token.startswith(API_KEY_PREFIX):
         try:
-            user = await data.users.by_api_key(token)
+            user = await data.api_keys.resolve(token)
         except POSTGRES_ERRORS as exc:
             # Translated here, not by the app's handlers: the live feed resolves callers
             # outside them (its WebSocket takes a Problem as "anonymous").

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api.analytics_reader import AnalyticsReader
+from api.api_key_cache import ApiKeyCache
 from api.uploads import cleanup_forever
 from api.views import ViewCounter
 from domain.settings import Settings
@@ -45,6 +46,7 @@ class DataLayer:
     idempotency: IdempotencyStore
     recent: RecentMemes
     users: UserRepository
+    api_keys: ApiKeyCache
     votes: VoteRepository
     templates: TemplateRepository
     views: ViewCounter
@@ -72,6 +74,9 @@ class DataLayer:
             idempotency=IdempotencyStore(redis, settings.idempotency_ttl_s),
             recent=RecentMemes(redis, settings.recent_memes_max),
             users=UserRepository(pool),
+            api_keys=ApiKeyCache(
+                UserRepository(pool), settings.api_key_cache_ttl_s, settings.api_key_cache_size
+            ),
             votes=VoteRepository(pool),
             templates=TemplateRepository(pool),
             views=ViewCounter(settings, settings.view_queue_size, producer.codec),

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=1500)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
+    # How long the API keeps a key's owner (api/api_key_cache.py) before asking PostgreSQL
+    # again: a revocation made elsewhere (another replica, the database) waits at most this.
+    # 0 asks on every request.
+    api_key_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+    api_key_cache_size: int = Field(10_000, ge=1, le=1_000_000)
     # The outbox relay (api/outbox.py): rows per claimed batch; how often it looks without a
     # NOTIFY (a missed notification, a listener reconnecting).
     outbox_batch_size: int = Field(500, ge=1, le=10_000)

@@ -262,6 +262,7 @@ async def revoke_key(
         revoked = False
     if not revoked:
         raise Problem(404, "api-key-not-found", "No such API key", key_id)
+    data.api_keys.forget_user(principal.user_id)  # refused at once here, elsewhere within the TTL
     return Response(status_code=204)
 
 
