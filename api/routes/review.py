@@ -35,6 +35,7 @@ from api.dependencies import ServicesDep
 from api.models import ImageInfo
 from api.problems import Problem, problem_responses
 from api.ratelimit import RateLimited
+from api.routes.memes.view import image_infos
 from domain.events import (
     APPROVED,
     REVIEW_LABEL,
@@ -108,16 +109,6 @@ class ReviewOutcome(BaseModel):
 
 
 def _item(meme: FlaggedMeme) -> ReviewItem:
-    images = {
-        v["size"]: ImageInfo(
-            url=f"/api/meme/{meme.id}/image?size={v['size']}",
-            width=v["width"],
-            height=v["height"],
-            bytes=v["bytes"],
-            media_type=v["media_type"],
-        )
-        for v in meme.variants
-    }
     return ReviewItem(
         id=meme.id,
         created_at=meme.created_at,
@@ -126,7 +117,7 @@ def _item(meme: FlaggedMeme) -> ReviewItem:
         owner_id=meme.owner_id,
         format=meme.format,
         rendered_at=meme.rendered_at,
-        images=images,
+        images=image_infos(meme.id, meme.variants),
         moderation=ModerationEvidence(
             decision=meme.moderation, score=meme.moderation_score, reason=meme.moderation_reason
         ),

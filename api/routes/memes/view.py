@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from api.models import ImageInfo, MemeView
 from sinks.postgres.memes import MemeRecord
 
 
-def meme_view(record: MemeRecord) -> MemeView:
-    images = {
+def image_infos(meme_id: str, variants: list[dict[str, Any]]) -> dict[str, ImageInfo]:
+    """Each stored size of a meme's image as the API links it (meme reads and the review queue)."""
+    return {
         v["size"]: ImageInfo(
-            url=f"/api/meme/{record.id}/image?size={v['size']}",
+            url=f"/api/meme/{meme_id}/image?size={v['size']}",
             width=v["width"],
             height=v["height"],
             bytes=v["bytes"],
             media_type=v["media_type"],
         )
-        for v in record.variants
+        for v in variants
     }
+
+
+def meme_view(record: MemeRecord) -> MemeView:
     return MemeView(
         id=record.id,
         status=record.status,  # type: ignore[arg-type]
@@ -27,6 +33,6 @@ def meme_view(record: MemeRecord) -> MemeView:
         rendered_at=record.rendered_at,
         render_ms=record.render_ms,
         error=record.error,
-        images=images,
+        images=image_infos(record.id, record.variants),
         sentiment=record.sentiment,
     )
