@@ -148,7 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(votes.router)
     app.include_router(review.router)  # /api/admin/review: moderation's flagged memes
-    app.include_router(memes.router)
+    for memes_router in memes.ROUTERS:
+        app.include_router(memes_router)
     app.include_router(feed.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -37,8 +38,34 @@ REFUSED = {"kafka_bootstrap_servers": "127.0.0.1:1", "kafka_delivery_timeout_ms"
 
 
 @pytest.fixture
-async def pool(stack_settings: Settings) -> AsyncIterator[AsyncConnectionPool]:
-    pool = create_pool(stack_settings)
+def outbox_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings whose connections stage into an outbox table of this test's own.
+
+    Every API process on the shared stack (the session's API, other tests' apps) runs a relay
+    on the shared `outbox` table and would publish this test's rows before its own relay
+    could: the test's schema comes first on the search path, so `outbox` is its own table
+    while users, memes and votes stay the shared ones.
+    """
+    schema = f"test_outbox_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.outbox (LIKE public.outbox INCLUDING ALL)")
+        conn.execute(
+            f"CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox"
+            " FOR EACH STATEMENT EXECUTE FUNCTION public.outbox_notify()"
+        )
+    separator = "&" if "?" in stack_settings.database_url else "?"
+    url = f"{stack_settings.database_url}{separator}options=-csearch_path%3D{schema}%2Cpublic"
+    try:
+        yield stack_settings.model_copy(update={"database_url": url})
+    finally:
+        with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+async def pool(outbox_settings: Settings) -> AsyncIterator[AsyncConnectionPool]:
+    pool = create_pool(outbox_settings)
     await pool.open()
     yield pool
     await pool.close()
@@ -81,10 +108,10 @@ async def stage_votes(pool: AsyncConnectionPool, votes: list[Vote]) -> None:
 
 
 def test_a_vote_kafka_refuses_is_accepted_kept_and_published_when_kafka_is_back(
-    stack_settings: Settings, producer: EventProducer
+    outbox_settings: Settings, producer: EventProducer
 ) -> None:
-    refused = stack_settings.model_copy(update=REFUSED)
-    meme_id = insert_meme(stack_settings)
+    refused = outbox_settings.model_copy(update=REFUSED)
+    meme_id = insert_meme(outbox_settings)
     with TestClient(create_app(refused)) as client:
         user = register(client, "ob")
         client.cookies.clear()
@@ -93,39 +120,39 @@ def test_a_vote_kafka_refuses_is_accepted_kept_and_published_when_kafka_is_back(
         )
         assert answer.status_code == 200, answer.text  # PostgreSQL has it: accepted
         assert answer.json()["up"] == 1
-        rows = staged_rows(stack_settings, meme_id)
+        rows = staged_rows(outbox_settings, meme_id)
         assert [r["topic"] for r in rows] == [MEME_VOTES.name]
         # The app's own relay tries Kafka, is refused, and keeps the row.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and rows and rows[0]["attempts"] == 0:
             time.sleep(0.2)
-            rows = staged_rows(stack_settings, meme_id)
+            rows = staged_rows(outbox_settings, meme_id)
         assert len(rows) == 1 and rows[0]["attempts"] >= 1, rows
         assert "ProducerUnavailable" in rows[0]["last_error"]
     staged = AvroCodec().decode(rows[0]["event"])
     assert isinstance(staged, Vote) and (staged.user_id, staged.value) == (user["id"], 1)
 
     async def relay_with_kafka_back() -> int:
-        pool = create_pool(stack_settings)
+        pool = create_pool(outbox_settings)
         await pool.open()
         try:
             published, failed = await OutboxRelay(
-                stack_settings, OutboxStore(pool), producer
+                outbox_settings, OutboxStore(pool), producer
             ).drain()
         finally:
             await pool.close()
         assert failed == 0
         return published
 
-    with kafka_tail(stack_settings, MEME_VOTES.name) as tail:
+    with kafka_tail(outbox_settings, MEME_VOTES.name) as tail:
         assert asyncio.run(relay_with_kafka_back()) >= 1
         found = messages_for(tail, {meme_id}, want=1)
     assert [e.event_id for _, e in found] == [staged.event_id]  # the staged event, as it was
-    assert staged_rows(stack_settings, meme_id) == []
+    assert staged_rows(outbox_settings, meme_id) == []
 
 
 async def test_a_relay_crash_after_the_ack_publishes_again_and_the_vote_counts_once(
-    stack_settings: Settings,
+    outbox_settings: Settings,
     pool: AsyncConnectionPool,
     producer: EventProducer,
     monkeypatch: pytest.MonkeyPatch,
@@ -133,21 +160,21 @@ async def test_a_relay_crash_after_the_ack_publishes_again_and_the_vote_counts_o
     meme_id, user_id = new_id(), new_id()
     vote = Vote(meme_id=meme_id, user_id=user_id, value=1)
     await stage_votes(pool, [vote])
-    relay = OutboxRelay(stack_settings, OutboxStore(pool), producer)
+    relay = OutboxRelay(outbox_settings, OutboxStore(pool), producer)
 
     async def crash(self: Claim, ids: Any) -> None:  # dies between Kafka's ack and the delete
         raise RuntimeError("relay killed")
 
-    with kafka_tail(stack_settings, MEME_VOTES.name) as tail:
+    with kafka_tail(outbox_settings, MEME_VOTES.name) as tail:
         with monkeypatch.context() as patched:
             patched.setattr(Claim, "done", crash)
             with pytest.raises(RuntimeError, match="relay killed"):
                 await relay.relay_once()
-        assert len(staged_rows(stack_settings, meme_id)) == 1  # the delete rolled back
+        assert len(staged_rows(outbox_settings, meme_id)) == 1  # the delete rolled back
         published, failed = await relay.drain()
         assert published >= 1 and failed == 0
         found = await asyncio.to_thread(messages_for, tail, {meme_id}, 2)
-    assert staged_rows(stack_settings, meme_id) == []
+    assert staged_rows(outbox_settings, meme_id) == []
     assert [e.event_id for _, e in found] == [vote.event_id, vote.event_id]  # at least once
 
     # Downstream dedupe: the trending engine applies the copy as a stale vote.
@@ -159,13 +186,13 @@ async def test_a_relay_crash_after_the_ack_publishes_again_and_the_vote_counts_o
 
 
 async def test_two_replicas_relays_share_the_rows_and_publish_each_once(
-    stack_settings: Settings, pool: AsyncConnectionPool, producer: EventProducer
+    outbox_settings: Settings, pool: AsyncConnectionPool, producer: EventProducer
 ) -> None:
     memes = {new_id() for _ in range(20)}
     votes = [Vote(meme_id=m, user_id=new_id(), value=1) for m in sorted(memes) for _ in range(10)]
-    small = stack_settings.model_copy(update={"outbox_batch_size": 10})
+    small = outbox_settings.model_copy(update={"outbox_batch_size": 10})
     relays = [OutboxRelay(small, OutboxStore(pool), producer) for _ in range(2)]
-    with kafka_tail(stack_settings, MEME_VOTES.name) as tail:
+    with kafka_tail(outbox_settings, MEME_VOTES.name) as tail:
         await stage_votes(pool, votes)
         results = await asyncio.gather(*(r.drain() for r in relays))
         found = await asyncio.to_thread(messages_for, tail, memes, len(votes))
@@ -175,4 +202,4 @@ async def test_two_replicas_relays_share_the_rows_and_publish_each_once(
     counts = Counter(e.event_id for _, e in found + extra)
     assert set(counts) == {v.event_id for v in votes}
     assert set(counts.values()) == {1}, "no row published twice"
-    assert all(staged_rows(stack_settings, m) == [] for m in memes)
+    assert all(staged_rows(outbox_settings, m) == [] for m in memes)

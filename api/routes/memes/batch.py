@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from api.auth import DataDep, Principal, PrincipalDep
@@ -17,6 +17,7 @@ from api.problems import Problem, problem_responses, unavailable
 from api.routes.memes.generate import PROBLEM_RESPONSES, IdempotencyKey
 from api.routes.memes.request_checks import check_request
 from api.routes.memes.request_event import request_event
+from api.routes.memes.routing import memes_router
 from domain.events import MemeRequested
 from domain.metrics import MEMES_REQUESTED
 from producers.topics import MEME_REQUESTS
@@ -24,7 +25,7 @@ from sinks.postgres.errors import POSTGRES_ERRORS
 from sinks.postgres.lifecycle import add_pending_many
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = memes_router()
 
 
 @router.post(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from api import outbox
 from api.auth import DataDep, UserDep
 from api.dependencies import ServicesDep
 from api.problems import Problem, problem_responses
+from api.routes.memes.routing import memes_router
 from domain.events import MemeDeleted
 from domain.ids import derived_id, is_valid_id
 from producers.topics import MEME_DELETED
@@ -18,7 +19,7 @@ from sinks.postgres.lifecycle import soft_delete
 from sinks.redis import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = memes_router()
 
 
 @router.delete(

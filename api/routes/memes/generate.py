@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.auth import DataDep, Principal, PrincipalDep
@@ -18,6 +18,7 @@ from api.models import GenerateAccepted, GenerateRequest
 from api.problems import problem_responses
 from api.routes.memes.request_checks import check_request
 from api.routes.memes.request_event import request_event
+from api.routes.memes.routing import memes_router
 from api.routes.memes.view import meme_view
 from api.routes.memes.waiting import await_final
 from domain.metrics import MEMES_REQUESTED
@@ -27,7 +28,7 @@ from sinks.redis import REDIS_ERRORS
 from sinks.redis.status import StatusWaiter
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = memes_router()
 IdempotencyKey = Annotated[
     str | None,
     Header(

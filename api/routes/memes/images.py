@@ -6,16 +6,17 @@ import asyncio
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from fastapi.responses import RedirectResponse
 
 from api.dependencies import ServicesDep
 from api.models import ImageSize
 from api.problems import Problem, problem_responses, unavailable
 from api.routes.memes.reads import load_meme
+from api.routes.memes.routing import memes_router
 from sinks.storage import ObjectNotFound
 
-router = APIRouter()
+router = memes_router()
 
 
 @router.get(

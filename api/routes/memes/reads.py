@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from api.auth import DataDep, get_principal
 from api.dependencies import Services, ServicesDep
 from api.models import MemeView
 from api.problems import Problem, problem_responses
+from api.routes.memes.routing import memes_router
 from api.routes.memes.view import meme_view
 from api.routes.memes.view_cache import SerializedViews
 from domain.ids import is_valid_id
@@ -17,7 +18,7 @@ from sinks.postgres.lifecycle import recent_rendered
 from sinks.postgres.memes import MemeRecord
 from sinks.redis import REDIS_ERRORS
 
-router = APIRouter()
+router = memes_router()
 _BODIES = SerializedViews()
 
 
