@@ -35,7 +35,7 @@ test: stack  ## Check schemas/ against the schema registry, then run the test su
 	$(BIN)/python -m pytest
 
 test-unit: bootstrap  ## Run the tests that need no service (no stack started; tests/conftest.py marks them).
-	$(BIN)/python -m pytest -m unit
+	$(BIN)/python -m pytest -m unit -n auto --dist worksteal
 
 bench: stack  ## Run the benchmark scripts and regenerate BENCHMARKS.md.
 	$(BIN)/python -m benchmarks.report

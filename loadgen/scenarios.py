@@ -13,6 +13,7 @@ hit-ratio replay needs; the memory-pressure scenario reads uniformly to saturate
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -202,7 +203,9 @@ def generate(scenario: Scenario, seed: int) -> Iterator[TraceRecord]:
     if peak_rate <= 0:
         return
     actions = list(scenario.mix)
-    weights = [scenario.mix[a] for a in actions]
+    # What random.choices accumulates from weights on every call, once (same draws).
+    cum_weights = list(itertools.accumulate(scenario.mix[a] for a in actions))
+    peak_users = scenario.peak_users  # a max over the phases: once, not per arrival
     created: list[int] = []
     t = 0.0
     seq = 0
@@ -212,10 +215,10 @@ def generate(scenario: Scenario, seed: int) -> Iterator[TraceRecord]:
         if t >= end:
             return
         users = scenario.users_at(t)
-        if rng.random() * scenario.peak_users >= users:
+        if rng.random() * peak_users >= users:
             continue
         user = f"u{rng.randrange(max(1, math.ceil(users))):05d}"
-        action = rng.choices(actions, weights)[0]
+        action = rng.choices(actions, cum_weights=cum_weights)[0]
         if action in NEEDS_MEME and not created:
             action = "generate"
         payload = _payload(action, rng, scenario, created)
