@@ -12,10 +12,14 @@ compares with PostgreSQL and Kafka:
   not only answered: the API commits a vote before it answers, so a later vote whose answer
   never came (a 503 from Kafka, a client timeout) may rightly be the one PostgreSQL holds;
 - `duplicated_effects`: meme ids with more than one row (the partition key is derived from
-  the id, so two rows mean two writers disagreed), memes with more than one `MemeRendered`
-  event (rendered twice), and `meme.votes` events beyond the votes sent on a meme (a vote
-  produced twice; counted against the accepted ones when the sent ones are not known). Rows in
-  `votes` cannot duplicate: (meme, user) is its key.
+  the id, so two rows mean two writers disagreed), memes with more than one distinct
+  `MemeRendered` event id (two renders that consumers cannot tell apart as one), and
+  `meme.votes` events beyond the votes sent on a meme (a vote produced twice; counted against
+  the accepted ones when the sent ones are not known). Rows in `votes` cannot duplicate:
+  (meme, user) is its key.
+- `rendered_redelivered`: extra copies of a `MemeRendered` event id (a SIGKILLed render worker's
+  in-flight requests are redelivered and rendered again: at-least-once delivery). Not an effect:
+  the event id derives from the request's, the row is an upsert and analytics dedupes by id.
 
 Trace users vote through key-only accounts named `loadgen-<trace user>` (loadgen/accounts.py),
 which is how a vote row is tied back to the trace.
@@ -38,6 +42,7 @@ from domain.ids import id_time
 from domain.settings import Settings
 from loadgen.accounts import USERNAME_PREFIX
 from producers.kafka_security import librdkafka_security
+from producers.serialization import AvroCodec, SerializationError
 from producers.topics import MEME_RENDERED, MEME_VOTES
 
 #: Meme ids per query (one round trip each).
@@ -84,6 +89,7 @@ class LedgerCheck:
     duplicated_rows: int
     rendered_twice: int
     vote_events_excess: int
+    rendered_redelivered: int
     drained_in_s: float
     drained: bool
     statuses: dict[str, int]
@@ -113,6 +119,7 @@ class LedgerCheck:
             "duplicated_effects": self.duplicated_effects,
             "duplicated_rows": self.duplicated_rows,
             "rendered_twice": self.rendered_twice,
+            "rendered_redelivered": self.rendered_redelivered,
             "vote_events_excess": self.vote_events_excess,
             "drained": self.drained,
             "drained_in_s": round(self.drained_in_s, 1),
@@ -163,6 +170,33 @@ def vote_rows(conn: psycopg.Connection[Any], meme_ids: list[str]) -> dict[tuple[
 
 def count_keys(settings: Settings, topic: str, since: datetime, keys: set[str]) -> Counter[str]:
     """Messages per key (of `keys`) in `topic` from `since` to its end now."""
+    return Counter(
+        {key: len(values) for key, values in read_values(settings, topic, since, keys).items()}
+    )
+
+
+def event_ids(
+    settings: Settings, topic: str, since: datetime, keys: set[str]
+) -> dict[str, Counter[str]]:
+    """Per key (of `keys`): how many messages carried each event id (an undecodable value
+    counts under its own bytes, so it is never mistaken for a copy of another)."""
+    codec = AvroCodec.from_settings(settings)
+    out: dict[str, Counter[str]] = {}
+    for key, values in read_values(settings, topic, since, keys).items():
+        ids: Counter[str] = Counter()
+        for value in values:
+            try:
+                ids[codec.decode(value).event_id] += 1
+            except SerializationError:
+                ids[f"undecodable:{value!r}"] += 1
+        out[key] = ids
+    return out
+
+
+def read_values(
+    settings: Settings, topic: str, since: datetime, keys: set[str]
+) -> dict[str, list[bytes]]:
+    """The values of the messages keyed by one of `keys` in `topic`, from `since` to its end now."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -172,7 +206,7 @@ def count_keys(settings: Settings, topic: str, since: datetime, keys: set[str]) 
             **librdkafka_security(settings),
         }
     )
-    counts: Counter[str] = Counter()
+    found: dict[str, list[bytes]] = defaultdict(list)
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         ms = int(since.timestamp() * 1000)
@@ -184,7 +218,7 @@ def count_keys(settings: Settings, topic: str, since: datetime, keys: set[str]) 
             if tp.offset >= 0 and tp.offset < high:
                 live.append((TopicPartition(topic, tp.partition, tp.offset), high))
         if not live:
-            return counts
+            return {}
         consumer.assign([tp for tp, _ in live])
         ends = {tp.partition: high for tp, high in live}
         done: set[int] = set()
@@ -197,12 +231,12 @@ def count_keys(settings: Settings, topic: str, since: datetime, keys: set[str]) 
                     continue
                 key = (msg.key() or b"").decode()
                 if key in keys:
-                    counts[key] += 1
+                    found[key].append(msg.value() or b"")
                 if msg.offset() + 1 >= ends[msg.partition()]:
                     done.add(msg.partition())
     finally:
         consumer.close()
-    return counts
+    return dict(found)
 
 
 def _pending(rows: dict[str, MemeRow], ids: list[str]) -> int:
@@ -248,7 +282,7 @@ def check_sync(
         stored = vote_rows(conn, voted_memes)
     lost_votes = [k for k, values in expected.items() if stored.get(k, 0) not in values]
     since = ledger.started_at
-    rendered = count_keys(settings, rendered_topic, since, set(ids)) if ids else Counter()
+    rendered = event_ids(settings, rendered_topic, since, set(ids)) if ids else {}
     vote_events = (
         count_keys(settings, votes_topic, since, set(voted_memes)) if voted_memes else Counter()
     )
@@ -259,7 +293,8 @@ def check_sync(
         lost_memes=lost_memes,
         lost_votes=lost_votes,
         duplicated_rows=sum(1 for r in rows.values() if r.rows > 1),
-        rendered_twice=sum(1 for n in rendered.values() if n > 1),
+        rendered_twice=sum(1 for per_id in rendered.values() if len(per_id) > 1),
+        rendered_redelivered=sum(n - 1 for per_id in rendered.values() for n in per_id.values()),
         vote_events_excess=sum(max(0, n - sent_per_meme.get(m, 0)) for m, n in vote_events.items()),
         drained_in_s=waited,
         drained=drained,

@@ -5,17 +5,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from domain.events import MemeRendered, RenderStatus
 from domain.ids import id_time, new_id
 from domain.settings import Settings
 from loadgen.accounts import USERNAME_PREFIX, provision, revoke
 from loadgen.ledger import Ledger, check, count_keys
+from producers.serialization import AvroCodec
 from tests.feed_support import private_topic
 
 pytestmark = pytest.mark.services
@@ -37,11 +39,24 @@ def topics(stack_settings: Settings) -> Iterator[tuple[str, str]]:
         yield rendered, votes
 
 
-def _produce(settings: Settings, topic: str, keys: list[str]) -> None:
+def _produce(settings: Settings, topic: str, keys: list[str], values: Sequence[bytes] = ()) -> None:
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    for key in keys:
-        producer.produce(topic, key=key.encode(), value=b"{}")
+    for key, value in zip(keys, [*values, *[b"{}"] * (len(keys) - len(values))], strict=True):
+        producer.produce(topic, key=key.encode(), value=value)
     assert producer.flush(30) == 0
+
+
+def _rendered(settings: Settings, meme_id: str, event_id: str | None = None) -> bytes:
+    event = MemeRendered(
+        meme_id=meme_id,
+        template_id="drake",
+        status=RenderStatus.RENDERED,
+        variants=[],
+        render_ms=1.0,
+        requested_at=id_time(meme_id),
+        **({"event_id": event_id} if event_id else {}),
+    )
+    return AvroCodec.from_settings(settings).encode(event)
 
 
 async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
@@ -72,7 +87,21 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
                     " VALUES (%s, %s, %s, -1)",
                     (meme, users[USERNAME_PREFIX + user], id_time(meme)),
                 )
-        _produce(stack_settings, rendered_topic, [kept, late, twice, twice])
+        # `kept`'s render redelivered (the same event id twice: absorbed), `twice` rendered
+        # twice (two ids), `late`'s value undecodable: counted once, as its own id.
+        kept_render = _rendered(stack_settings, kept, new_id())
+        _produce(
+            stack_settings,
+            rendered_topic,
+            [kept, kept, twice, twice, late],
+            [
+                kept_render,
+                kept_render,
+                _rendered(stack_settings, twice),
+                _rendered(stack_settings, twice),
+                b"{}",
+            ],
+        )
         _produce(stack_settings, votes_topic, [kept, kept, kept, kept, twice])
         ledger = Ledger(
             started_at=started,
@@ -112,6 +141,7 @@ async def test_the_ledger_counts_what_postgres_and_kafka_lost_or_doubled(
         assert result.lost == 2
         assert result.duplicated_rows == 1  # `doubled`
         assert result.rendered_twice == 1  # `twice`
+        assert result.rendered_redelivered == 1  # `kept`: one copy of the same event
         assert result.vote_events_excess == 1  # 4 events of `kept` for 3 votes sent
         assert result.duplicated_effects == 3
         assert not result.drained, "`never` has no row, so the drain gave up after settling"
