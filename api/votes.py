@@ -86,8 +86,10 @@ async def cast(
         vote = Vote(meme_id=meme_id, user_id=user_id, value=outcome.current)
         return (outbox.message(MEME_VOTES.name, vote),)
 
+    # The tally comes from the vote's own transaction: once the vote is committed, nothing
+    # is left that could fail and turn a stored vote into a 503.
     outcome = await data.votes.cast(meme_id, user_id, body.value, events)
-    tally = await data.votes.tally(meme_id)
+    tally = outcome.tally
     return VoteResult(
         meme_id=meme_id,
         value=outcome.current,

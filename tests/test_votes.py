@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from domain.events import Vote
@@ -18,7 +20,12 @@ from memestream.testing.memes import insert_meme
 from producers.topics import MEME_VOTES
 from sinks.postgres.pool import create_pool
 from sinks.postgres.trending import public_memes
-from sinks.postgres.votes import refresh_trending_daily, trending_daily
+from sinks.postgres.votes import (
+    VoteOutcome,
+    VoteRepository,
+    refresh_trending_daily,
+    trending_daily,
+)
 from tests.data_helpers import events_for, kafka_tail, register
 
 
@@ -120,3 +127,46 @@ def test_trending_daily_view_scores_net_votes(client: TestClient, stack_settings
             await pool.close()
 
     assert asyncio.run(public()) == {meme_id}  # what filters the ClickHouse fallback
+
+
+def test_a_vote_is_answered_from_its_own_transaction(stack_settings: Settings) -> None:
+    """The tally is counted inside the vote's transaction: after the commit the answer needs
+    no second connection, so a saturated pool cannot turn a stored vote into a 503."""
+    meme_id = insert_meme(stack_settings)
+
+    async def cast() -> tuple[VoteOutcome, int]:
+        pool = create_pool(stack_settings)
+        await pool.open()
+        checkouts = 0
+        getconn = pool.getconn
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal checkouts
+            checkouts += 1
+            return await getconn(*args, **kwargs)
+
+        pool.getconn = counted  # type: ignore[method-assign]
+        try:
+            user_id = await _user(pool)
+            checkouts = 0
+            outcome = await VoteRepository(pool).cast(meme_id, user_id, -1)
+            return outcome, checkouts
+        finally:
+            await pool.close()
+
+    outcome, checkouts = asyncio.run(cast())
+    assert checkouts == 1
+    assert (outcome.previous, outcome.current) == (0, -1)
+    assert (outcome.tally.up, outcome.tally.down, outcome.tally.score) == (0, 1, -1)
+
+
+async def _user(pool: AsyncConnectionPool) -> str:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO users (id, username, password_hash) VALUES (%s, %s, 'x')"
+            " RETURNING id::text",
+            (new_id(), f"tally-{new_id()[-8:]}"),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return str(row["id"])

@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from domain.ids import id_time
 from sinks.postgres.outbox import Staging, nothing, stage
-
-
-@dataclass(frozen=True, slots=True)
-class VoteOutcome:
-    previous: int
-    current: int
-
-    @property
-    def changed(self) -> bool:
-        return self.previous != self.current
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +27,19 @@ class Tally:
     @property
     def score(self) -> int:
         return self.up - self.down
+
+
+@dataclass(frozen=True, slots=True)
+class VoteOutcome:
+    previous: int
+    current: int
+    #: The meme's votes as the vote's transaction saw them: counted before the commit, so an
+    #: answer never needs a second trip to the pool after the vote is already stored.
+    tally: Tally = Tally(up=0, down=0)
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.current
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,20 +81,26 @@ class VoteRepository:
                     " DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
                     (meme_id, user_id, id_time(meme_id), value),
                 )
-            outcome = VoteOutcome(previous=previous, current=value)
+            outcome = VoteOutcome(
+                previous=previous, current=value, tally=await _tally(conn, meme_id)
+            )
             await stage(conn, events(outcome))
         return outcome
 
     async def tally(self, meme_id: str) -> Tally:
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT count(*) FILTER (WHERE value > 0) AS up,"
-                " count(*) FILTER (WHERE value < 0) AS down FROM votes WHERE meme_id = %s",
-                (meme_id,),
-            )
-            row = await cursor.fetchone()
-        assert row is not None
-        return Tally(up=int(row["up"]), down=int(row["down"]))
+            return await _tally(conn, meme_id)
+
+
+async def _tally(conn: AsyncConnection[Any], meme_id: str) -> Tally:
+    cursor = await conn.execute(
+        "SELECT count(*) FILTER (WHERE value > 0) AS up,"
+        " count(*) FILTER (WHERE value < 0) AS down FROM votes WHERE meme_id = %s",
+        (meme_id,),
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return Tally(up=int(row["up"]), down=int(row["down"]))
 
 
 async def refresh_trending_daily(pool: AsyncConnectionPool) -> None:
