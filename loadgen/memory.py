@@ -15,6 +15,9 @@ import psutil
 
 LEAK_MB_PER_MIN = 5.0
 LEAK_GROWTH = 0.10
+#: `rss_growth_pct` looks at this last stretch of a run: a long run's warm-up (caches and pools
+#: filling in its first minutes) is not growth, what still climbs at the end is.
+GROWTH_WINDOW_S = 1200.0
 
 
 def discover_pids(stack_dir: Path) -> dict[str, int]:
@@ -82,3 +85,17 @@ def leak_verdict(samples: list[tuple[float, float]]) -> dict[str, float | bool]:
         "peak_mb": round(max(s[1] for s in samples), 1),
         "suspected_leak": bool(leak),
     }
+
+
+def growth_pct(
+    samples: list[tuple[float, float]], window_s: float = GROWTH_WINDOW_S
+) -> float | None:
+    """RSS growth over the last `window_s` of the samples (the whole run when shorter), in % of
+    the RSS at the window's start; None without two samples in it."""
+    if not samples:
+        return None
+    since = samples[-1][0] - window_s
+    window = [s for s in samples if s[0] >= since]
+    if len(window) < 2 or window[0][1] <= 0:
+        return None
+    return 100 * (window[-1][1] - window[0][1]) / window[0][1]

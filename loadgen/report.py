@@ -29,7 +29,7 @@ from loadgen import generation
 from loadgen.histograms import LatencyHistogram
 from loadgen.keda import ScaledObject
 from loadgen.ledger import LedgerCheck
-from loadgen.memory import leak_verdict
+from loadgen.memory import growth_pct, leak_verdict
 from loadgen.replay import ReplayResult
 
 #: Lateness p99 above which the generator, not the platform, set the pace.
@@ -52,10 +52,7 @@ def build(
     replay, None when not measured."""
     stats = result.stats
     sent_window = max(result.duration_s, 1e-9)
-    rss_series: dict[str, list[tuple[float, float]]] = {}
-    for sample in result.samples.rss:
-        for name, mb in sample["mb"].items():
-            rss_series.setdefault(name, []).append((sample["t"], mb))
+    rss_series = _rss_series(result.samples.rss)
     peak_lag: dict[str, int] = {}
     peak_keda: dict[str, int] = {}
     for sample in result.samples.lag:
@@ -137,9 +134,9 @@ def summary(result: ReplayResult, report: dict[str, Any]) -> dict[str, Any]:
     if saturated:
         reasons.append(f"{saturated:,} records dropped: client saturated")
     growth = [
-        100 * v["growth_mb"] / v["start_mb"]
-        for v in report["rss"]["verdict"].values()
-        if v["start_mb"] > 0
+        pct
+        for series in _rss_series(result.samples.rss).values()
+        if (pct := growth_pct(series)) is not None
     ]
     gen, cache, feed = report.get("generation"), report.get("cache"), report.get("feed_delivery")
     host = report.get("host") or {}
@@ -170,6 +167,15 @@ def summary(result: ReplayResult, report: dict[str, Any]) -> dict[str, Any]:
         "valid": not reasons,
         "invalid_reasons": reasons,
     }
+
+
+def _rss_series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Per process: (t, MiB) in sample order."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for sample in samples:
+        for name, mb in sample["mb"].items():
+            series.setdefault(name, []).append((sample["t"], mb))
+    return series
 
 
 def summary_line(report: dict[str, Any]) -> str:
