@@ -503,7 +503,13 @@ def worker_manifests(role: Role) -> list[dict[str, Any]]:
         # Generous start-up: models load and tables recover from their changelogs first.
         "startupProbe": {**tcp, "periodSeconds": 5, "failureThreshold": 60},
         "readinessProbe": {**tcp, "periodSeconds": 10},
-        "livenessProbe": {**tcp, "periodSeconds": 15, "failureThreshold": 4},
+        # Group membership, not the port: a worker whose Kafka session expired and never
+        # rejoined keeps its port open (streams/liveness.py fails after its grace).
+        "livenessProbe": {
+            "httpGet": {"path": "/health/live", "port": "web"},
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+        },
     }
     command = ["python", "-m", "streams", "worker", "--role", role.name]
     spec = pod_spec(name, command, port, "web", app_env(role.group_id, name), probes, 60)

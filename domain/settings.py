@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # The longest a worker's fetch may wait at the broker for data
     # (streams/faust_compat/fetch_wait.py).
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=1500)
+    # A worker's `/health/live` fails after this long out of its consumer group
+    # (streams/liveness.py): longer than a rebalance or a start-up's first join.
+    worker_liveness_grace_s: float = Field(120.0, ge=5, le=3600)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
     # How long the API keeps a key's owner (api/api_key_cache.py) before asking PostgreSQL

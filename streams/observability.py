@@ -1,4 +1,4 @@
-"""A worker's telemetry: JSON logs, tracing, `/metrics` and the consumer-lag gauge.
+"""A worker's telemetry: JSON logs, tracing, `/metrics`, the consumer-lag gauge and liveness.
 
 Why logs in a start-up task: `faust.Worker` configures logging itself when it starts (and may
 redirect stdout/stderr into a logger), so ours replaces it afterwards, on the real stderr; the
@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from domain.logs import setup_logging
 from domain.settings import Settings
 from domain.tracing import setup_tracing, shutdown_tracing
-from streams import lag, metrics_view
+from streams import lag, liveness, metrics_view
 
 
 def service_name(settings: Settings, component: str) -> str:
@@ -32,6 +32,7 @@ def service_name(settings: Settings, component: str) -> str:
 def install(app: faust.App, settings: Settings, component: str) -> None:
     metrics_view.register(app)
     lag.register(app, settings)
+    liveness.register(app, settings)
     name = service_name(settings, component)
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         setup_tracing(settings, service_name=name)

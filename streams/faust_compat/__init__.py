@@ -9,6 +9,9 @@ patch of private code (the module of each says why it is needed and what it repl
 - `recovery`: mode's `FlowControlEvent.resume` keeps the messages fetched while recovery
   ends, which it would otherwise drop unprocessed and unacknowledged.
 
+One reader, not a patch: `membership.is_member` reads aiokafka's group coordinator for the
+workers' liveness probe (streams/liveness.py).
+
 `install` first checks the installed versions against `TESTED`, the ranges these patches
 were read and tested against, and raises `UntestedVersion` (naming package, version and range)
 outside them: a worker that starts with a patch that silently stopped applying loses events.
