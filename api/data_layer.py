@@ -67,7 +67,10 @@ class DataLayer:
         layer = cls(
             redis=redis,
             cache=MemeCache(
-                redis, settings.meme_cache_ttl_s, local_ttl_s=settings.meme_local_cache_ttl_s
+                redis,
+                settings.meme_cache_ttl_s,
+                local_ttl_s=settings.meme_local_cache_ttl_s,
+                pending_ttl_s=settings.meme_pending_cache_ttl_s,
             ),
             limiter=RateLimiter(redis),
             sessions=SessionStore(redis, settings.session_ttl_s),

@@ -72,6 +72,10 @@ async def cast(
     try:
         id_time(meme_id)
         record = await data.cache.read_through(meme_id, services.memes.get)
+        if record is not None and record.status == "pending":
+            # Pending is cached for a moment (sinks/redis/cache.py): a vote on a meme the feed
+            # has just shown rendered asks the truth before refusing it.
+            record = await services.memes.get(meme_id)
     except ValueError as exc:
         raise Problem(404, "meme-not-found", "No such meme", str(exc)) from exc
     if record is None or record.status == "deleted":

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     meme_cache_ttl_s: int = Field(300, ge=1)
     # Per-process copy in front of Redis: other processes' deletes show within this time.
     meme_local_cache_ttl_s: float = Field(2.0, ge=0)
+    # A pending meme is cached this long (sinks/redis/cache.py): a poll sees its render this
+    # late at worst; 0 sends every read of a pending meme to PostgreSQL.
+    meme_pending_cache_ttl_s: float = Field(1.0, ge=0, le=30)
     rate_limit_enabled: bool = True
     rate_limit_reads_per_minute: int = Field(1200, ge=1)
     rate_limit_writes_per_minute: int = Field(120, ge=1)

@@ -5,6 +5,7 @@ REDIS_POOL_TIMEOUT_S."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -90,11 +91,34 @@ async def test_cache_read_through_counts_and_round_trips(redis: Redis) -> None:
     assert await cache.get(original.id) is None
 
 
-async def test_pending_memes_are_not_cached(redis: Redis) -> None:
+async def test_pending_memes_are_not_cached_without_a_pending_ttl(redis: Redis) -> None:
     cache = MemeCache(redis, ttl_s=60)
     pending = record("pending")
     await cache.put(pending)
     assert await redis.exists(cache_key(pending.id)) == 0
+
+
+async def test_a_pending_meme_is_cached_briefly_and_its_render_shows_after(redis: Redis) -> None:
+    cache = MemeCache(redis, ttl_s=60, local_ttl_s=2.0, pending_ttl_s=0.5)
+    pending = record("pending")
+    rendered = dataclasses.replace(record(), id=pending.id)
+    truth = {"now": pending}
+    loads: list[str] = []
+
+    async def load(meme_id: str) -> MemeRecord | None:
+        loads.append(meme_id)
+        return truth["now"]
+
+    # A backlog of polls on one pending meme: one PostgreSQL read, the rest from the caches.
+    for _ in range(20):
+        assert (await cache.read_through(pending.id, load)).status == "pending"
+    assert loads == [pending.id]
+    assert 0 < await redis.pttl(cache_key(pending.id)) <= 500
+    truth["now"] = rendered  # the worker rendered it
+    await asyncio.sleep(0.6)  # both copies expired: the render shows
+    assert (await cache.read_through(pending.id, load)).status == "rendered"
+    assert len(loads) == 2
+    assert 0.5 * 60_000 < await redis.pttl(cache_key(pending.id)) <= 60_000
 
 
 async def test_cache_treats_a_dead_redis_as_a_miss(stack_settings: Settings) -> None:
