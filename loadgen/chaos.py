@@ -208,6 +208,8 @@ async def run_fault(
         "errors_by_status": errors,
         "statuses": statuses,
         "recovery_s": recovery_s(result, window),
+        # Per function (action): the longest run of seconds in which it answered errors.
+        "unavailable_s": {n: a.unavailable_s() for n, a in sorted(result.stats.actions.items())},
         "accept_to_render_max_s": accept_to_render_max_s(check),
         "outbox_pending": unpublished,
         "injected_at_s": _round(window.injected_at),

@@ -59,6 +59,18 @@ class ActionStats:
     statuses: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     error_samples: Counter[str] = field(default_factory=Counter)
+    #: Errors per whole second of intended send time: when this action was unavailable.
+    error_seconds: Counter[int] = field(default_factory=Counter)
+
+    def unavailable_s(self) -> int:
+        """The longest run of consecutive seconds in which this action answered errors."""
+        longest = run = 0
+        previous = None
+        for second in sorted(self.error_seconds):
+            run = run + 1 if previous is not None and second == previous + 1 else 1
+            longest = max(longest, run)
+            previous = second
+        return longest
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -69,12 +81,16 @@ class ActionStats:
             "skipped": dict(self.skipped),
             "statuses": dict(self.statuses),
             "error_samples": dict(self.error_samples.most_common(5)),
+            "unavailable_s": self.unavailable_s(),
             "latency_s": self.latency.summary(),
             "hdr": self.latency.encode(),
         }
 
     def to_wire(self) -> dict[str, object]:
-        return self.as_dict() | {"error_samples": dict(self.error_samples)}
+        return self.as_dict() | {
+            "error_samples": dict(self.error_samples),
+            "error_seconds": {str(k): v for k, v in self.error_seconds.items()},
+        }
 
     def merge_wire(self, wire: dict[str, object]) -> None:
         self.latency.merge(LatencyHistogram.decode(str(wire["hdr"])))
@@ -85,6 +101,8 @@ class ActionStats:
         self.statuses.update(wire["statuses"])  # type: ignore[arg-type]
         self.skipped.update(wire["skipped"])  # type: ignore[arg-type]
         self.error_samples.update(wire["error_samples"])  # type: ignore[arg-type]
+        seconds = wire.get("error_seconds") or {}
+        self.error_seconds.update({int(k): int(v) for k, v in seconds.items()})  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -139,6 +157,7 @@ class Stats:
         else:
             stats.errors += 1
             stats.error_samples[(outcome.error or f"HTTP {outcome.status}")[:120]] += 1
+            stats.error_seconds[int(at)] += 1
         stats.statuses[str(outcome.status) if outcome.status is not None else kind] += 1
         stats.latency.record(latency)
         self.overall.record(latency)
