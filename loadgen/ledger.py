@@ -89,11 +89,12 @@ class LedgerCheck:
     duplicated_rows: int
     rendered_twice: int
     vote_events_excess: int
-    rendered_redelivered: int
     drained_in_s: float
     drained: bool
     statuses: dict[str, int]
     memes: list[MemeRow] = field(default_factory=list)
+    #: Extra copies of a MemeRendered event id: redeliveries consumers absorb, not effects.
+    rendered_redelivered: int = 0
 
     @property
     def lost(self) -> int:
