@@ -1,0 +1,19 @@
+// Installs the service worker (/sw.js, scope /). A page's first visit loads before the worker
+// controls it, so what it fetched then is not cached: once the worker takes control, `warm()`'s
+// URLs (the template list and images on screen) are fetched again through it, and one online
+// visit is enough for the page to open offline.
+export async function installServiceWorker(warm = async () => []) {
+  if (!("serviceWorker" in navigator)) return null;
+  const fill = async () => {
+    for (const url of await warm()) await fetch(url).catch(() => null);
+    document.body.dataset.offlineReady = "true";
+  };
+  if (navigator.serviceWorker.controller) fill();
+  else navigator.serviceWorker.addEventListener("controllerchange", fill, { once: true });
+  try {
+    return await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+  } catch (err) {
+    console.warn("service worker not installed:", err);
+    return null;
+  }
+}

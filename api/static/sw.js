@@ -1,0 +1,77 @@
+// Offline first. The server prepends `self.SHELL_VERSION` and `self.SHELL_FILES` (a hash of
+// api/static and the files to precache, api/routes/web.py), so a deploy that changes any file
+// changes this script's bytes: the browser installs the new worker, which precaches the new
+// shell under a new name and deletes the old one.
+//
+// - pages: network first (a fresh deploy wins), the cached copy when the network fails;
+// - /static/: the precached shell (it is versioned as a whole, so cache first is safe);
+// - the template list, search and records: network first, the last answer when offline;
+// - template previews and meme images: cache first (an id's image never changes), bounded.
+const SHELL = `memestream-shell-${self.SHELL_VERSION}`;
+const DATA = "memestream-data-v1";
+const IMAGES = "memestream-images-v1";
+const IMAGE_LIMIT = 300;
+const PAGES = new Set(["/", "/feed", "/templates"]);
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    caches.open(SHELL).then((cache) => cache.addAll(self.SHELL_FILES)).then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith("memestream-shell-") && name !== SHELL) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const { request } = event;
+  const url = new URL(request.url);
+  if (request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (request.mode === "navigate" && PAGES.has(url.pathname)) {
+    event.respondWith(networkFirst(request, SHELL, url.pathname));
+  } else if (url.pathname.startsWith("/static/")) {
+    event.respondWith(cacheFirst(request, SHELL));
+  } else if (/^\/api\/templates\/[^/]+\/preview$/.test(url.pathname)
+             || /^\/api\/meme\/[^/]+\/image$/.test(url.pathname)) {
+    event.respondWith(cacheFirst(request, IMAGES, IMAGE_LIMIT));
+  } else if (url.pathname === "/api/templates" || url.pathname.startsWith("/api/templates/")) {
+    event.respondWith(networkFirst(request, DATA));
+  }
+});
+
+// `key`: pages are cached by path, whatever their query (`/?draft=...` opens `/`).
+async function networkFirst(request, name, key = request) {
+  const cache = await caches.open(name);
+  try {
+    const response = await fetch(request);
+    if (response.ok) await cache.put(key, response.clone());
+    return response;
+  } catch (err) {
+    const cached = await cache.match(key);
+    if (cached) return cached;
+    throw err;
+  }
+}
+
+async function cacheFirst(request, name, limit = 0) {
+  const cache = await caches.open(name);
+  const cached = await cache.match(request);
+  if (cached) return cached;
+  const response = await fetch(request);
+  if (response.ok) {
+    await cache.put(request, response.clone());
+    if (limit) await trim(cache, limit);
+  }
+  return response;
+}
+
+// Oldest entries first (keys() keeps insertion order).
+async function trim(cache, limit) {
+  const keys = await cache.keys();
+  for (const key of keys.slice(0, Math.max(0, keys.length - limit))) await cache.delete(key);
+}
