@@ -143,9 +143,8 @@ function showError(text) {
 function problemText(err) {
   const p = err.problem;
   if (!p) return err instanceof TypeError ? "Uploading needs the network: you are offline" : err.message;
-  const parts = [p.title, p.detail].filter(Boolean);
-  for (const issue of p.errors || []) parts.push(`${issue.loc.slice(1).join(".")}: ${issue.msg}`);
-  return parts.join(". ");
+  const issues = (p.errors || []).map((i) => `${i.loc.slice(1).join(".")}: ${i.msg}`);
+  return [[p.title, p.detail].filter(Boolean).join(": "), ...issues].join("; ");
 }
 
 form.addEventListener("submit", async (e) => {
