@@ -44,6 +44,13 @@ def test_a_changed_static_file_changes_the_version(tmp_path: Path) -> None:
     assert one != two
 
 
+def test_an_edited_file_changes_the_version_of_a_running_server(tmp_path: Path) -> None:
+    root = static_dir(tmp_path / "a", "one")
+    before = version(web.service_worker_script(root))
+    (root / "js" / "editor.js").write_text("one, edited")
+    assert version(web.service_worker_script(root)) != before
+
+
 def test_the_worker_is_served_from_the_root_and_checked_on_every_visit() -> None:
     app = FastAPI()
     app.include_router(web.router)

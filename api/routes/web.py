@@ -55,20 +55,24 @@ PAGES = ("/", "/feed", "/templates")
 SERVICE_WORKER = "sw.js"
 
 
-@lru_cache(maxsize=4)
 def service_worker_script(static_dir: Path = STATIC_DIR) -> bytes:
     """sw.js with the shell it precaches and the shell's version (a hash of every static
     file's path and bytes) prepended: a deploy that changes a file changes the worker's bytes,
-    which is what makes browsers install the new worker and drop the old shell."""
-    files = sorted(
-        f
-        for f in static_dir.rglob("*")
-        if f.is_file() and f.name != SERVICE_WORKER and not f.name.startswith(".")
-    )
+    which is what makes browsers install the new worker and drop the old shell. Files are
+    hashed again only when one's size or mtime moved (an edit under `--reload` counts too)."""
+    files = sorted(f for f in static_dir.rglob("*") if f.is_file() and not f.name.startswith("."))
+    stats = tuple((f, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return _script(static_dir, stats)
+
+
+@lru_cache(maxsize=4)
+def _script(static_dir: Path, stats: tuple[tuple[Path, int, int], ...]) -> bytes:
     digest = hashlib.sha256()
-    for f in files:
+    for f, _, _ in stats:
         digest.update(f.relative_to(static_dir).as_posix().encode() + b"\0" + f.read_bytes())
-    shell = [*PAGES, *(f"/static/{f.relative_to(static_dir).as_posix()}" for f in files)]
+    names = [f.relative_to(static_dir).as_posix() for f, _, _ in stats]
+    names.remove(SERVICE_WORKER)  # the worker does not cache itself
+    shell = [*PAGES, *(f"/static/{name}" for name in names)]
     head = (
         f"self.SHELL_VERSION = {json.dumps(digest.hexdigest()[:16])};\n"
         f"self.SHELL_FILES = {json.dumps(shell)};\n"
@@ -81,7 +85,7 @@ async def service_worker() -> Response:
     """From the root, so its scope is the whole site; `no-cache` so browsers check it on
     every navigation (they do not use the HTTP cache for it past 24 h anyway)."""
     return Response(
-        service_worker_script(),
+        await asyncio.to_thread(service_worker_script),
         media_type="text/javascript",
         headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"},
     )

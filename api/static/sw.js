@@ -3,14 +3,17 @@
 // changes this script's bytes: the browser installs the new worker, which precaches the new
 // shell under a new name and deletes the old one.
 //
-// - pages: network first (a fresh deploy wins), the cached copy when the network fails;
+// - pages: network first (a fresh deploy wins), the cached copy when the network fails,
+//   answers 5xx or has not answered within NETWORK_WAIT_MS (it still refreshes the cache);
 // - /static/: the precached shell (it is versioned as a whole, so cache first is safe);
-// - the template list, search and records: network first, the last answer when offline;
+// - the template list, search and records: network first like pages, bounded;
 // - template previews and meme images: cache first (an id's image never changes), bounded.
 const SHELL = `memestream-shell-${self.SHELL_VERSION}`;
 const DATA = "memestream-data-v1";
 const IMAGES = "memestream-images-v1";
+const DATA_LIMIT = 100;
 const IMAGE_LIMIT = 300;
+const NETWORK_WAIT_MS = 4000;
 const PAGES = new Set(["/", "/feed", "/templates"]);
 
 self.addEventListener("install", (event) => {
@@ -33,28 +36,36 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== self.location.origin) return;
   if (request.mode === "navigate" && PAGES.has(url.pathname)) {
-    event.respondWith(networkFirst(request, SHELL, url.pathname));
+    event.respondWith(networkFirst(event, SHELL, url.pathname));
   } else if (url.pathname.startsWith("/static/")) {
     event.respondWith(cacheFirst(request, SHELL));
   } else if (/^\/api\/templates\/[^/]+\/preview$/.test(url.pathname)
              || /^\/api\/meme\/[^/]+\/image$/.test(url.pathname)) {
     event.respondWith(cacheFirst(request, IMAGES, IMAGE_LIMIT));
   } else if (url.pathname === "/api/templates" || url.pathname.startsWith("/api/templates/")) {
-    event.respondWith(networkFirst(request, DATA));
+    event.respondWith(networkFirst(event, DATA, request, DATA_LIMIT));
   }
 });
 
 // `key`: pages are cached by path, whatever their query (`/?draft=...` opens `/`).
-async function networkFirst(request, name, key = request) {
+async function networkFirst(event, name, key, limit = 0) {
   const cache = await caches.open(name);
-  try {
-    const response = await fetch(request);
-    if (response.ok) await cache.put(key, response.clone());
+  const network = fetch(event.request).then(async (response) => {
+    if (response.ok) {
+      await cache.put(key, response.clone());
+      if (limit) await trim(cache, limit);
+    }
     return response;
-  } catch (err) {
-    const cached = await cache.match(key);
-    if (cached) return cached;
-    throw err;
+  });
+  event.waitUntil(network.catch(() => null)); // a late answer still refreshes the cache
+  const cached = await cache.match(key);
+  if (!cached) return network;
+  const late = new Promise((resolve) => setTimeout(() => resolve(cached), NETWORK_WAIT_MS));
+  try {
+    const response = await Promise.race([network, late]);
+    return response.status >= 500 ? cached : response;
+  } catch {
+    return cached;
   }
 }
 

@@ -21,6 +21,8 @@ from tests.browser.test_editor_and_feed import ARGS, CHROMIUM, SHOTS, Api, shot,
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(300)]
 #: True once the template's full-size image is in the worker's image cache.
 CACHED = """(url) => caches.open("memestream-images-v1").then((c) => c.match(url)).then(Boolean)"""
+#: The worker's shell caches, by name.
+SHELLS = "caches.keys().then((k) => k.filter((n) => n.startsWith('memestream-shell-')))"
 
 
 @pytest.fixture
@@ -64,10 +66,7 @@ async def test_the_editor_opens_offline_and_a_queued_meme_becomes_real(
         await expect(page.get_by_test_id("template-name")).to_have_text("Classic Top & Bottom")
         await page.get_by_test_id("text-0").fill("made offline")
         await page.wait_for_function(CACHED, arg="/api/templates/classic/preview?width=1024")
-        shells = await page.evaluate(
-            "caches.keys().then((k) => k.filter((n) => n.startsWith('memestream-shell-')))"
-        )
-        assert shells == [f"memestream-shell-{version}"]
+        assert await page.evaluate(SHELLS) == [f"memestream-shell-{version}"]
         await page.wait_for_timeout(500)  # the draft autosaves 300 ms after the last edit
 
     # 2. No API and no network: reload, and the editor opens from the worker's caches.
@@ -109,3 +108,30 @@ async def test_the_editor_opens_offline_and_a_queued_meme_becomes_real(
         assert await page.evaluate("localStorage.getItem('memestream:queue:generate')") == "[]"
         await expect(page.get_by_test_id("made-meme")).to_have_count(1)
         await shot(page, "12-queued-meme-rendered")
+
+
+async def test_the_worker_drops_an_earlier_deploys_shell(
+    stack_settings: Settings, context: BrowserContext
+) -> None:
+    """What a deploy leaves behind: the shell cache of another version. The worker that
+    activates keeps only its own (a changed static file changes the version: tests/test_web.py)."""
+    api = Api(stack_settings)
+    page = context.pages[0] if context.pages else await context.new_page()
+    with api.running("api-browser-deploy"):
+        await page.goto(f"{api.url}/health")  # the origin, before any worker
+        await page.evaluate(
+            """caches.open("memestream-shell-0123456789abcdef")
+                 .then((c) => c.put("/static/js/editor.js", new Response("// old")))"""
+        )
+        assert await page.evaluate(SHELLS) == ["memestream-shell-0123456789abcdef"]
+        await page.goto(api.url)
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=45000)
+        await expect(page.locator("body")).to_have_attribute("data-offline-ready", "true")
+        script = await (await context.request.get(f"{api.url}/sw.js")).text()
+        version = json.loads(script.split(";", 1)[0].split("=", 1)[1])
+        assert await page.evaluate(SHELLS) == [f"memestream-shell-{version}"]
+        editor = await page.evaluate(
+            f"""caches.open("memestream-shell-{version}")
+                 .then((c) => c.match("/static/js/editor.js")).then((r) => r.text())"""
+        )
+        assert "installServiceWorker" in editor
