@@ -6,8 +6,10 @@
 // - pages: network first (a fresh deploy wins), the cached copy when the network fails,
 //   answers 5xx or has not answered within NETWORK_WAIT_MS (it still refreshes the cache);
 // - /static/: the precached shell (it is versioned as a whole, so cache first is safe);
-// - the template list, search and records: network first like pages, bounded;
-// - template previews and meme images: cache first (an id's image never changes), bounded.
+// - the template list, search and records, and meme images: network first like pages,
+//   bounded (a meme deleted or hidden by moderation is gone as soon as the network answers);
+// - template previews: the cached copy at once, refreshed in the background (a deploy may
+//   change a catalog template's artwork under the same id), bounded.
 const SHELL = `memestream-shell-${self.SHELL_VERSION}`;
 const DATA = "memestream-data-v1";
 const IMAGES = "memestream-images-v1";
@@ -39,9 +41,10 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(networkFirst(event, SHELL, url.pathname));
   } else if (url.pathname.startsWith("/static/")) {
     event.respondWith(cacheFirst(request, SHELL));
-  } else if (/^\/api\/templates\/[^/]+\/preview$/.test(url.pathname)
-             || /^\/api\/meme\/[^/]+\/image$/.test(url.pathname)) {
-    event.respondWith(cacheFirst(request, IMAGES, IMAGE_LIMIT));
+  } else if (/^\/api\/templates\/[^/]+\/preview$/.test(url.pathname)) {
+    event.respondWith(staleWhileRevalidate(event, IMAGES, IMAGE_LIMIT));
+  } else if (/^\/api\/meme\/[^/]+\/image$/.test(url.pathname)) {
+    event.respondWith(networkFirst(event, IMAGES, request, IMAGE_LIMIT));
   } else if (url.pathname === "/api/templates" || url.pathname.startsWith("/api/templates/")) {
     event.respondWith(networkFirst(event, DATA, request, DATA_LIMIT));
   }
@@ -69,16 +72,24 @@ async function networkFirst(event, name, key, limit = 0) {
   }
 }
 
-async function cacheFirst(request, name, limit = 0) {
+async function cacheFirst(request, name) {
   const cache = await caches.open(name);
-  const cached = await cache.match(request);
-  if (cached) return cached;
-  const response = await fetch(request);
-  if (response.ok) {
-    await cache.put(request, response.clone());
-    if (limit) await trim(cache, limit);
-  }
-  return response;
+  return (await cache.match(request)) || fetch(request);
+}
+
+async function staleWhileRevalidate(event, name, limit) {
+  const cache = await caches.open(name);
+  const cached = await cache.match(event.request);
+  const network = fetch(event.request).then(async (response) => {
+    if (response.ok) {
+      await cache.put(event.request, response.clone());
+      await trim(cache, limit);
+    }
+    return response;
+  });
+  if (!cached) return network;
+  event.waitUntil(network.catch(() => null));
+  return cached;
 }
 
 // Oldest entries first (keys() keeps insertion order).

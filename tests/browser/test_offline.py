@@ -81,6 +81,11 @@ async def test_the_editor_opens_offline_and_a_queued_meme_becomes_real(
     await page.get_by_test_id("text-1").press_sequentially("still works")
     assert await rendered(page) >= before + len("still works")
     await shot(page, "10-offline-editor")
+    # A template never opened online has no cached image: the editor says so and keeps its own.
+    await page.get_by_test_id("template-drake").click()
+    await expect(page.locator(".toast").first).to_contain_text("not available offline")
+    await expect(page.get_by_test_id("template-name")).to_have_text("Classic Top & Bottom")
+    await expect(page.get_by_test_id("text-1")).to_have_value("still works")
 
     # 3. Generate offline: a queued card, kept across a reload.
     await page.get_by_test_id("generate").click()

@@ -67,14 +67,17 @@ function afterChange(before, pixels) {
 const picker = new TemplatePicker($("template-grid"), $("template-search"), (t) => {
   if (t.id === state.templateId) return;
   undo.record(state);
-  loadTemplate(t.id);
+  loadTemplate(t.id).catch((err) => notify(navigator.onLine
+    ? `Template ${t.name} could not be opened: ${err.message || err}`
+    : `Template ${t.name} is not available offline`, { kind: "warn" }));
 });
 
 async function loadTemplate(id, preset = null) {
-  template = picker.all.find((t) => t.id === id) || (await api(`/api/templates/${id}`));
+  const record = picker.all.find((t) => t.id === id) || (await api(`/api/templates/${id}`));
   const img = new Image();
   img.src = `/api/templates/${id}/preview?width=1024`;
-  await img.decode();
+  await img.decode(); // before anything changes: a template that cannot load leaves the last one
+  template = record;
   base = img;
   const scale = img.naturalWidth / template.width;
   state = preset || {
