@@ -634,8 +634,9 @@ async function flushGenerations() {
       try {
         await submit(item.body, li, item.id);
       } catch (err) {
-        // Still no network, or the platform is down for now: keep it and the rest queued.
-        if (err instanceof TypeError || err.status === 429 || err.status >= 500) {
+        // Still no network, the platform is down for now, or a first send with this key is
+        // still being answered (409): keep it and the rest queued for the next try.
+        if (err instanceof TypeError || [409, 429].includes(err.status) || err.status >= 500) {
           markQueued(li, item.id);
           break;
         }
