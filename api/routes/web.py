@@ -1,4 +1,5 @@
-"""The web editor (`/`) and live feed page (`/feed`): static ES modules, no build step.
+"""The web editor (`/`), live feed (`/feed`) and template upload (`/templates`) pages: static
+ES modules, no build step; and the service worker (`/sw.js`) that keeps them working offline.
 
 Plain modules load fast enough here (a dozen small files over HTTP/1.1 keep-alive, cached by
 ETag), so a bundler would not pay for itself. Template previews render the blank template
@@ -9,7 +10,9 @@ template artwork it does not show.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +43,52 @@ async def editor() -> FileResponse:
 @router.get("/feed", include_in_schema=False)
 async def feed_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "feed.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/templates", include_in_schema=False)
+async def templates_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "templates.html", headers={"Cache-Control": "no-cache"})
+
+
+#: The pages the service worker precaches with the static files.
+PAGES = ("/", "/feed", "/templates")
+SERVICE_WORKER = "sw.js"
+
+
+def service_worker_script(static_dir: Path = STATIC_DIR) -> bytes:
+    """sw.js with the shell it precaches and the shell's version (a hash of every static
+    file's path and bytes) prepended: a deploy that changes a file changes the worker's bytes,
+    which is what makes browsers install the new worker and drop the old shell. Files are
+    hashed again only when one's size or mtime moved (an edit under `--reload` counts too)."""
+    files = sorted(f for f in static_dir.rglob("*") if f.is_file() and not f.name.startswith("."))
+    stats = tuple((f, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return _script(static_dir, stats)
+
+
+@lru_cache(maxsize=4)
+def _script(static_dir: Path, stats: tuple[tuple[Path, int, int], ...]) -> bytes:
+    digest = hashlib.sha256()
+    for f, _, _ in stats:
+        digest.update(f.relative_to(static_dir).as_posix().encode() + b"\0" + f.read_bytes())
+    names = [f.relative_to(static_dir).as_posix() for f, _, _ in stats]
+    names.remove(SERVICE_WORKER)  # the worker does not cache itself
+    shell = [*PAGES, *(f"/static/{name}" for name in names)]
+    head = (
+        f"self.SHELL_VERSION = {json.dumps(digest.hexdigest()[:16])};\n"
+        f"self.SHELL_FILES = {json.dumps(shell)};\n"
+    )
+    return head.encode() + (static_dir / SERVICE_WORKER).read_bytes()
+
+
+@router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> Response:
+    """From the root, so its scope is the whole site; `no-cache` so browsers check it on
+    every navigation (they do not use the HTTP cache for it past 24 h anyway)."""
+    return Response(
+        await asyncio.to_thread(service_worker_script),
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"},
+    )
 
 
 @lru_cache(maxsize=256)

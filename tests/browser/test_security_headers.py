@@ -1,6 +1,7 @@
 """The pages under their Content-Security-Policy (api/security_headers.py) in Debian's
-Chromium: the editor and the feed load, run their scripts and workers, reach the API and the
-live feed, and the browser reports no CSP violation."""
+Chromium: the editor, the feed and the templates page load, run their scripts and workers
+(the service worker too), reach the API and the live feed, and the browser reports no CSP
+violation."""
 
 from __future__ import annotations
 
@@ -50,7 +51,12 @@ async def test_the_editor_and_the_feed_work_under_the_csp(api: str, browser: Bro
     feed = await context.new_page()
     await feed.goto(f"{api}/feed")
     await expect(feed.get_by_test_id("connection")).to_have_text("live", timeout=15000)
-    for page in (editor, feed):
+    # The templates page, and the service worker the editor registered, under the same CSP.
+    templates = await context.new_page()
+    await templates.goto(f"{api}/templates")
+    await expect(templates.get_by_test_id("upload-form")).to_be_visible()
+    await expect(editor.locator("body")).to_have_attribute("data-offline-ready", "true")
+    for page in (editor, feed, templates):
         assert await page.evaluate("window.__csp") == []
     assert not [e for e in errors if "Content Security Policy" in e]
     await context.close()

@@ -7,13 +7,15 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, { method = "GET", body, signal } = {}) {
+// `body`: JSON, or FormData sent as multipart (the browser sets its boundary).
+export async function api(path, { method = "GET", body, signal, headers = {} } = {}) {
+  const form = body instanceof FormData;
   const response = await fetch(path, {
     method,
     signal,
     credentials: "same-origin",
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers: body === undefined || form ? headers : { "content-type": "application/json", ...headers },
+    body: body === undefined || form ? body : JSON.stringify(body),
   });
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;

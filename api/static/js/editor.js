@@ -4,6 +4,7 @@
 import { api, deviceId, mountAccount } from "./api.js";
 import { FeedSocket } from "./feed-socket.js";
 import { notify } from "./notify.js";
+import { installServiceWorker } from "./offline.js";
 import { OfflineQueue } from "./offline-queue.js";
 import { TemplatePicker } from "./picker.js";
 import { drawBox } from "./text-layout.js";
@@ -66,14 +67,17 @@ function afterChange(before, pixels) {
 const picker = new TemplatePicker($("template-grid"), $("template-search"), (t) => {
   if (t.id === state.templateId) return;
   undo.record(state);
-  loadTemplate(t.id);
+  loadTemplate(t.id).catch((err) => notify(navigator.onLine
+    ? `Template ${t.name} could not be opened: ${err.message || err}`
+    : `Template ${t.name} is not available offline`, { kind: "warn" }));
 });
 
 async function loadTemplate(id, preset = null) {
-  template = picker.all.find((t) => t.id === id) || (await api(`/api/templates/${id}`));
+  const record = picker.all.find((t) => t.id === id) || (await api(`/api/templates/${id}`));
   const img = new Image();
   img.src = `/api/templates/${id}/preview?width=1024`;
-  await img.decode();
+  await img.decode(); // before anything changes: a template that cannot load leaves the last one
+  template = record;
   base = img;
   const scale = img.naturalWidth / template.width;
   state = preset || {
@@ -526,8 +530,14 @@ socket.addEventListener("event", (e) => {
   }
 });
 
-async function submit(body, li) {
-  const accepted = await api("/api/meme/generate", { method: "POST", body });
+// `key`: the Idempotency-Key, so a queued meme sent twice (a lost answer) is made once.
+async function submit(body, li, key = crypto.randomUUID()) {
+  const accepted = await api("/api/meme/generate", {
+    method: "POST", body, headers: { "Idempotency-Key": key } });
+  void follow(accepted, li);
+}
+
+async function follow(accepted, li) {
   li.dataset.memeId = accepted.meme_id;
   made.set(accepted.meme_id, li);
   socket.subscribe([`meme:${accepted.meme_id}`]);
@@ -580,24 +590,65 @@ async function generate() {
   if (!texts.some((t) => t.trim())) return notify("Write a caption first", { kind: "warn" });
   const body = { template_id: state.templateId, texts, ...layoutOf(state) };
   const li = madeCard(null, canvas.toDataURL("image/jpeg", 0.6));
-  if (!navigator.onLine) {
-    generateQueue.put(crypto.randomUUID(), { body });
-    li.remove();
-    return notify("Offline: the meme is generated when you are back", { kind: "warn" });
-  }
+  if (!navigator.onLine) return queueGeneration(body, li);
   try {
     await submit(body, li);
   } catch (err) {
+    if (err instanceof TypeError) return queueGeneration(body, li); // the network failed
     li.dataset.status = "failed";
     li.querySelector(".status").textContent = err.message;
     notify(`Not generated: ${err.message}`, { kind: "error" });
   }
 }
 
+// Offline: the request waits in localStorage with a small preview, shown as a queued card
+// (also after a reload) that becomes the real meme once it is sent and rendered.
+const queuedCards = new Map();
+
+function queueGeneration(body, li) {
+  const id = crypto.randomUUID();
+  const small = document.createElement("canvas");
+  const k = Math.min(1, 240 / Math.max(canvas.width, canvas.height));
+  [small.width, small.height] = [Math.round(canvas.width * k), Math.round(canvas.height * k)];
+  small.getContext("2d").drawImage(canvas, 0, 0, small.width, small.height);
+  generateQueue.put(id, { body, preview: small.toDataURL("image/jpeg", 0.7) });
+  markQueued(li, id);
+  notify("Offline: the meme is generated when you are back", { kind: "warn" });
+}
+
+function markQueued(li, id) {
+  li.dataset.status = "queued";
+  li.querySelector(".status").textContent = "queued: sent when online";
+  queuedCards.set(id, li);
+}
+
+let flushing = false;
 async function flushGenerations() {
-  for (const item of generateQueue.items()) {
-    generateQueue.remove(item.id);
-    submit(item.body, madeCard(null, "")).catch((err) => notify(err.message, { kind: "error" }));
+  if (flushing || !navigator.onLine) return;
+  flushing = true;
+  try {
+    for (const item of generateQueue.items()) {
+      const li = queuedCards.get(item.id) || madeCard(null, item.preview || "");
+      li.dataset.status = "pending";
+      li.querySelector(".status").textContent = "rendering…";
+      try {
+        await submit(item.body, li, item.id);
+      } catch (err) {
+        // Still no network, the platform is down for now, or a first send with this key is
+        // still being answered (409): keep it and the rest queued for the next try.
+        if (err instanceof TypeError || [409, 429].includes(err.status) || err.status >= 500) {
+          markQueued(li, item.id);
+          break;
+        }
+        li.dataset.status = "failed";
+        li.querySelector(".status").textContent = err.message;
+        notify(`Not generated: ${err.message}`, { kind: "error" });
+      }
+      generateQueue.remove(item.id);
+      queuedCards.delete(item.id);
+    }
+  } finally {
+    flushing = false;
   }
 }
 window.addEventListener("online", flushGenerations);
@@ -618,11 +669,14 @@ async function loadTemplates() {
   }
 }
 
-(async () => {
+const started = (async () => {
+  for (const item of generateQueue.items()) markQueued(madeCard(null, item.preview || ""), item.id);
   socket.start();
   await loadTemplates();
   const saved = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null");
-  const first = saved?.state?.templateId && picker.all.some((t) => t.id === saved.state.templateId)
+  const asked = new URLSearchParams(location.search).get("template"); // from the upload page
+  const known = (id) => id && picker.all.some((t) => t.id === id);
+  const first = known(asked) ? asked : known(saved?.state?.templateId)
     ? saved.state.templateId : picker.all[0]?.id;
   if (!first) {
     notify("No templates yet: upload one to start", { kind: "warn", ms: 10000 });
@@ -640,3 +694,15 @@ async function loadTemplates() {
   if (saved) $("draft-state").textContent = "draft restored";
   document.body.dataset.ready = "true";
 })();
+
+// What the editor needs to open offline: the template list and the images it shows.
+installServiceWorker(async () => {
+  await started;
+  const lists = [];
+  for (let offset = 0; offset <= picker.all.length; offset += 200) {
+    lists.push(`/api/templates?limit=200&offset=${offset}`);
+  }
+  const shown = [...document.querySelectorAll(".cell img[src]")].map((img) => img.src);
+  const open = state.templateId ? [`/api/templates/${state.templateId}/preview?width=1024`] : [];
+  return [...lists, ...open, ...shown];
+});

@@ -9,6 +9,13 @@ export class TemplatePicker {
   constructor(grid, search, onPick) {
     this.grid = grid;
     this.spacer = grid.querySelector(".grid-spacer");
+    // Said, not a blank grid, when a search finds nothing.
+    this.empty = document.createElement("p");
+    this.empty.className = "grid-empty";
+    this.empty.dataset.testid = "template-empty";
+    this.empty.setAttribute("role", "status");
+    this.empty.hidden = true;
+    grid.append(this.empty);
     this.search = search;
     this.onPick = onPick;
     this.all = [];
@@ -49,17 +56,23 @@ export class TemplatePicker {
 
   async filter(q) {
     if (!q) return this.show(this.all);
+    let found;
     try {
-      this.show(await api(`/api/templates/search?q=${encodeURIComponent(q)}&limit=100`));
-    } catch {
+      found = await api(`/api/templates/search?q=${encodeURIComponent(q)}&limit=100`);
+    } catch { // offline: the list we have
       const needle = q.toLowerCase();
-      this.show(this.all.filter((t) =>
-        [t.id, t.name, t.category, ...(t.tags || [])].join(" ").toLowerCase().includes(needle)));
+      found = this.all.filter((t) =>
+        [t.id, t.name, t.category, ...(t.tags || [])].join(" ").toLowerCase().includes(needle));
     }
+    if (this.search.value.trim() === q) this.show(found, q); // not an answer to older typing
   }
 
-  show(items) {
+  show(items, query = "") {
     this.items = items;
+    this.empty.hidden = items.length > 0;
+    this.empty.textContent = query
+      ? `No template matches “${query}”.`
+      : "No templates yet: upload one on the Templates page.";
     for (const cell of this.cells.values()) cell.remove();
     this.cells.clear();
     this.grid.scrollTop = 0;
