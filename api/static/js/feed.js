@@ -118,9 +118,9 @@ function render() {
     card.el.style.transform = `translate(${col * (grid.width + GAP)}px, ${row * grid.rowHeight}px)`;
     card.el.style.width = `${grid.width}px`;
     card.el.style.height = `${grid.width + META}px`;
-    card.el.setAttribute("aria-posinset", String(i + 1));
+    card.el.setAttribute("aria-posinset", String(i + 1)); // "item 57 of 120" while windowed
+    card.el.setAttribute("aria-setsize", String(timeline.length));
   }
-  list.setAttribute("aria-setsize", String(timeline.length));
   $("empty").hidden = timeline.length > 0 || loading !== null || nextUrl !== null;
   if (end + grid.cols * OVERSCAN >= timeline.length) loadOlder();
 }
@@ -401,11 +401,9 @@ function loadTrending() {
         li.dataset.memeId = item.meme_id;
         li.innerHTML = `<a class="trend" data-testid="trending-link">
           <img alt="" loading="lazy" width="48" height="48">
-          <span class="score"></span><code class="id"></code></a>`;
-        const link = li.querySelector("a");
-        link.href = `#meme=${item.meme_id}`;
-        link.setAttribute("aria-label",
-                          `Meme ${item.meme_id.slice(-6)}, score ${item.score.toFixed(1)}`);
+          <span><span class="visually-hidden">Score </span><span class="score"></span></span>
+          <span><span class="visually-hidden">, meme </span><code class="id"></code></span></a>`;
+        li.querySelector("a").href = `#meme=${item.meme_id}`;
         li.querySelector(".id").textContent = item.meme_id.slice(-6);
         const img = li.querySelector("img");
         img.onerror = () => img.classList.add("missing");
