@@ -11,11 +11,11 @@ private feed topic, relayed by the API as the render worker's would be.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from domain.events import FeedEvent, FeedKind
 from domain.settings import Settings
@@ -25,7 +25,6 @@ from sinks.postgres.pool import create_pool
 from sinks.postgres.votes import refresh_trending_daily
 from sinks.redis.client import create_redis
 from sinks.redis.recent import RecentMemes
-from tests.browser.test_editor_and_feed import ARGS, CHROMIUM
 from tests.feed_support import private_topic, produce
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -46,14 +45,6 @@ def feed_topic(stack_settings: Settings) -> Iterator[str]:
 def api(stack_settings: Settings, feed_topic: str) -> Iterator[str]:
     with memestream_api(stack_settings, "api-browser-timeline", FEED_TOPIC=feed_topic) as url:
         yield url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 async def rendered_memes(settings: Settings, n: int, label: str) -> list[str]:

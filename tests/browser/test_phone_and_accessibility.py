@@ -12,15 +12,14 @@ and an accessible name.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from domain.settings import PROJECT_ROOT, Settings
 from memestream.testing.memes import insert_meme
 from memestream.testing.processes import memestream_api
-from tests.browser.test_editor_and_feed import ARGS, CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 AXE = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -53,14 +52,6 @@ def api(stack_settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def meme(stack_settings: Settings) -> str:
     return insert_meme(stack_settings, texts=["one does not simply", "test accessibility"])
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 async def open_page(browser: Browser, url: str, size: tuple[int, int]) -> Page:
