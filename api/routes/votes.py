@@ -65,7 +65,7 @@ class VoteTally(BaseModel):
 @router.get(
     "/{meme_id}/votes",
     response_model=VoteTally,
-    responses=problem_responses(404, 503, descriptions={404: "No such meme"}),
+    responses=problem_responses(404, 422, 503, descriptions={404: "No such meme"}),
     summary="A meme's votes: up, down and their difference",
 )
 async def tally(meme_id: str, services: ServicesDep, data: DataDep) -> VoteTally:
