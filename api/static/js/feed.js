@@ -77,7 +77,8 @@ function measure() {
   const width = list.clientWidth || MIN_CARD;
   const cols = Math.max(1, Math.floor((width + GAP) / (MIN_CARD + GAP)));
   const cardWidth = (width - GAP * (cols - 1)) / cols;
-  grid = { cols, width: cardWidth, rowHeight: cardWidth + META + GAP };
+  grid = { cols, width: cardWidth, rowHeight: cardWidth + META + GAP,
+           measured: list.clientWidth > 0 }; // 0 while hidden (opened on a meme page)
 }
 
 function visibleRange() {
@@ -94,6 +95,8 @@ function schedule() {
 
 function render() {
   frame = 0;
+  if (timelineSection.hidden) return; // the meme page is open: nothing to place or load
+  if (!grid.measured) measure();
   const rows = Math.ceil(timeline.length / grid.cols);
   list.style.height = `${Math.max(0, rows * grid.rowHeight - GAP)}px`;
   const [start, end] = visibleRange();
