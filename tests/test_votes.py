@@ -170,3 +170,25 @@ async def _user(pool: AsyncConnectionPool) -> str:
         row = await cursor.fetchone()
     assert row is not None
     return str(row["id"])
+
+
+def test_a_memes_tally_is_readable_by_anyone(client: TestClient, stack_settings: Settings) -> None:
+    """The meme page shows the votes a meme has, not only the changes the live feed carries."""
+    alice, bob = register(client, "alice"), register(client, "bob")
+    client.cookies.clear()
+    meme_id = insert_meme(stack_settings)
+    assert client.get(f"/api/meme/{meme_id}/votes").json() == {
+        "meme_id": meme_id,
+        "up": 0,
+        "down": 0,
+        "score": 0,
+    }
+    vote(client, meme_id, 1, alice["headers"])
+    vote(client, meme_id, -1, bob["headers"])
+    vote(client, meme_id, 1, bob["headers"])
+    tally = client.get(f"/api/meme/{meme_id}/votes")  # anonymous
+    assert tally.status_code == 200
+    assert tally.json() == {"meme_id": meme_id, "up": 2, "down": 0, "score": 2}
+    assert client.get(f"/api/meme/{new_id()}/votes").status_code == 404
+    deleted = insert_meme(stack_settings, status="deleted")
+    assert client.get(f"/api/meme/{deleted}/votes").status_code == 404

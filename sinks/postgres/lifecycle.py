@@ -79,13 +79,19 @@ async def owned_memes(
                 yield MemeRecord.from_row(row)
 
 
-async def recent_rendered(pool: AsyncConnectionPool, limit: int) -> list[MemeRecord]:
-    """The newest rendered memes (cache warming and the recent list's rebuild)."""
+async def recent_rendered(
+    pool: AsyncConnectionPool, limit: int, before: str | None = None
+) -> list[MemeRecord]:
+    """The newest rendered memes (cache warming, the recent list's rebuild), or, with `before`
+    (a meme id), the ones created just before it: the feed's older pages. Ordered by
+    (created_at, id), a key no insert can reorder, so pages neither repeat nor skip a meme;
+    `created_at` is the id's own timestamp, so the id alone is the cursor."""
+    query = f"SELECT {_COLUMNS} FROM memes WHERE status = 'rendered'"
+    params: tuple[object, ...] = (limit,)
+    if before is not None:
+        query += " AND (created_at, id) < (%s, %s)"
+        params = (id_time(before), before, limit)
     async with pool.connection() as conn:
-        cursor = await conn.execute(
-            f"SELECT {_COLUMNS} FROM memes WHERE status = 'rendered'"
-            " ORDER BY created_at DESC LIMIT %s",
-            (limit,),
-        )
+        cursor = await conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT %s", params)
         rows = await cursor.fetchall()
     return [MemeRecord.from_row(r) for r in rows]

@@ -1,6 +1,7 @@
 """The editor and the live feed in Debian's Chromium, driven by Playwright, against the real
-stack: make a meme (type, drag, undo, redo), see it in another browser's feed, vote across
-browsers, restart the API without losing events, vote offline and see it sync.
+stack: make a meme (type, drag, undo, redo), see it in another browser's feed (behind its
+"N new" button), vote across browsers, restart the API without losing events, vote offline
+and see it sync.
 
 Screenshots of every step go to artifacts/screenshots/.
 """
@@ -113,6 +114,20 @@ async def open_feed(context: BrowserContext, url: str) -> Page:
     return page
 
 
+async def reveal(page: Page, card: str, timeout_s: float = 20.0) -> None:
+    """Waits for a new meme's card: the feed announces new memes on its "N new" button and
+    shows them when it is clicked (other memes may be announced too)."""
+    located = page.locator(card)
+    button = page.get_by_test_id("new-memes")
+    for _ in range(int(timeout_s * 4)):  # bounded
+        if await located.count():
+            break
+        if await button.is_visible():
+            await button.click()
+        await page.wait_for_timeout(250)
+    await expect(located).to_be_visible()
+
+
 async def produce_requests(settings: Settings, n: int) -> list[str]:
     producer = EventProducer(settings, client_id="browser-test")
     try:
@@ -194,8 +209,8 @@ async def test_editor_feed_votes_restart_and_offline(
         card = f"[data-testid='meme-card'][data-meme-id='{meme_id}']"
         bob_card = bob_feed.locator(card)
         alice_card = alice_feed.locator(card)
-        await expect(bob_card).to_be_visible(timeout=15000)
-        await expect(alice_card).to_be_visible(timeout=15000)
+        await reveal(bob_feed, card, timeout_s=15)
+        await reveal(alice_feed, card, timeout_s=15)
         await shot(bob_feed, "04-bob-sees-the-new-meme")
 
         # 3. Bob votes; the count moves at once for him and, via the feed, for Alice.
@@ -213,7 +228,7 @@ async def test_editor_feed_votes_restart_and_offline(
             await expect(page.get_by_test_id("connection")).to_have_text("live", timeout=20000)
             for missed_id in missed:
                 missed_card = f"[data-testid='meme-card'][data-meme-id='{missed_id}']"
-                await expect(page.locator(missed_card)).to_be_visible(timeout=20000)
+                await reveal(page, missed_card, timeout_s=20)
         await shot(bob_feed, "06-resumed-after-restart")
 
         # 5. Offline: Bob's vote is queued, then synced when he is back.

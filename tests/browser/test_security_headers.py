@@ -5,14 +5,13 @@ violation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from domain.settings import Settings
 from memestream.testing.processes import memestream_api
-from tests.browser.test_editor_and_feed import ARGS, CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 #: Records what the CSP blocks before any page script runs.
@@ -27,14 +26,6 @@ document.addEventListener("securitypolicyviolation",
 def api(stack_settings: Settings) -> Iterator[str]:
     with memestream_api(stack_settings, "api-browser-csp", FEED_HEARTBEAT_S="1") as url:
         yield url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 async def test_the_editor_and_the_feed_work_under_the_csp(api: str, browser: Browser) -> None:

@@ -13,7 +13,7 @@ from api.problems import Problem, problem_responses
 from api.routes.memes.routing import memes_router
 from api.routes.memes.view import meme_view
 from api.routes.memes.view_cache import SerializedViews
-from domain.ids import is_valid_id
+from domain.ids import id_time, is_valid_id
 from sinks.postgres.lifecycle import recent_rendered
 from sinks.postgres.memes import MemeRecord
 from sinks.redis import REDIS_ERRORS
@@ -40,24 +40,65 @@ async def load_meme(meme_id: str, services: Services) -> MemeRecord:
 @router.get(
     "/recent",
     response_model=list[MemeView],
-    responses=problem_responses(422, 503),
-    summary="The newest rendered memes, newest first (Redis list, PostgreSQL fallback)",
+    responses={
+        200: {
+            "description": "The page, newest first",
+            "headers": {
+                "Link": {
+                    "description": 'The next (older) page: `<...?before={id}>; rel="next"`; '
+                    "absent on the last page",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        **problem_responses(422, 503, descriptions={422: "Invalid `limit` or `before`"}),
+    },
+    summary="The newest rendered memes, newest first, a page at a time (cursor: `before`)",
+    description=(
+        "The first page comes from the Redis recent list (PostgreSQL when Redis is down or the "
+        "list is empty); `before` (the `Link` header's next page, the oldest meme id of the "
+        "page) reads older pages from PostgreSQL by (created_at, id), so paging never repeats "
+        "a meme. A meme rendered so late that it is older than the whole first page yet was "
+        "not in the list when that page was read shows up only on a reload."
+    ),
 )
 async def recent(
     services: ServicesDep,
     data: DataDep,
+    request: Request,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[
+        str | None, Query(description="A meme id: list the memes created before it")
+    ] = None,
 ) -> list[MemeView]:
-    try:
-        ids = await data.recent.list(limit)
-    except REDIS_ERRORS:
-        ids = []
-    if ids:
-        loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
-        records = [r for r in loaded if r is not None and r.status == "rendered"]
+    if before is not None:
+        if not is_v7_id(before):
+            raise Problem(422, "invalid-cursor", "Invalid cursor", "`before` is a meme id")
+        records = await recent_rendered(services.pool, limit, before)
     else:
-        records = await recent_rendered(services.pool, limit)
+        try:
+            ids = await data.recent.list(limit)
+        except REDIS_ERRORS:
+            ids = []
+        if ids:
+            loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
+            records = [r for r in loaded if r is not None and r.status == "rendered"]
+        else:
+            records = await recent_rendered(services.pool, limit)
+    if len(records) >= limit or (before is None and records):
+        oldest = min(records, key=lambda r: (r.created_at, r.id))
+        next_url = request.url.include_query_params(before=oldest.id, limit=limit)
+        response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
     return [meme_view(r) for r in records]
+
+
+def is_v7_id(value: str) -> bool:
+    try:
+        id_time(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
 
 
 @router.get(

@@ -78,8 +78,9 @@ export function mountAccount(el, onChange) {
     const form = document.createElement("form");
     form.className = "login";
     form.innerHTML = `
-      <input name="username" placeholder="username" autocomplete="username" required minlength="3">
-      <input name="password" type="password" placeholder="password"
+      <input name="username" placeholder="username" aria-label="Username" autocomplete="username"
+             required minlength="3">
+      <input name="password" type="password" placeholder="password" aria-label="Password"
              autocomplete="current-password" required minlength="8">
       <button name="login">Sign in</button><button name="register" type="button">Register</button>`;
     const submit = async (register) => {

@@ -172,6 +172,9 @@ function placeOverlays() {
       el.dataset.index = String(i);
       el.dataset.testid = `box-${i}`;
       el.tabIndex = 0;
+      el.setAttribute("role", "button"); // focusable and moved with the arrows: say what it is
+      el.setAttribute("aria-roledescription", "text box");
+      el.setAttribute("aria-keyshortcuts", "ArrowUp ArrowDown ArrowLeft ArrowRight");
       const handle = document.createElement("div");
       handle.className = "handle";
       handle.dataset.testid = `box-${i}-resize`;
@@ -185,6 +188,7 @@ function placeOverlays() {
     el.style.height = `${box.height * s}px`;
     el.dataset.x = String(box.x);
     el.dataset.y = String(box.y);
+    el.setAttribute("aria-label", `${box.name || `Text ${i + 1}`}: ${box.text || "empty"}`);
   });
 }
 
