@@ -33,6 +33,13 @@ from memestream.stack.registry import SchemaRegistryServer
 from memestream.stack.stack import Stack
 
 HA_BASE_PORT = 29000
+# How long a producer waits for acks=all on the HA stack. A SIGKILLed leader or follower
+# holds acks=all writes until the controller fences it (broker.session.timeout.ms, 6 s,
+# plus an election when it was the controller); a delivery timeout shorter than that turns a
+# failover into errors, and worse, into duplicates: librdkafka's idempotent producer bumps
+# its epoch after an in-flight request times out and resends what the broker had already
+# written (seen in tests/ha at the single-node default of 5 s).
+HA_DELIVERY_TIMEOUT_MS = 20_000
 SENTINEL_COUNT = 3
 
 
@@ -117,6 +124,9 @@ def ha_overrides(settings: Settings, ports: HaPorts) -> dict[str, object]:
         "stack_dir": root,
         "kafka_bootstrap_servers": bootstrap_servers(ports.kafka),
         "kafka_replication_factor": NODE_COUNT,
+        "kafka_delivery_timeout_ms": max(
+            settings.kafka_delivery_timeout_ms, HA_DELIVERY_TIMEOUT_MS
+        ),
         "redis_url": _with_port(settings.redis_url, ports.redis_master),
         "redis_sentinels": ",".join(f"127.0.0.1:{p}" for p in ports.sentinels),
         "s3_endpoint_url": _with_port(settings.s3_endpoint_url, ports.minio),

@@ -140,8 +140,13 @@ def java_binary() -> str:
 
 
 def new_cluster_id() -> str:
-    """The 22-character base64 UUID that `kafka-storage random-uuid` prints, without a JVM."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """The 22-character base64 UUID that `kafka-storage random-uuid` prints, without a JVM;
+    like Kafka's, never starting with "-", which the format tool's parser takes for an option
+    (one id in 64 did, and failed the format)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass(frozen=True, slots=True)
