@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from loadgen.private_platform import bindable
 from memestream.stack.ha import HaPorts, HaStack
@@ -19,8 +20,9 @@ def free_ports() -> HaPorts:
     raise RuntimeError("no free block of ports for the HA stack")
 
 
+@contextmanager
 def started(stack: HaStack, names: list[str]) -> Iterator[HaStack]:
-    """Start `names` for one module (a fixture yields from this), stop them after it."""
+    """Start `names` for one module's fixture, stop them after it."""
     try:
         stack.start(names)
         yield stack

@@ -61,7 +61,8 @@ class Run:
 
 @pytest.fixture(scope="module")
 def cluster(ha_stack: HaStack) -> Iterator[HaStack]:
-    yield from started(ha_stack, NODES)
+    with started(ha_stack, NODES) as stack:
+        yield stack
 
 
 def brokers(stack: HaStack) -> list[KafkaBroker]:
