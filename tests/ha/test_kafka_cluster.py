@@ -191,12 +191,18 @@ def test_topics_get_three_replicas_and_min_isr_two(cluster: HaStack) -> None:
     assert described["min.insync.replicas"].value == "2"
 
 
-def test_broker_sigkill_loses_no_acknowledged_write(cluster: HaStack) -> None:
+def replicated_topic(cluster: HaStack) -> tuple[str, list[KafkaBroker], KafkaBroker]:
+    """A new topic, every replica in sync; the nodes, and the quorum's leader among them."""
     topic = new_topic(cluster)
     wait_fully_replicated(cluster, topic)
     nodes = brokers(cluster)
     controller = active_controller(nodes)
-    assert controller is not None
+    assert controller is not None, "no node records a quorum leader"
+    return topic, nodes, controller
+
+
+def test_broker_sigkill_loses_no_acknowledged_write(cluster: HaStack) -> None:
+    topic, nodes, controller = replicated_topic(cluster)
     led = leaders(cluster, topic)
     # A plain broker (not the controller) that leads a partition of the topic.
     victim = next(
@@ -210,11 +216,7 @@ def test_broker_sigkill_loses_no_acknowledged_write(cluster: HaStack) -> None:
 
 
 def test_controller_sigkill_loses_no_acknowledged_write(cluster: HaStack) -> None:
-    topic = new_topic(cluster)
-    wait_fully_replicated(cluster, topic)
-    nodes = brokers(cluster)
-    controller = active_controller(nodes)
-    assert controller is not None
+    topic, nodes, controller = replicated_topic(cluster)
     run = produce_while_killing(cluster, topic, controller)
     after = active_controller(nodes)
     assert after is not None and after is not controller, "no new quorum leader was elected"
