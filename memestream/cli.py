@@ -76,14 +76,15 @@ HaOption = Annotated[
 
 
 def _stack(ha: bool) -> Stack:
-    """The single-node stack, or the replicated one; with `ha`, this process's settings
-    (and the environment its children inherit) become the replicated stack's."""
-    if not ha:
-        return Stack(get_settings())
-    stack = HaStack(get_settings())
+    """The single-node stack, or the replicated one (its own folder, ports and settings)."""
+    return HaStack(get_settings()) if ha else Stack(get_settings())
+
+
+def _export_ha_settings(stack: HaStack) -> None:
+    """`up --ha`: the API and workers it starts (and the schema registration, which reads
+    `get_settings()`) must use the replicated stack, so its settings go in the environment."""
     os.environ.update(ha_env(get_settings(), stack.ports))
     get_settings.cache_clear()
-    return stack
 
 
 def _status_table(statuses: Sequence[Status], title: str = "Memestream") -> Table:
@@ -247,7 +248,9 @@ def up(
 ) -> None:
     """Start the stack, migrate, create topics, run the API and every worker; Ctrl-C stops."""
     stack = _stack(ha)
-    settings = get_settings()
+    if isinstance(stack, HaStack):
+        _export_ha_settings(stack)
+    settings = stack.settings
     roles = role or list(WORKER_ROLES)
     before = {st.name: st.state for st in stack.status()}
     started_here = [name for name, state in before.items() if state != State.RUNNING]
@@ -315,7 +318,7 @@ def _shutdown(stack: Stack, apps: Sequence[ManagedProcess], stack_services: Sequ
 def down(ha: HaOption = False) -> None:
     """Stop the API and workers left by `up --detach`, then the whole stack."""
     stack = _stack(ha)
-    settings = get_settings()
+    settings = stack.settings
     apps = _app_processes(settings, stack)
     for proc in reversed(apps):
         proc.stop()
@@ -326,7 +329,7 @@ def down(ha: HaOption = False) -> None:
 def status(ha: HaOption = False) -> None:
     """Show the stores, the API and the workers."""
     stack = _stack(ha)
-    settings = get_settings()
+    settings = stack.settings
     console.print(_status_table([*stack.status(), *_app_statuses(settings, stack)]))
 
 
