@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # Store URLs.
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_delivery_timeout_ms: int = Field(5000, ge=100)
+    # Replicas of every topic `memestream topics` creates; unset: the registry's (3), capped
+    # at the brokers the cluster has (1 on the single-node stack). The replicated stack sets 3,
+    # so a topic is never created under-replicated while one of its brokers is down.
+    kafka_replication_factor: int | None = Field(None, ge=1, le=16)
     # Consumer groups are `<prefix>-<role>`; tests use their own prefix so they never
     # share partitions with a running `memestream up`.
     consumer_group_prefix: str = "memestream"
@@ -88,6 +92,11 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(500, ge=1, le=10_000)
     outbox_poll_s: float = Field(1.0, gt=0, le=60)
     redis_url: str = "redis://127.0.0.1:16379/0"
+    # Sentinel mode (sinks/redis/client.py): "host:port,host:port,..." of the Sentinels, which
+    # name the current master of REDIS_SENTINEL_MASTER; REDIS_URL then gives only the password
+    # and database. Empty: REDIS_URL's server directly.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = Field("memestream", pattern=r"^[A-Za-z0-9._-]+$")
     clickhouse_url: str = "chdb://.stack/data/chdb"
     nats_url: str = "nats://127.0.0.1:14222"
     # The schema registry's Confluent-compatible API (Apicurio: `/apis/ccompat/v7`). Producers

@@ -4,7 +4,9 @@
 Postgres, creates the Kafka topics, registers the schemas, then runs the API and a worker of
 every role (render, trending, analytics, inference) until Ctrl-C, which stops what `up`
 started (stores that were already running are left running).
-`up --detach` leaves everything in the background; `down` stops it all.
+`up --detach` leaves everything in the background; `down` stops it all. With `--ha`, each
+of these acts on the replicated stack (memestream/stack/ha.py) instead, which runs beside the
+single-node one in its own folder and ports.
 
 Migrations and topic creation are imported inside their commands, so the stack
 commands start fast.
@@ -30,6 +32,7 @@ from memestream.ai_cli import app as ai_app
 from memestream.schemas_cli import app as schemas_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
+from memestream.stack.ha import HaStack, ha_env
 from memestream.stack.process import ManagedProcess, ServiceError
 from producers.roles import WORKER_ROLES
 
@@ -63,6 +66,25 @@ ServiceArgs = Annotated[
         show_default=False,
     ),
 ]
+
+HaOption = Annotated[
+    bool,
+    typer.Option(
+        "--ha", help="The replicated stack (3 Kafka nodes, Redis Sentinel, erasure-coded MinIO)."
+    ),
+]
+
+
+def _stack(ha: bool) -> Stack:
+    """The single-node stack, or the replicated one (its own folder, ports and settings)."""
+    return HaStack(get_settings()) if ha else Stack(get_settings())
+
+
+def _export_ha_settings(stack: HaStack) -> None:
+    """`up --ha`: the API and workers it starts (and the schema registration, which reads
+    `get_settings()`) must use the replicated stack, so its settings go in the environment."""
+    os.environ.update(ha_env(get_settings(), stack.ports))
+    get_settings.cache_clear()
 
 
 def _status_table(statuses: Sequence[Status], title: str = "Memestream") -> Table:
@@ -173,24 +195,24 @@ def _app_statuses(settings: Settings, stack: Stack) -> list[Status]:
 
 
 @stack_app.command("start")
-def stack_start(services: ServiceArgs = None) -> None:
+def stack_start(services: ServiceArgs = None, ha: HaOption = False) -> None:
     """Start the stores (idempotent: healthy ones are reused, stale ones restarted)."""
-    stack = Stack(get_settings())
+    stack = _stack(ha)
     with console.status("starting the stack (first run fetches Kafka and builds MinIO)..."):
         _stack_call(lambda: stack.start(services), "stack")
 
 
 @stack_app.command("stop")
-def stack_stop(services: ServiceArgs = None) -> None:
+def stack_stop(services: ServiceArgs = None, ha: HaOption = False) -> None:
     """Stop the stores (SIGTERM, wait, then SIGKILL); their data stays."""
-    stack = Stack(get_settings())
+    stack = _stack(ha)
     _stack_call(lambda: stack.stop(services), "stack")
 
 
 @stack_app.command("status")
-def stack_status(services: ServiceArgs = None) -> None:
+def stack_status(services: ServiceArgs = None, ha: HaOption = False) -> None:
     """Show each store's URL, state and pid."""
-    stack = Stack(get_settings())
+    stack = _stack(ha)
     _stack_call(lambda: stack.status(services), "stack")
 
 
@@ -222,10 +244,13 @@ def up(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Leave everything running and return.")
     ] = False,
+    ha: HaOption = False,
 ) -> None:
     """Start the stack, migrate, create topics, run the API and every worker; Ctrl-C stops."""
-    settings = get_settings()
-    stack = Stack(settings)
+    stack = _stack(ha)
+    if isinstance(stack, HaStack):
+        _export_ha_settings(stack)
+    settings = stack.settings
     roles = role or list(WORKER_ROLES)
     before = {st.name: st.state for st in stack.status()}
     started_here = [name for name, state in before.items() if state != State.RUNNING]
@@ -253,7 +278,8 @@ def up(
         console.print(_status_table([*stack.status(), *(p.status() for p in apps)]))
         console.print(f"logs: {stack.layout.root / 'logs'}")
         if detach:
-            console.print("running in the background; stop with [bold]memestream down[/bold]")
+            down_cmd = "memestream down --ha" if ha else "memestream down"
+            console.print(f"running in the background; stop with [bold]{down_cmd}[/bold]")
             return
         console.print("press Ctrl-C to stop")
         code = 0
@@ -289,10 +315,10 @@ def _shutdown(stack: Stack, apps: Sequence[ManagedProcess], stack_services: Sequ
 
 
 @app.command()
-def down() -> None:
+def down(ha: HaOption = False) -> None:
     """Stop the API and workers left by `up --detach`, then the whole stack."""
-    settings = get_settings()
-    stack = Stack(settings)
+    stack = _stack(ha)
+    settings = stack.settings
     apps = _app_processes(settings, stack)
     for proc in reversed(apps):
         proc.stop()
@@ -300,10 +326,10 @@ def down() -> None:
 
 
 @app.command()
-def status() -> None:
+def status(ha: HaOption = False) -> None:
     """Show the stores, the API and the workers."""
-    settings = get_settings()
-    stack = Stack(settings)
+    stack = _stack(ha)
+    settings = stack.settings
     console.print(_status_table([*stack.status(), *_app_statuses(settings, stack)]))
 
 

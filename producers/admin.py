@@ -49,11 +49,20 @@ class TopicChanges:
     warnings: list[str] = field(default_factory=list)
 
 
-def desired_config(spec: TopicSpec, brokers: int) -> dict[str, str]:
-    """The registry's config with min ISR capped at the broker count, so the same registry
-    serves a one-node local broker and a three-node cluster."""
+def replication_factor(spec: TopicSpec, brokers: int, wanted: int | None = None) -> int:
+    """KAFKA_REPLICATION_FACTOR when set (the broker refuses to create a topic with fewer
+    live brokers, rather than creating it under-replicated), else the registry's, capped at
+    the broker count so the same registry serves a one-node broker and a cluster."""
+    if wanted is not None:
+        return wanted
+    return max(1, min(spec.replication_factor, brokers))
+
+
+def desired_config(spec: TopicSpec, replicas: int) -> dict[str, str]:
+    """The registry's config with min ISR capped at the topic's replicas (a min ISR above
+    them would refuse every acks=all write)."""
     config = spec.config()
-    config["min.insync.replicas"] = str(min(int(config["min.insync.replicas"]), max(brokers, 1)))
+    config["min.insync.replicas"] = str(min(int(config["min.insync.replicas"]), max(replicas, 1)))
     return config
 
 
@@ -80,9 +89,12 @@ def reconcile_topics(
     admin = admin_client(settings)
     metadata = admin.list_topics(timeout=timeout)
     brokers = len(metadata.brokers)
+    replicas = {
+        t.name: replication_factor(t, brokers, settings.kafka_replication_factor) for t in topics
+    }
     changes = TopicChanges()
     missing = [t for t in topics if t.name not in metadata.topics]
-    changes.created = _create(admin, missing, brokers, timeout)
+    changes.created = _create(admin, missing, replicas, timeout)
     if len(changes.created) < len(missing):  # someone else created some meanwhile
         metadata = admin.list_topics(timeout=timeout)
     existing: list[TopicSpec] = []
@@ -98,16 +110,16 @@ def reconcile_topics(
         existing.append(spec)
         partitions = described.partitions
         counts[spec.name] = len(partitions)
-        replicas = min((len(p.replicas) for p in partitions.values()), default=0)
-        if replicas < min(spec.replication_factor, brokers):
+        have = min((len(p.replicas) for p in partitions.values()), default=0)
+        if have < replicas[spec.name]:
             _warn(
                 changes,
-                f"{spec.name}: {replicas} replicas, the registry asks for "
-                f"{min(spec.replication_factor, brokers)}; reassign partitions to change it",
+                f"{spec.name}: {have} replicas, the registry asks for "
+                f"{replicas[spec.name]}; reassign partitions to change it",
             )
     if existing:
         _grow(admin, existing, counts, changes, timeout)
-        _configure(admin, existing, brokers, changes, timeout)
+        _configure(admin, existing, replicas, changes, timeout)
     return changes
 
 
@@ -117,7 +129,7 @@ def _warn(changes: TopicChanges, message: str) -> None:
 
 
 def _create(
-    admin: AdminClient, specs: Sequence[TopicSpec], brokers: int, timeout: float
+    admin: AdminClient, specs: Sequence[TopicSpec], replicas: dict[str, int], timeout: float
 ) -> list[str]:
     if not specs:
         return []
@@ -125,8 +137,8 @@ def _create(
         NewTopic(
             spec.name,
             num_partitions=spec.partitions,
-            replication_factor=min(spec.replication_factor, brokers),
-            config=desired_config(spec, brokers),
+            replication_factor=replicas[spec.name],
+            config=desired_config(spec, replicas[spec.name]),
         )
         for spec in specs
     ]
@@ -188,7 +200,7 @@ def _grow(
 def _configure(
     admin: AdminClient,
     specs: Sequence[TopicSpec],
-    brokers: int,
+    replicas: dict[str, int],
     changes: TopicChanges,
     timeout: float,
 ) -> None:
@@ -202,7 +214,7 @@ def _configure(
         current = described[resource].result(timeout=timeout)
         diff = {
             key: value
-            for key, value in desired_config(spec, brokers).items()
+            for key, value in desired_config(spec, replicas[spec.name]).items()
             if not _same(key, current[key].value if key in current else None, value)
         }
         if not diff:

@@ -104,9 +104,9 @@ def render_worker(stack_settings: Settings) -> Iterator[int]:
 #: Fixtures that reach a real service: the shared stack's settings (every API, worker and
 #: store fixture depends on it), a private stack (chaos) or the `stack` itself (test_stack,
 #: test_cli). A test using any of them, directly or through other fixtures, is `services`.
-SERVICE_FIXTURES = frozenset({"stack_settings", "private_stack", "stack"})
+SERVICE_FIXTURES = frozenset({"stack_settings", "private_stack", "stack", "ha_stack"})
 #: Markers that mean services too, whatever the fixtures.
-SERVICE_MARKERS = frozenset({"services", "e2e", "chaos", "browser"})
+SERVICE_MARKERS = frozenset({"services", "e2e", "chaos", "browser", "ha"})
 
 
 def needs_services(item: pytest.Item) -> bool:

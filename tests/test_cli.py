@@ -84,3 +84,15 @@ def test_python_dash_m_memestream_runs_the_same_app() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "stack" in done.stdout and "up" in done.stdout
+
+
+def test_stack_status_ha_lists_the_replicated_services_apart() -> None:
+    """`--ha` reports the replicated stack (its own folder and ports) and leaves this
+    process's settings alone (only `up --ha` exports them to the processes it starts)."""
+    before = get_settings().kafka_bootstrap_servers
+    result = runner.invoke(cli.app, ["stack", "status", "--ha"])
+    assert result.exit_code == 0, result.output
+    for name in ("kafka-1", "kafka-2", "kafka-3", "redis-replica", "sentinel-3", "minio"):
+        assert f" {name} " in result.output, name
+    assert "127.0.0.1:29000" in result.output and "127.0.0.1:19092" not in result.output
+    assert get_settings().kafka_bootstrap_servers == before

@@ -17,7 +17,13 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from domain.settings import Settings, get_settings
-from producers.admin import admin_client, ensure_topics, reconcile_topics
+from producers.admin import (
+    admin_client,
+    desired_config,
+    ensure_topics,
+    reconcile_topics,
+    replication_factor,
+)
 from producers.topics import DAY_MS, TopicSpec
 from tests.services import services
 
@@ -137,3 +143,14 @@ def test_creates_missing_topics_with_the_registry_config(
     assert _partitions(admin, name) == 2
     assert _config(admin, name)["retention.ms"] == str(3 * DAY_MS)
     assert ensure_topics(settings, (spec,)) == []
+
+
+def test_replication_factor_setting_overrides_the_registry() -> None:
+    """KAFKA_REPLICATION_FACTOR wins (the broker refuses a topic it cannot replicate that
+    much); unset, the registry's 3 capped at the brokers; min ISR never above replicas."""
+    spec = TopicSpec("rf.unit", partitions=1, value_schema=None)
+    assert replication_factor(spec, brokers=1) == 1
+    assert replication_factor(spec, brokers=5) == 3
+    assert replication_factor(spec, brokers=2, wanted=3) == 3
+    assert desired_config(spec, 1)["min.insync.replicas"] == "1"
+    assert desired_config(spec, 3)["min.insync.replicas"] == "2"

@@ -1,4 +1,4 @@
-"""Apache Kafka in KRaft mode, one node that is both broker and controller, from its jars.
+"""Apache Kafka in KRaft mode, each node both broker and controller, from its jars.
 
 The jars come from Maven Central through `mvn dependency:copy-dependencies` on a small
 generated pom, cached once per version under `<cache>/kafka/<version>/libs` (Maven's own
@@ -7,6 +7,11 @@ formatted once (`StorageTool format --standalone`), then `kafka.Kafka` runs on
 127.0.0.1 with replication factors of 1 and topic auto-creation off: topics come only
 from the registry (`memestream topics`). log4j2 writes `<stack>/logs/kafka.log`; the
 JVM's own stdout/stderr (crashes, GC warnings) go to `<stack>/logs/kafka.stdout.log`.
+
+The same class runs one node of a multi-node cluster (`KraftNode` with voters, as the
+replicated stack in memestream/stack/kafka_cluster.py does): a static quorum of every node
+(`controller.quorum.voters`), one cluster id shared through a file, and replication factors
+and min ISR derived from the cluster's size.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -134,19 +140,58 @@ def java_binary() -> str:
 
 
 def new_cluster_id() -> str:
-    """The 22-character base64 UUID that `kafka-storage random-uuid` prints, without a JVM."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """The 22-character base64 UUID that `kafka-storage random-uuid` prints, without a JVM;
+    like Kafka's, never starting with "-", which the format tool's parser takes for an option
+    (one id in 64 did, and failed the format)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+@dataclass(frozen=True, slots=True)
+class KraftNode:
+    """One node's place in its cluster: id, broker port (its controller port is the next one)
+    and the cluster's voters as (node id, controller port); no voters means standalone."""
+
+    name: str
+    node_id: int
+    port: int
+    voters: tuple[tuple[int, int], ...] = ()
+    heap: tuple[str, ...] = HEAP
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def size(self) -> int:
+        return max(1, len(self.voters))
+
+    @property
+    def min_insync(self) -> int:
+        """2 of 3: one replica may die and acks=all writes still succeed; 1 when alone."""
+        return 1 if self.size < 3 else 2
+
+    @property
+    def quorum(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{port}" for node, port in self.voters)
 
 
 class KafkaBroker(ManagedProcess):
     start_timeout = 120.0
     stop_timeout = 45.0
 
-    def __init__(self, settings: Settings, layout: StackLayout) -> None:
-        super().__init__("kafka", layout)
-        first = settings.kafka_bootstrap_servers.split(",")[0].strip()
-        _, self._port = host_port(first, 9092)
-        self.controller_port = self._port + 1
+    def __init__(
+        self, settings: Settings, layout: StackLayout, node: KraftNode | None = None
+    ) -> None:
+        if node is None:
+            first = settings.kafka_bootstrap_servers.split(",")[0].strip()
+            node = KraftNode("kafka", 1, host_port(first, 9092)[1])
+        super().__init__(node.name, layout)
+        self.node = node
+        self._port = node.port
+        self.controller_port = node.controller_port
         self.cache_dir = settings.cache_dir
 
     @property
@@ -163,13 +208,40 @@ class KafkaBroker(ManagedProcess):
 
     @property
     def console_log_path(self) -> Path:
-        return self.log_path.with_name("kafka.stdout.log")
+        return self.log_path.with_name(f"{self.name}.stdout.log")
+
+    @property
+    def cluster_id_path(self) -> Path:
+        """Shared by every node of a cluster: they must all be formatted with one id."""
+        return self.layout.root / "conf" / "kraft-cluster.id"
+
+    def cluster_id(self) -> str:
+        if not self.node.voters:
+            return new_cluster_id()
+        with file_lock(self.cluster_id_path.with_suffix(".lock")):
+            if not self.cluster_id_path.exists():
+                self.cluster_id_path.write_text(new_cluster_id() + "\n")
+            return self.cluster_id_path.read_text().strip()
+
+    def _quorum_properties(self) -> list[str]:
+        if not self.node.voters:
+            return [f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"]
+        return [
+            f"controller.quorum.voters={self.node.quorum}",
+            # A SIGKILLed broker is fenced, and dropped from every ISR, within 6 s (default
+            # 9 s): acks=all writes wait for the ISR, so this bounds their stall.
+            "broker.session.timeout.ms=6000",
+            "broker.heartbeat.interval.ms=1000",
+            "replica.lag.time.max.ms=10000",
+            "unclean.leader.election.enable=false",
+        ]
 
     def server_properties(self) -> str:
+        replicas, min_isr = self.node.size, self.node.min_insync
         return "\n".join(
             [
-                "# Generated by memestream: one KRaft node, broker and controller, on loopback.",
-                "node.id=1",
+                "# Generated by memestream: a KRaft node, broker and controller, on loopback.",
+                f"node.id={self.node.node_id}",
                 "process.roles=broker,controller",
                 f"listeners=PLAINTEXT://127.0.0.1:{self._port},"
                 f"CONTROLLER://127.0.0.1:{self.controller_port}",
@@ -178,16 +250,16 @@ class KafkaBroker(ManagedProcess):
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "inter.broker.listener.name=PLAINTEXT",
                 "controller.listener.names=CONTROLLER",
-                f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                *self._quorum_properties(),
                 f"log.dirs={self.data_dir}",
                 "num.partitions=1",
-                "default.replication.factor=1",
-                "min.insync.replicas=1",
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"default.replication.factor={replicas}",
+                f"min.insync.replicas={min_isr}",
+                f"offsets.topic.replication.factor={replicas}",
+                f"transaction.state.log.replication.factor={replicas}",
+                f"transaction.state.log.min.isr={min_isr}",
+                f"share.coordinator.state.topic.replication.factor={replicas}",
+                f"share.coordinator.state.topic.min.isr={min_isr}",
                 "auto.create.topics.enable=false",
                 "group.initial.rebalance.delay.ms=0",
                 "",
@@ -222,11 +294,11 @@ class KafkaBroker(ManagedProcess):
             ]
         )
 
-    def _jvm(self, main: str, *args: str, heap: tuple[str, ...] = HEAP) -> list[str]:
+    def _jvm(self, main: str, *args: str, heap: tuple[str, ...] | None = None) -> list[str]:
         libs = kafka_libs(self.cache_dir)
         return [
             java_binary(),
-            *heap,
+            *(heap or self.node.heap),
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
@@ -245,12 +317,14 @@ class KafkaBroker(ManagedProcess):
         (self.conf_dir / "log4j2.properties").write_text(self.log4j2_properties())
         if (self.data_dir / "meta.properties").exists():
             return  # formatted once; formatting again would fail (and must not wipe data)
+        # A static quorum (voters in the config) is formatted without --standalone.
+        standalone = () if self.node.voters else ("--standalone",)
         argv = self._jvm(
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *standalone,
             "-t",
-            new_cluster_id(),
+            self.cluster_id(),
             "-c",
             str(self.conf_dir / "server.properties"),
             heap=("-Xmx256m",),

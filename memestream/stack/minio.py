@@ -92,10 +92,13 @@ class MinioServer(ManagedProcess):
     start_timeout = 60.0
     stop_timeout = 20.0
 
-    def __init__(self, settings: Settings, layout: StackLayout) -> None:
-        super().__init__("minio", layout)
+    def __init__(
+        self, settings: Settings, layout: StackLayout, name: str = "minio", port: int | None = None
+    ) -> None:
+        """`port` overrides S3_ENDPOINT_URL's (the console takes the next port)."""
+        super().__init__(name, layout)
         endpoint = urlsplit(settings.s3_endpoint_url)
-        self._port = endpoint.port or 9000
+        self._port = port or endpoint.port or 9000
         self.console_port = self._port + 1
         self.access_key = settings.s3_access_key
         self.secret_key = settings.s3_secret_key
@@ -125,8 +128,12 @@ class MinioServer(ManagedProcess):
             f"127.0.0.1:{self.console_port}",
             "--certs-dir",
             str(self.layout.conf(self.name) / "certs"),
-            str(self.data_dir),
+            *self.drives(),
         ]
+
+    def drives(self) -> list[str]:
+        """Where the objects are: one folder here; several for erasure coding."""
+        return [str(self.data_dir)]
 
     def env(self) -> dict[str, str]:
         return {

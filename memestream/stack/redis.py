@@ -1,7 +1,8 @@
 """Redis from Debian's `redis-server`, in the foreground so the stack supervises it.
 
 Persistence is off (`--save ''`, no AOF): Redis only holds derived data (trending sets,
-caches) that the platform rebuilds from Kafka and Postgres.
+caches) that the platform rebuilds from Kafka and Postgres. The replicated stack
+(memestream/stack/redis_sentinel.py) runs two of these, one a replica of the other.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ class RedisServer(ManagedProcess):
     stop_timeout = 10.0
     start_timeout = 30.0
 
-    def __init__(self, settings: Settings, layout: StackLayout, name: str = "redis") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        layout: StackLayout,
+        name: str = "redis",
+        *,
+        port: int | None = None,
+        replica_of: int | None = None,
+    ) -> None:
+        """`port` overrides REDIS_URL's; `replica_of` starts it as a replica of the server
+        on that loopback port."""
         super().__init__(name, layout)
         self.redis_url = settings.redis_url
         parts = urlsplit(settings.redis_url)
-        self._port = parts.port or 6379
+        self._port = port or parts.port or 6379
         self._password = parts.password
+        self.replica_of = replica_of
 
     @property
     def url(self) -> str:
@@ -59,7 +71,9 @@ class RedisServer(ManagedProcess):
             "",
         ]
         if self._password:
-            argv += ["--requirepass", self._password]
+            argv += ["--requirepass", self._password, "--masterauth", self._password]
+        if self.replica_of is not None:
+            argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         return argv
 
     def check_health(self) -> bool:

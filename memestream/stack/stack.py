@@ -51,15 +51,19 @@ class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.layout = layout_for(settings)
-        self.services: dict[str, Service] = {
-            "kafka": KafkaBroker(settings, self.layout),
-            "postgres": PostgresServer(settings, self.layout),
-            "registry": SchemaRegistryServer(settings, self.layout),
-            "redis": RedisServer(settings, self.layout),
-            "minio": MinioServer(settings, self.layout),
-            "nats": NatsServer(settings, self.layout),
-            "chdb": ChdbStore(settings, self.layout),
-        }
+        self.services: dict[str, Service] = {s.name: s for s in self.build()}
+
+    def build(self) -> list[Service]:
+        """The services, in start order (the replicated stack, ha.HaStack, has its own)."""
+        return [
+            KafkaBroker(self.settings, self.layout),
+            PostgresServer(self.settings, self.layout),
+            SchemaRegistryServer(self.settings, self.layout),
+            RedisServer(self.settings, self.layout),
+            MinioServer(self.settings, self.layout),
+            NatsServer(self.settings, self.layout),
+            ChdbStore(self.settings, self.layout),
+        ]
 
     def select(self, names: Iterable[str] | None = None) -> list[Service]:
         """The named services in stack order (all of them for None or an empty list)."""
@@ -67,7 +71,7 @@ class Stack:
         unknown = sorted(set(wanted) - set(self.services))
         if unknown:
             raise ValueError(
-                f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}"
+                f"unknown service(s): {', '.join(unknown)}; known: {', '.join(self.services)}"
             )
         return [s for n, s in self.services.items() if not wanted or n in wanted]
 

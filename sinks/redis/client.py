@@ -6,6 +6,12 @@ deadline raises, as `PoolBusy` (a `REDIS_ERRORS` member, so callers take their d
 degraded path, and logs can tell "pool too small for the load" from "Redis down"). Why short
 socket timeouts: when Redis is down, callers must fall back to PostgreSQL within milliseconds,
 not hang on the network.
+
+Sentinel mode (REDIS_SENTINELS set): the pool asks the Sentinels for the current master of
+REDIS_SENTINEL_MASTER before each new connection, and drops idle connections when the master
+changes (redis-py's `SentinelConnectionPool`), with the same queueing and `PoolBusy` deadline.
+A failover is then a few seconds of `REDIS_ERRORS` (callers degrade as when Redis is down),
+after which commands reach the promoted replica without a restart.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -47,6 +55,22 @@ class QueuedPool(BlockingConnectionPool):
             raise
 
 
+class SentinelQueuedPool(SentinelConnectionPool, QueuedPool):
+    """Sentinel's master lookup on top of the queued pool: connections go to whichever
+    server the Sentinels name master, and a busy pool still raises `PoolBusy`."""
+
+
+def sentinel_addresses(sentinels: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (REDIS_SENTINELS) as redis-py wants it."""
+    addresses = []
+    for item in sentinels.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_SENTINELS: {item.strip()!r} is not host:port")
+        addresses.append((host, int(port)))
+    return addresses
+
+
 def describe(exc: BaseException) -> str:
     """For log lines: whether Redis failed or only this process's pool was busy."""
     return "Redis pool busy" if isinstance(exc, PoolBusy) else "Redis unavailable"
@@ -56,13 +80,29 @@ def create_redis(
     settings: Settings, *, timeout_s: float = 0.5, pool_timeout_s: float | None = None
 ) -> Redis:
     """`timeout_s` bounds each network operation; `pool_timeout_s` (default
-    REDIS_POOL_TIMEOUT_S) how long a command queues for a free connection."""
-    pool = QueuedPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_pool_size,
-        timeout=settings.redis_pool_timeout_s if pool_timeout_s is None else pool_timeout_s,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=30,
+    REDIS_POOL_TIMEOUT_S) how long a command queues for a free connection. With
+    REDIS_SENTINELS, the master of REDIS_SENTINEL_MASTER, wherever it is now."""
+    options: dict[str, Any] = {
+        "max_connections": settings.redis_pool_size,
+        "timeout": settings.redis_pool_timeout_s if pool_timeout_s is None else pool_timeout_s,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": 30,
+    }
+    if not settings.redis_sentinels.strip():
+        return Redis(connection_pool=QueuedPool.from_url(settings.redis_url, **options))
+    url = parse_url(settings.redis_url)  # password, username and db; host and port unused
+    auth = {k: url[k] for k in ("username", "password") if url.get(k)}
+    sentinel = Sentinel(
+        sentinel_addresses(settings.redis_sentinels),
+        sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
     )
-    return Redis(connection_pool=pool)
+    client: Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        redis_class=Redis,
+        connection_pool_class=SentinelQueuedPool,
+        db=url.get("db", 0),
+        **auth,
+        **options,
+    )
+    return client
