@@ -299,6 +299,8 @@ def app_env(kafka_user_name: str, service_name: str) -> list[dict[str, Any]]:
         ("AVRO_WIRE_FORMAT", cm("AVRO_WIRE_FORMAT", optional=True)),
         ("DATABASE_URL", secret(STORES_SECRET, "DATABASE_URL")),
         ("REDIS_URL", secret(STORES_SECRET, "REDIS_URL")),
+        ("REDIS_SENTINELS", cm("REDIS_SENTINELS", optional=True)),
+        ("REDIS_SENTINEL_MASTER", cm("REDIS_SENTINEL_MASTER", optional=True)),
         ("CLICKHOUSE_URL", secret(STORES_SECRET, "CLICKHOUSE_URL")),
         ("NATS_URL", secret(STORES_SECRET, "NATS_URL")),
         ("STORAGE_BACKEND", {"value": "s3"}),
