@@ -43,7 +43,7 @@ class FeedRelay:
         self.transport = make_transport(settings, producer.codec)
         self.hub = Hub(self.transport.tag, settings.feed_history_size, settings.feed_client_queue)
         self.redis: Redis = create_redis(settings, timeout_s=1.0)
-        self.rooms = RoomBus(settings.redis_url, self.hub)
+        self.rooms = RoomBus(create_redis(settings, timeout_s=1.0, subscriber=True), self.hub)
         self.presence = Presence(self.redis, self.rooms, settings.feed_presence_ttl_s)
         self.hub.listeners.append(self.presence.on_change)
         self.drafts = Drafts(self.redis, settings.feed_draft_ttl_s)

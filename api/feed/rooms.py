@@ -24,9 +24,11 @@ CHANNEL = "memestream:feed:rooms"
 
 
 class RoomBus:
-    def __init__(self, redis_url: str, hub: Hub) -> None:
+    def __init__(self, redis: Redis, hub: Hub) -> None:
+        """`redis`: a subscriber client (`create_redis(..., subscriber=True)`), so the
+        bus follows a Sentinel failover like every other Redis client."""
         self.hub = hub
-        self.redis = Redis.from_url(redis_url, socket_connect_timeout=1.0)
+        self.redis = redis
         self.connected = asyncio.Event()
 
     async def publish(self, room: str, kind: str, body: dict[str, Any]) -> None:

@@ -77,15 +77,21 @@ def describe(exc: BaseException) -> str:
 
 
 def create_redis(
-    settings: Settings, *, timeout_s: float = 0.5, pool_timeout_s: float | None = None
+    settings: Settings,
+    *,
+    timeout_s: float = 0.5,
+    pool_timeout_s: float | None = None,
+    subscriber: bool = False,
 ) -> Redis:
     """`timeout_s` bounds each network operation; `pool_timeout_s` (default
     REDIS_POOL_TIMEOUT_S) how long a command queues for a free connection. With
-    REDIS_SENTINELS, the master of REDIS_SENTINEL_MASTER, wherever it is now."""
+    REDIS_SENTINELS, the master of REDIS_SENTINEL_MASTER, wherever it is now.
+    `subscriber`: reads wait as long as they must (a pub/sub listener is idle until a
+    message comes); connecting is still bounded by `timeout_s`."""
     options: dict[str, Any] = {
         "max_connections": settings.redis_pool_size,
         "timeout": settings.redis_pool_timeout_s if pool_timeout_s is None else pool_timeout_s,
-        "socket_timeout": timeout_s,
+        "socket_timeout": None if subscriber else timeout_s,
         "socket_connect_timeout": timeout_s,
         "health_check_interval": 30,
     }
