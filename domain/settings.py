@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=1500)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
+    # `memestream/stack/postgres_ha.py`: the pg_auto_failover monitor's port; the primary and
+    # the standby listen on the next two (clients use their multi-host URL).
+    postgres_ha_port: int = Field(15440, ge=1024, le=65533)
     # How long the API keeps a key's owner (api/api_key_cache.py) before asking PostgreSQL
     # again: a revocation made elsewhere (another replica, the database) waits at most this.
     # 0 asks on every request.

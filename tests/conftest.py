@@ -106,7 +106,7 @@ def render_worker(stack_settings: Settings) -> Iterator[int]:
 #: test_cli). A test using any of them, directly or through other fixtures, is `services`.
 SERVICE_FIXTURES = frozenset({"stack_settings", "private_stack", "stack"})
 #: Markers that mean services too, whatever the fixtures.
-SERVICE_MARKERS = frozenset({"services", "e2e", "chaos", "browser"})
+SERVICE_MARKERS = frozenset({"services", "e2e", "chaos", "ha", "browser"})
 
 
 def needs_services(item: pytest.Item) -> bool:

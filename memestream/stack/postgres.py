@@ -109,7 +109,7 @@ class PostgresServer(ManagedProcess):
                 f"PostgreSQL {PG_MAJOR} not in {PG_BIN}: apt-get install postgresql-{PG_MAJOR}"
             )
         user = self.run_as()
-        self._place_data_dir(user)
+        place_data_dir(self.data_dir, user)
         for folder in (self.home, self.pgdata, self.socket_dir):
             folder.mkdir(exist_ok=True)
             if user is not None:
@@ -119,24 +119,6 @@ class PostgresServer(ManagedProcess):
             raise ServiceError(f"socket path under {self.socket_dir} is too long for a unix socket")
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(user)
-
-    def _place_data_dir(self, user: SystemUser | None) -> None:
-        """Use `<stack>/data/postgres`, or a /var/tmp folder when `postgres` can't reach it."""
-        data = self.data_dir
-        if data.is_symlink() or user is None or _reachable_by(user, data.parent):
-            data.mkdir(parents=True, exist_ok=True)
-            return
-        _collect_orphans()
-        digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
-        real = FALLBACK_ROOT / f"memestream-{digest}" / "postgres"
-        real.mkdir(parents=True, exist_ok=True)
-        real.parent.chmod(0o755)
-        (real.parent / "owner").write_text(str(data.absolute()))
-        if data.exists():
-            if any(data.iterdir()):
-                raise ServiceError(f"{data} is not reachable by user {user.name}; move it away")
-            data.rmdir()
-        data.symlink_to(real, target_is_directory=True)
 
     def _initdb(self, user: SystemUser | None) -> None:
         argv = [
@@ -203,6 +185,24 @@ class PostgresServer(ManagedProcess):
                 )
         with psycopg.connect(self.database_url, connect_timeout=5) as conn:
             conn.execute("select 1")
+
+
+def place_data_dir(data: Path, user: SystemUser | None) -> None:
+    """Use `data`, or a /var/tmp folder (`data` then a symlink to it) when `user` can't reach it."""
+    if data.is_symlink() or user is None or _reachable_by(user, data.parent):
+        data.mkdir(parents=True, exist_ok=True)
+        return
+    _collect_orphans()
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+    real = FALLBACK_ROOT / f"memestream-{digest}" / "postgres"
+    real.mkdir(parents=True, exist_ok=True)
+    real.parent.chmod(0o755)
+    (real.parent / "owner").write_text(str(data.absolute()))
+    if data.exists():
+        if any(data.iterdir()):
+            raise ServiceError(f"{data} is not reachable by user {user.name}; move it away")
+        data.rmdir()
+    data.symlink_to(real, target_is_directory=True)
 
 
 def _collect_orphans() -> None:
