@@ -58,6 +58,18 @@ MONITOR_TIMING_MS: dict[str, int] = {
     "pgautofailover.node_considered_unhealthy_timeout": 5000,
     "pgautofailover.startup_grace_period": 5000,
 }
+#: What pg_auto_failover's tuning (a quarter of the machine's memory each, 8 GB of WAL kept)
+#: would make too big for several nodes on one machine, and WAL archiving for pgBackRest
+#: (memestream/stack/backup.py sets the archive command; until then WAL is discarded).
+NODE_SETTINGS: dict[str, str] = {
+    "archive_mode": "on",
+    "shared_buffers": "128MB",
+    "effective_cache_size": "1GB",
+    "maintenance_work_mem": "64MB",
+    "work_mem": "8MB",
+    "wal_keep_size": "1GB",
+    "max_connections": "200",
+}
 #: A primary that loses the monitor and its standby demotes itself after this many seconds:
 #: shorter than `primary_demote_timeout`, so the old primary has stopped taking writes
 #: before the monitor promotes the standby (no split brain).
@@ -316,10 +328,44 @@ class DataNode(AutoctlNode):
             "config", "set", "timeout.network_partition_timeout", str(NETWORK_PARTITION_TIMEOUT_S)
         )
         self._allow_app_password()
+        self._apply_node_settings()
         with self.connect() as conn:
             in_recovery = conn.execute("select pg_is_in_recovery()").fetchone()
         if in_recovery == (False,):
             self._ensure_app_role()
+
+    def _apply_node_settings(self) -> None:
+        """NODE_SETTINGS through ALTER SYSTEM; when one needs a restart (the first start of the
+        first node: a standby copies them from the primary), stop PostgreSQL in fast mode and
+        let pg_autoctl start it again."""
+        with self.connect() as conn:
+            for name, value in NODE_SETTINGS.items():
+                conn.execute(
+                    sql.SQL("alter system set {} = {}").format(
+                        sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+            command = conn.execute("select current_setting('archive_command')").fetchone()
+            if command == ("",):  # archive_mode=on with no command would keep every WAL file
+                conn.execute("alter system set archive_command = '/bin/true'")
+            conn.execute("select pg_reload_conf()")
+            pending = conn.execute(
+                "select count(*) from pg_settings where pending_restart"
+            ).fetchone()
+        if pending == (0,):
+            return
+        postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGINT)
+
+        def restarted() -> bool:
+            try:
+                with self.connect() as conn:
+                    row = conn.execute("select current_setting('archive_mode')").fetchone()
+            except psycopg.OperationalError:
+                return False
+            return row == ("on",)
+
+        wait_until(restarted, self.start_timeout, what=f"{self.name}: restart for its settings")
 
     def _allow_app_password(self) -> None:
         """Put a scram rule for the application role ahead of pg_auto_failover's trust

@@ -12,26 +12,17 @@ import time
 
 import psutil
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
-from memestream.stack.postgres_ha import DataNode, ha_database_url, ha_ports
+from benchmarks.ha_restore import HaBackupRig
+from memestream.stack.postgres_ha import DataNode
 from sinks.postgres.errors import POSTGRES_ERRORS
 from sinks.postgres.pool import create_pool
-from tests.ha.conftest import PgHa
+from tests.ha.conftest import primary
 
 pytestmark = pytest.mark.ha
 
 WRITE_BUDGET_S = 90.0  # the whole write loop's bound
 FAILOVER_LIMIT_S = 30.0  # the goal for every failover
-
-
-def test_ha_database_url_lists_every_data_node(pg_ha: PgHa) -> None:
-    params = conninfo_to_dict(ha_database_url(pg_ha.settings))
-    ports = ha_ports(pg_ha.settings)[1]
-    assert params["host"] == ",".join("127.0.0.1" for _ in ports)
-    assert params["port"] == ",".join(str(p) for p in ports)
-    assert params["target_session_attrs"] == "read-write"
-    assert params["user"] == "memestream" and params["password"] == "memestream"
 
 
 def sigkill_node(node: DataNode) -> None:
@@ -46,8 +37,8 @@ def sigkill_node(node: DataNode) -> None:
     psutil.wait_procs([proc], timeout=10)
 
 
-async def test_primary_sigkill_under_writes_loses_no_committed_row(pg_ha: PgHa) -> None:
-    old = pg_ha.primary()
+async def test_primary_sigkill_under_writes_loses_no_committed_row(pg_ha: HaBackupRig) -> None:
+    old = primary(pg_ha)
     settings = pg_ha.settings.model_copy(update={"database_pool_size": 4})
     pool = create_pool(settings, min_size=4)  # 4 idle connections to the old primary
     await pool.open(wait=True)
@@ -81,7 +72,7 @@ async def test_primary_sigkill_under_writes_loses_no_committed_row(pg_ha: PgHa) 
         assert len(after) >= 100, f"writes did not come back within {WRITE_BUDGET_S}s"
         before = max(t for t in ok_at if t <= killed_at)
         unavailable_s = after[0] - before
-        new = pg_ha.primary()
+        new = primary(pg_ha)
         assert new is not old
 
         # Every idle connection pointed at the dead primary: all of them at once must work.
