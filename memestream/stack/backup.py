@@ -33,16 +33,18 @@ from psycopg import sql
 
 from domain.settings import Settings
 from memestream.stack.layout import StackLayout
-from memestream.stack.postgres import PG_BIN, SUPERUSER, place_data_dir
+from memestream.stack.postgres import (
+    PG_BIN,
+    SUPERUSER,
+    place_data_dir,
+    postgres_user,
+    superuser_connect,
+)
 from memestream.stack.postgres_ha import DataNode
 from memestream.stack.process import ManagedProcess, PopenUser, ServiceError, SystemUser
 
 PGBACKREST = Path(os.environ.get("MEMESTREAM_PGBACKREST", "/usr/bin/pgbackrest"))
 COMMAND_TIMEOUT_S = 1800
-
-
-def _user() -> SystemUser | None:
-    return SystemUser.lookup(SUPERUSER) if os.geteuid() == 0 else None
 
 
 def _own(path: Path, user: SystemUser | None, mode: int) -> None:
@@ -59,7 +61,7 @@ class PgBackRest:
         self.layout = layout
         self.nodes = list(nodes)
         self.stanza = settings.backup_stanza
-        self.user = _user()
+        self.user = postgres_user()
 
     @property
     def home(self) -> Path:
@@ -209,7 +211,7 @@ class RestoredPostgres(ManagedProcess):
         return self._port
 
     def run_as(self) -> SystemUser | None:
-        return _user()
+        return postgres_user()
 
     def cwd(self) -> Path:
         return self.pgdata
@@ -236,14 +238,7 @@ class RestoredPostgres(ManagedProcess):
         ]
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=self._port,
-            user=SUPERUSER,
-            dbname=dbname,
-            connect_timeout=2,
-            autocommit=True,
-        )
+        return superuser_connect("127.0.0.1", self._port, dbname)
 
     def check_health(self) -> bool:
         """Up and done recovering (promoted at the target)."""

@@ -29,7 +29,13 @@ from psycopg.conninfo import conninfo_to_dict
 
 from domain.settings import Settings
 from memestream.stack.layout import StackLayout
-from memestream.stack.postgres import PG_BIN, SUPERUSER, place_data_dir
+from memestream.stack.postgres import (
+    PG_BIN,
+    ensure_app_role,
+    place_data_dir,
+    postgres_user,
+    superuser_connect,
+)
 from memestream.stack.process import (
     ManagedProcess,
     PopenUser,
@@ -118,7 +124,7 @@ class AutoctlNode(ManagedProcess):
         return self.home / "pgdata"
 
     def run_as(self) -> SystemUser | None:
-        return SystemUser.lookup(SUPERUSER) if os.geteuid() == 0 else None
+        return postgres_user()
 
     def cwd(self) -> Path:
         return self.home
@@ -195,14 +201,7 @@ class AutoctlNode(ManagedProcess):
         return done.stdout
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=self._port,
-            user=SUPERUSER,
-            dbname=dbname,
-            connect_timeout=2,
-            autocommit=True,
-        )
+        return superuser_connect("127.0.0.1", self._port, dbname)
 
 
 class MonitorNode(AutoctlNode):
@@ -313,14 +312,7 @@ class DataNode(AutoctlNode):
         idle primary); a CHECKPOINT on the primary while it waits ends that wait at once."""
         for port, (reported, _) in self.monitor.node_states().items():
             if port != self._port and reported in WRITABLE_STATES:
-                with psycopg.connect(
-                    host="127.0.0.1",
-                    port=port,
-                    user=SUPERUSER,
-                    dbname="postgres",
-                    connect_timeout=2,
-                    autocommit=True,
-                ) as conn:
+                with superuser_connect("127.0.0.1", port) as conn:
                     conn.execute("checkpoint")
 
     def after_start(self) -> None:
@@ -382,20 +374,7 @@ class DataNode(AutoctlNode):
 
     def _ensure_app_role(self) -> None:
         with self.connect() as conn:
-            role = sql.Identifier(self.app_user)
-            exists = conn.execute(
-                "select 1 from pg_roles where rolname = %s", (self.app_user,)
-            ).fetchone()
-            verb = sql.SQL("alter role" if exists else "create role")
-            conn.execute(
-                sql.SQL("{} {} with login password {}").format(
-                    verb, role, sql.Literal(self.app_password)
-                )
-            )
-            conn.execute(
-                sql.SQL("alter database {} owner to {}").format(sql.Identifier(self.app_db), role)
-            )
-            conn.execute(sql.SQL("grant all on schema public to {}").format(role))
+            ensure_app_role(conn, self.app_user, self.app_password, self.app_db)
 
 
 def postgres_ha_nodes(

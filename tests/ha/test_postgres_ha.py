@@ -25,6 +25,21 @@ WRITE_BUDGET_S = 90.0  # the whole write loop's bound
 FAILOVER_LIMIT_S = 30.0  # the issue's goal for every failover
 
 
+def test_every_node_listens_on_loopback_only(pg_ha: HaBackupRig) -> None:
+    for node in (pg_ha.monitor, *pg_ha.nodes):
+        proc = node.process()
+        assert proc is not None, node.name
+        listening: set[tuple[str, int]] = set()
+        for p in (proc, *proc.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):  # pg_autoctl's short-lived helpers
+                listening |= {
+                    (c.laddr.ip, c.laddr.port)
+                    for c in p.net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN
+                }
+        assert listening == {("127.0.0.1", node.port)}, node.name
+
+
 def sigkill_node(node: DataNode) -> None:
     """kill -9 the node's pg_autoctl (its whole process group) and its postmaster."""
     proc = node.process()
