@@ -3,6 +3,7 @@ reaches S3 only over TLS) in the `ha` tests and benchmarks/ha_restore.py."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -56,7 +57,11 @@ class TlsMinio(MinioServer):
             )
 
     def check_health(self) -> bool:
-        response = httpx.get(f"{self.url}/minio/health/live", verify=str(self.ca_file), timeout=2)
+        response = httpx.get(
+            f"{self.url}/minio/health/live",
+            verify=ssl.create_default_context(cafile=str(self.ca_file)),
+            timeout=2,
+        )
         return response.status_code == 200
 
     def client(self) -> Minio:
