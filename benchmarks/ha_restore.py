@@ -5,13 +5,15 @@ Starts its own MinIO (HTTPS, self-signed) and pg_auto_failover cluster in a /tmp
 folder on free ports (never the shared stack), archives WAL and takes a full backup, commits
 rows, notes the server time T, commits more rows, restores to T into a fresh data folder,
 starts it and compares: the restored table must hold exactly the rows committed before T.
-Writes reports/ha/restore.json (`--report` to change). `--rows N` sets each batch's size.
+Writes reports/ha/restore.json and .html (`--report` to change). `--rows N` sets each batch's size.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -147,6 +149,33 @@ def pitr_check(rig: HaBackupRig, rows: int) -> dict[str, Any]:
     }
 
 
+FIGURES = (
+    ("target", "T (restore target)"),
+    ("rows_before_target", "rows committed before T"),
+    ("rows_after_target", "rows committed after T"),
+    ("rows_restored", "rows in the restored copy"),
+    ("restored_match", "restored rows are exactly those before T"),
+    ("backup_s", "full backup (s)"),
+    ("restore_s", "pgBackRest restore (s)"),
+    ("recovery_s", "WAL replay to T and promotion (s)"),
+)
+
+
+def write_html(result: dict[str, Any], path: Path) -> None:
+    """The figures as one small table beside the JSON."""
+    rows = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(result.get(key)))}</td></tr>"
+        for key, label in FIGURES
+    )
+    path.write_text(
+        "<!doctype html><meta charset=utf-8><title>PostgreSQL point-in-time restore</title>"
+        "<style>body{font:14px sans-serif;margin:2em}th{text-align:left;padding-right:2em}"
+        "</style><h1>PostgreSQL point-in-time restore</h1>"
+        f"<p>pgBackRest from MinIO, measured {html.escape(str(result.get('measured_at')))}"
+        f" on {os.cpu_count()} cores (benchmarks/ha_restore.py)</p><table>{rows}</table>\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -158,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(result, indent=2) + "\n")
+    write_html(result, args.report.with_suffix(".html"))
     print(json.dumps(result, indent=2))
     emit(
         "ha_restore",
