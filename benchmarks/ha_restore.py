@@ -95,6 +95,9 @@ def ha_backup_rig() -> Iterator[HaBackupRig]:
     finally:
         for service in reversed(services):
             service.stop()
+        for data in (root / "data").glob("*"):
+            if data.is_symlink():  # a /var/tmp fallback (postgres.place_data_dir): ours to delete
+                shutil.rmtree(data.resolve().parent, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
