@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     worker_liveness_grace_s: float = Field(120.0, ge=5, le=3600)
     database_url: str = "postgresql://memestream:memestream@127.0.0.1:15432/memestream"
     database_pool_size: int = Field(10, ge=1, le=500)
+    # `memestream/stack/postgres_ha.py`: the pg_auto_failover monitor's port; the primary and
+    # the standby listen on the next two (clients use their multi-host URL).
+    postgres_ha_port: int = Field(15440, ge=1024, le=65533)
+    # `memestream backup` (memestream/stack/backup.py): pgBackRest's repository is
+    # BACKUP_REPO_PATH in S3_BUCKET, reached at BACKUP_S3_ENDPOINT_URL (default: S3_ENDPOINT_URL's
+    # host and port; pgBackRest always uses TLS there) trusting BACKUP_S3_CA_FILE if set; it
+    # keeps BACKUP_RETENTION_FULL full backups (and the WAL they need).
+    backup_stanza: str = Field("memestream", pattern=r"^[A-Za-z0-9_-]+$")
+    backup_s3_endpoint_url: str | None = None
+    backup_s3_ca_file: Path | None = None
+    backup_repo_path: str = Field("/pgbackrest", pattern=r"^/[A-Za-z0-9_./-]*$")
+    backup_retention_full: int = Field(2, ge=1, le=100)
     # How long the API keeps a key's owner (api/api_key_cache.py) before asking PostgreSQL
     # again: a revocation made elsewhere (another replica, the database) waits at most this.
     # 0 asks on every request.

@@ -29,6 +29,7 @@ from rich.table import Table
 from domain.settings import PROJECT_ROOT, Settings, get_settings
 from loadgen.cli import app as loadgen_app
 from memestream.ai_cli import app as ai_app
+from memestream.backup_cli import app as backup_app
 from memestream.schemas_cli import app as schemas_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
@@ -46,6 +47,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(loadgen_app, name="loadgen")
 app.add_typer(ai_app, name="ai")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(backup_app, name="backup")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -79,7 +79,7 @@ class PostgresServer(ManagedProcess):
         return self.home / "socket"
 
     def run_as(self) -> SystemUser | None:
-        return SystemUser.lookup(SUPERUSER) if os.geteuid() == 0 else None
+        return postgres_user()
 
     def cwd(self) -> Path:
         return self.home
@@ -109,7 +109,7 @@ class PostgresServer(ManagedProcess):
                 f"PostgreSQL {PG_MAJOR} not in {PG_BIN}: apt-get install postgresql-{PG_MAJOR}"
             )
         user = self.run_as()
-        self._place_data_dir(user)
+        place_data_dir(self.data_dir, user)
         for folder in (self.home, self.pgdata, self.socket_dir):
             folder.mkdir(exist_ok=True)
             if user is not None:
@@ -119,24 +119,6 @@ class PostgresServer(ManagedProcess):
             raise ServiceError(f"socket path under {self.socket_dir} is too long for a unix socket")
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(user)
-
-    def _place_data_dir(self, user: SystemUser | None) -> None:
-        """Use `<stack>/data/postgres`, or a /var/tmp folder when `postgres` can't reach it."""
-        data = self.data_dir
-        if data.is_symlink() or user is None or _reachable_by(user, data.parent):
-            data.mkdir(parents=True, exist_ok=True)
-            return
-        _collect_orphans()
-        digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
-        real = FALLBACK_ROOT / f"memestream-{digest}" / "postgres"
-        real.mkdir(parents=True, exist_ok=True)
-        real.parent.chmod(0o755)
-        (real.parent / "owner").write_text(str(data.absolute()))
-        if data.exists():
-            if any(data.iterdir()):
-                raise ServiceError(f"{data} is not reachable by user {user.name}; move it away")
-            data.rmdir()
-        data.symlink_to(real, target_is_directory=True)
 
     def _initdb(self, user: SystemUser | None) -> None:
         argv = [
@@ -167,14 +149,7 @@ class PostgresServer(ManagedProcess):
             raise ServiceError(f"initdb failed; end of {self.log_path}:\n{tail(self.log_path)}")
 
     def _superuser_conn(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(
-            host=str(self.socket_dir),
-            port=self._port,
-            user=SUPERUSER,
-            dbname=dbname,
-            connect_timeout=2,
-            autocommit=True,
-        )
+        return superuser_connect(str(self.socket_dir), self._port, dbname)
 
     def check_health(self) -> bool:
         with self._superuser_conn() as conn:
@@ -182,27 +157,51 @@ class PostgresServer(ManagedProcess):
             return row == (1,)
 
     def after_start(self) -> None:
-        """Create (or re-password) the application role and its database."""
         with self._superuser_conn() as conn:
-            role = sql.Identifier(self.app_user)
-            exists = conn.execute(
-                "select 1 from pg_roles where rolname = %s", (self.app_user,)
-            ).fetchone()
-            verb = sql.SQL("alter role" if exists else "create role")
-            conn.execute(
-                sql.SQL("{} {} with login password {}").format(
-                    verb, role, sql.Literal(self.app_password)
-                )
-            )
-            has_db = conn.execute(
-                "select 1 from pg_database where datname = %s", (self.app_db,)
-            ).fetchone()
-            if not has_db:
-                conn.execute(
-                    sql.SQL("create database {} owner {}").format(sql.Identifier(self.app_db), role)
-                )
+            ensure_app_role(conn, self.app_user, self.app_password, self.app_db)
         with psycopg.connect(self.database_url, connect_timeout=5) as conn:
             conn.execute("select 1")
+
+
+def postgres_user() -> SystemUser | None:
+    """The account PostgreSQL's programs run as: `postgres` when we are root, else ourselves."""
+    return SystemUser.lookup(SUPERUSER) if os.geteuid() == 0 else None
+
+
+def superuser_connect(host: str, port: int, dbname: str = "postgres") -> psycopg.Connection:
+    """The `postgres` superuser, trusted on the unix socket (or loopback, pg_auto_failover)."""
+    return psycopg.connect(
+        host=host, port=port, user=SUPERUSER, dbname=dbname, connect_timeout=2, autocommit=True
+    )
+
+
+def ensure_app_role(conn: psycopg.Connection, user: str, password: str, dbname: str) -> None:
+    """Create (or re-password) the application role, and its database owned by it."""
+    role = sql.Identifier(user)
+    exists = conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone()
+    verb = sql.SQL("alter role" if exists else "create role")
+    conn.execute(sql.SQL("{} {} with login password {}").format(verb, role, sql.Literal(password)))
+    has_db = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+    verb = sql.SQL("alter database {} owner to {}" if has_db else "create database {} owner {}")
+    conn.execute(verb.format(sql.Identifier(dbname), role))
+
+
+def place_data_dir(data: Path, user: SystemUser | None) -> None:
+    """Use `data`, or a /var/tmp folder (`data` then a symlink to it) when `user` can't reach it."""
+    if data.is_symlink() or user is None or _reachable_by(user, data.parent):
+        data.mkdir(parents=True, exist_ok=True)
+        return
+    _collect_orphans()
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+    real = FALLBACK_ROOT / f"memestream-{digest}" / "postgres"
+    real.mkdir(parents=True, exist_ok=True)
+    real.parent.chmod(0o755)
+    (real.parent / "owner").write_text(str(data.absolute()))
+    if data.exists():
+        if any(data.iterdir()):
+            raise ServiceError(f"{data} is not reachable by user {user.name}; move it away")
+        data.rmdir()
+    data.symlink_to(real, target_is_directory=True)
 
 
 def _collect_orphans() -> None:

@@ -111,11 +111,19 @@ def registry_api_url(settings: Settings) -> str:
 
 
 def jdbc_url(database_url: str, schema: str = REGISTRY_DB_SCHEMA) -> str:
+    """The registry's JDBC URL for a libpq URL; a multi-host URL keeps every host, and
+    `target_session_attrs=read-write` becomes pgJDBC's `targetServerType=primary`."""
     params = conninfo_to_dict(database_url)
-    host = params.get("host") or "127.0.0.1"
-    port = params.get("port") or 5432
+    hosts = str(params.get("host") or "127.0.0.1").split(",")
+    ports = [port or "5432" for port in str(params.get("port") or "").split(",")]
+    if len(ports) == 1:
+        ports *= len(hosts)
     dbname = params.get("dbname") or params.get("user") or "memestream"
-    return f"jdbc:postgresql://{host}:{port}/{dbname}?currentSchema={schema}"
+    netloc = ",".join(f"{host}:{port}" for host, port in zip(hosts, ports, strict=True))
+    url = f"jdbc:postgresql://{netloc}/{dbname}?currentSchema={schema}"
+    if params.get("target_session_attrs") == "read-write":
+        url += "&targetServerType=primary"
+    return url
 
 
 def ensure_registry_schema(database_url: str, schema: str = REGISTRY_DB_SCHEMA) -> None:
