@@ -34,9 +34,9 @@ from psycopg import sql
 from domain.settings import Settings
 from memestream.stack.layout import StackLayout
 from memestream.stack.postgres import (
-    PG_BIN,
     SUPERUSER,
     place_data_dir,
+    postgres_command,
     postgres_user,
     superuser_connect,
 )
@@ -217,25 +217,13 @@ class RestoredPostgres(ManagedProcess):
         return self.pgdata
 
     def command(self) -> list[str]:
-        return [
-            str(PG_BIN / "postgres"),
-            "-D",
-            str(self.pgdata),
-            "-c",
-            f"port={self._port}",
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={self.pgdata}",
-            "-c",
-            "synchronous_standby_names=",
-            "-c",
-            "archive_mode=off",
-            "-c",
-            "shared_buffers=128MB",
-            "-c",
-            "logging_collector=off",
-        ]
+        # Stand-alone: no synchronous standby to wait for, no archiving into the live repo.
+        return postgres_command(
+            self.pgdata,
+            self._port,
+            self.pgdata,
+            {"synchronous_standby_names": "", "archive_mode": "off"},
+        )
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
         return superuser_connect("127.0.0.1", self._port, dbname)

@@ -42,6 +42,25 @@ FALLBACK_ROOT = Path("/var/tmp")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; PostgreSQL appends /.s.PGSQL.<port>
 
 
+def postgres_command(
+    pgdata: Path, port: int, socket_dir: Path, settings: dict[str, str] | None = None
+) -> list[str]:
+    """A `postgres` server on loopback only, its socket in `socket_dir`, logging to stderr
+    (the service's log file), with `settings` as extra `-c` options."""
+    options = {
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": str(socket_dir),
+        "shared_buffers": "128MB",
+        "logging_collector": "off",
+        **(settings or {}),
+    }
+    command = [str(PG_BIN / "postgres"), "-D", str(pgdata)]
+    for name, value in options.items():
+        command += ["-c", f"{name}={value}"]
+    return command
+
+
 class PostgresServer(ManagedProcess):
     stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for clients to leave
     start_timeout = 90.0
@@ -85,23 +104,9 @@ class PostgresServer(ManagedProcess):
         return self.home
 
     def command(self) -> list[str]:
-        return [
-            str(PG_BIN / "postgres"),
-            "-D",
-            str(self.pgdata),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"port={self._port}",
-            "-c",
-            f"unix_socket_directories={self.socket_dir}",
-            "-c",
-            "max_connections=200",
-            "-c",
-            "shared_buffers=128MB",
-            "-c",
-            "logging_collector=off",
-        ]
+        return postgres_command(
+            self.pgdata, self._port, self.socket_dir, {"max_connections": "200"}
+        )
 
     def prepare(self) -> None:
         if not (PG_BIN / "postgres").exists():
