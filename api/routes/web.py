@@ -92,19 +92,24 @@ async def service_worker() -> Response:
 
 
 @lru_cache(maxsize=256)
-def _preview(catalog: TemplateCatalog, template_id: str, width: int) -> bytes:
-    return _encode(catalog.get(template_id).image(), width)
+def _preview(catalog: TemplateCatalog, template_id: str, width: int, lossless: bool) -> bytes:
+    return _encode(catalog.get(template_id).image(), width, lossless)
 
 
-def _encode(image: Image.Image, width: int) -> bytes:
+def _encode(image: Image.Image, width: int, lossless: bool = False) -> bytes:
     if image.width > width:
         image = image.resize((width, max(1, round(image.height * width / image.width))))
     out = io.BytesIO()
-    image.convert("RGB").save(out, "WEBP", quality=80, method=4)
+    if lossless:  # the editor filters these pixels: they must be the renderer's own
+        image.convert("RGB").save(out, "WEBP", lossless=True, quality=50, method=2)
+    else:
+        image.convert("RGB").save(out, "WEBP", quality=80, method=4)
     return out.getvalue()
 
 
-async def _uploaded_preview(services: ServicesDep, template_id: str, width: int) -> bytes | None:
+async def _uploaded_preview(
+    services: ServicesDep, template_id: str, width: int, lossless: bool = False
+) -> bytes | None:
     """Uploaded templates live in object storage; previews of them are made on demand."""
     if services.data is None:
         return None
@@ -119,7 +124,7 @@ async def _uploaded_preview(services: ServicesDep, template_id: str, width: int)
     def render() -> bytes:
         with Image.open(io.BytesIO(stored.data)) as image:
             image.seek(0)
-            return _encode(image.convert("RGB"), width)
+            return _encode(image.convert("RGB"), width, lossless)
 
     return await asyncio.to_thread(render)
 
@@ -139,15 +144,16 @@ async def template_preview(
     services: ServicesDep,
     request: Request,
     width: Annotated[int, Query(ge=16, le=2048)] = 320,
+    lossless: Annotated[bool, Query(description="Exact pixels, for the editor's canvas")] = False,
 ) -> Response:
     width = next((w for w in PREVIEW_WIDTHS if w >= width), PREVIEW_WIDTHS[-1])
     try:
-        data = await asyncio.to_thread(_preview, services.catalog, template_id, width)
+        data = await asyncio.to_thread(_preview, services.catalog, template_id, width, lossless)
     except UnknownTemplate as exc:
-        data = await _uploaded_preview(services, template_id, width)
+        data = await _uploaded_preview(services, template_id, width, lossless)
         if data is None:
             raise Problem(404, "template-not-found", "No such template", str(exc)) from exc
-    etag = f'"{template_id}-{width}-{len(data)}"'
+    etag = f'"{template_id}-{width}{"-lossless" if lossless else ""}-{len(data)}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
