@@ -129,6 +129,56 @@ async def _uploaded_preview(
     return await asyncio.to_thread(render)
 
 
+@lru_cache(maxsize=32)
+def _animation(catalog: TemplateCatalog, template_id: str, width: int) -> bytes:
+    """Every frame of a catalogue template, lossless, with its timing: the editor previews an
+    animated template animated, filtering the renderer's own frames."""
+    frames = catalog.get(template_id).frames()
+    images = [
+        im.convert("RGB")
+        if im.width <= width
+        else im.convert("RGB").resize((width, max(1, round(im.height * width / im.width))))
+        for im in frames.images
+    ]
+    out = io.BytesIO()
+    images[0].save(
+        out,
+        "WEBP",
+        save_all=True,
+        append_images=images[1:],
+        duration=frames.durations,
+        loop=frames.loop,
+        lossless=True,
+        quality=50,
+        method=2,
+    )
+    return out.getvalue()
+
+
+@router.get(
+    "/api/templates/{template_id}/animation",
+    responses={
+        200: {"content": {"image/webp": {}}, "description": "The frames"},
+        **problem_responses(404, 422, descriptions={404: "No such catalogue template"}),
+    },
+    response_class=Response,
+    summary="Every frame of a catalogue template, lossless animated WebP, for the editor",
+)
+async def template_animation(
+    template_id: str,
+    services: ServicesDep,
+    width: Annotated[int, Query(ge=16, le=2048)] = 1024,
+) -> Response:
+    width = next((w for w in PREVIEW_WIDTHS if w >= width), PREVIEW_WIDTHS[-1])
+    try:
+        data = await asyncio.to_thread(_animation, services.catalog, template_id, width)
+    except UnknownTemplate as exc:
+        raise Problem(404, "template-not-found", "No such template", str(exc)) from exc
+    return Response(
+        data, media_type="image/webp", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
 @router.get(
     "/api/templates/{template_id}/preview",
     responses={

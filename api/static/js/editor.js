@@ -25,6 +25,12 @@ let template = null; // the API's template record
 let base = null; // the template image, decoded
 let processed = null; // base after rotate, crop and filter (a canvas)
 let filterJob = 0;
+let workerMessage = 0;
+let baseFrames = null; // an animated template's frames: [{bitmap, ms}]
+let processedFrames = []; // each frame after rotate, crop and filter
+let frameIndex = 0;
+let frameTimer = null;
+let playing = true;
 let cropping = false;
 let shared = null; // {id, versions: {field: v}, me}
 
@@ -40,6 +46,17 @@ window.memestream = {
   edit: (mutate) => {
     change((st) => { mutate(st); cutBoxes(st, ...imageSize(st)); }, { pixels: true });
     return reprocess();
+  },
+  frames: () => processedFrames.length,
+  // Stops the animation on frame `i` (null: plays again); resolves once it is drawn.
+  showFrame: (i) => {
+    playing = i === null;
+    if (!playing) {
+      frameIndex = i;
+      processed = processedFrames[i];
+      draw();
+    }
+    animate();
   },
   layouts: () => state.boxes.map((b) => (b.text.trim() ? layout(ctx, b) : null)),
   request: () => ({ template_id: state.templateId, texts: state.boxes.map((b) => b.text),
@@ -89,8 +106,11 @@ async function loadTemplate(id, preset = null) {
   img.src = previewUrl(id); // lossless: the filters work on the renderer's own pixels
   await img.decode(); // before anything changes: a template that cannot load leaves the last one
   await loadFonts(["impact", ...record.boxes.map((b) => b.font || "impact")]);
+  const frames = record.animated ? await decodeFrames(id).catch(() => null) : null;
   template = record;
   base = img;
+  baseFrames = frames;
+  frameIndex = 0;
   const scale = img.naturalWidth / template.width;
   state = preset || {
     ...emptyState(),
@@ -114,6 +134,7 @@ async function loadTemplate(id, preset = null) {
   buildTextInputs();
   syncInputs();
   await reprocess();
+  animate();
   saveDraftSoon();
 }
 
@@ -149,6 +170,20 @@ function cutBoxes(st, width, height) {
 
 async function reprocess() {
   if (!base) return;
+  const job = ++filterJob;
+  const sources = baseFrames ? baseFrames.map((f) => f.bitmap) : [base];
+  const outs = await Promise.all(sources.map((source) => processFrame(source)));
+  if (job !== filterJob) return; // a newer edit superseded this one
+  processedFrames = outs;
+  frameIndex = Math.min(frameIndex, outs.length - 1);
+  processed = outs[frameIndex];
+  canvas.width = processed.width;
+  canvas.height = processed.height;
+  draw();
+}
+
+// One frame turned, cropped and filtered (the filter in the worker).
+async function processFrame(source) {
   const turn = ((state.rotation % 360) + 360) % 360;
   const w0 = base.naturalWidth;
   const h0 = base.naturalHeight;
@@ -157,7 +192,7 @@ async function reprocess() {
   const r = rotated.getContext("2d");
   r.translate(rotated.width / 2, rotated.height / 2);
   r.rotate((turn * Math.PI) / 180);
-  r.drawImage(base, -w0 / 2, -h0 / 2);
+  r.drawImage(source, -w0 / 2, -h0 / 2);
   let out = rotated;
   if (state.crop) {
     const { x, y, w, h } = state.crop;
@@ -167,25 +202,50 @@ async function reprocess() {
     out.getContext("2d").drawImage(rotated, x, y, w, h, 0, 0, w, h);
   }
   if (state.filter !== "none") {
-    const job = ++filterJob;
+    const id = ++workerMessage;
     const image = out.getContext("2d").getImageData(0, 0, out.width, out.height);
     const result = await new Promise((resolve) => {
       const onMessage = ({ data }) => {
-        if (data.id !== job) return;
+        if (data.id !== id) return;
         worker.removeEventListener("message", onMessage);
         resolve(data.image);
       };
       worker.addEventListener("message", onMessage);
-      worker.postMessage({ id: job, image, filter: state.filter, amount: filterArg(state) },
+      worker.postMessage({ id, image, filter: state.filter, amount: filterArg(state) },
                          [image.data.buffer]);
     });
-    if (job !== filterJob) return; // a newer edit superseded this one
     out.getContext("2d").putImageData(result, 0, 0);
   }
-  processed = out;
-  canvas.width = out.width;
-  canvas.height = out.height;
-  draw();
+  return out;
+}
+
+// An animated template previews animated: its frames (lossless, decoded by the browser's
+// ImageDecoder), each processed like a still, shown in turn at their own durations.
+async function decodeFrames(id) {
+  if (!("ImageDecoder" in window)) return null;
+  const res = await fetch(`/api/templates/${id}/animation?width=1024`);
+  if (!res.ok) return null;
+  const decoder = new ImageDecoder({ data: await res.arrayBuffer(), type: "image/webp" });
+  await decoder.tracks.ready;
+  const frames = [];
+  for (let i = 0; i < decoder.tracks.selectedTrack.frameCount; i++) {
+    const { image } = await decoder.decode({ frameIndex: i });
+    frames.push({ bitmap: await createImageBitmap(image), ms: (image.duration || 80000) / 1000 });
+    image.close();
+  }
+  decoder.close();
+  return frames.length > 1 ? frames : null;
+}
+
+function animate() {
+  clearTimeout(frameTimer);
+  if (!baseFrames || !playing) return;
+  frameTimer = setTimeout(() => {
+    frameIndex = (frameIndex + 1) % processedFrames.length;
+    processed = processedFrames[frameIndex];
+    draw();
+    animate();
+  }, Math.max(20, baseFrames[frameIndex]?.ms || 80));
 }
 
 function draw() {
