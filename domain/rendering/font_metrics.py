@@ -1,9 +1,10 @@
 """The server's text metrics, as the web editor needs them to lay captions out the same way.
 
 The canvas draws with the same font files (served by the API), but Pillow measures with
-hinted advances: each glyph's width is its design advance rounded to whole pixels at the
-size. Shipping the design advances, units per em and the fitter's own vertical metrics lets
-the browser compute the very widths `fitting.fit_text` uses, so lines break identically.
+hinted advances: each glyph's width is its design advance scaled by FreeType in fixed point
+and, for TrueType faces, rounded to whole pixels (CFF faces keep 1/64 pixels). Shipping the
+design advances, units per em and the fitter's own vertical metrics lets the browser compute
+the very widths `fitting.fit_text` uses, so lines break identically.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def font_metrics(family: str) -> dict[str, Any]:
         hmtx = font["hmtx"].metrics
         advances = {cp: hmtx[name][0] for cp, name in cmap.items() if cp < MAX_CODE_POINT}
         upem = font["head"].unitsPerEm
+        hinted = "glyf" in font  # TrueType outlines: FreeType rounds advances to pixels
     finally:
         font.close()
     m = _metrics(path)
@@ -44,6 +46,7 @@ def font_metrics(family: str) -> dict[str, Any]:
         "family": family if family in FAMILIES else "impact",
         "file": os.path.basename(path),
         "units_per_em": upem,
+        "whole_pixel_advances": hinted,
         "advances": {str(cp): a for cp, a in sorted(advances.items())},
         "reference_size": REFERENCE_SIZE,
         "cap": m.cap,

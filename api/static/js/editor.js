@@ -7,7 +7,7 @@ import { notify } from "./notify.js";
 import { installServiceWorker } from "./offline.js";
 import { OfflineQueue } from "./offline-queue.js";
 import { TemplatePicker } from "./picker.js";
-import { drawBox, layout, loadFonts } from "./text-layout.js";
+import { drawBox, fontUrls, layout, loadFonts } from "./text-layout.js";
 import { UndoStack } from "./undo.js";
 
 const $ = (id) => document.getElementById(id);
@@ -808,5 +808,7 @@ installServiceWorker(async () => {
   }
   const shown = [...document.querySelectorAll(".cell img[src]")].map((img) => img.src);
   const open = state.templateId ? [previewUrl(state.templateId)] : [];
-  return [...lists, ...open, ...shown];
+  if (template?.animated) open.push(`/api/templates/${state.templateId}/animation?width=1024`);
+  const drawing = ["/api/render/filters", ...fontUrls()];
+  return [...lists, ...open, ...drawing, ...shown];
 });

@@ -1,6 +1,6 @@
 // Caption layout on the canvas, the renderer's way (domain/rendering/fitting.py and
-// typesetting.py): the server's font files, its hinted advances (design advances rounded to
-// whole pixels at the size), its fitter's binary search, wrap and ellipsis, and the box's
+// typesetting.py): the server's font files, its hinted advances (design advances scaled and
+// rounded to whole pixels as FreeType does), its fitter's binary search, wrap and ellipsis, and the box's
 // rotation, outline, colour and alignment. Same widths in, same line breaks out.
 const metrics = new Map(); // family -> the server's metrics (/api/fonts/<family>)
 const loading = new Map();
@@ -23,6 +23,11 @@ export function loadFonts(families) {
   }));
 }
 
+/** The URLs of what has been loaded (metrics and files), for the offline cache. */
+export function fontUrls() {
+  return [...metrics.entries()].flatMap(([family, m]) => [`/api/fonts/${family}`, m.url]);
+}
+
 const faceName = (family) => `memestream-${family}`;
 const metricsOf = (family) => metrics.get(family) || metrics.get("impact");
 
@@ -32,14 +37,20 @@ function pyRound(x) {
   return Math.abs(x % 1) === 0.5 ? 2 * Math.round(x / 2) : r;
 }
 
-/** Width of `text` at `size` px as Pillow measures it (FreeType's rounding of advances). */
+/** Width of `text` at `size` px as Pillow measures it: FreeType scales each design advance
+ * in 16.16 fixed point (FT_DivFix, FT_MulFix) to 26.6, and rounds it to whole pixels for
+ * TrueType faces (CFF faces keep the 1/64 px). */
 function widthAt(ctx, m, text, size) {
+  const scale = Math.floor((size * 64 * 65536 + Math.floor(m.units_per_em / 2)) / m.units_per_em);
   let w = 0;
   let unknown = "";
   for (const ch of text) {
     const a = m.advances.get(ch.codePointAt(0));
     if (a === undefined) unknown += ch;
-    else w += Math.floor((a * size) / m.units_per_em + 0.5);
+    else {
+      const v = Math.floor((a * scale + 0x8000) / 65536); // 26.6
+      w += m.whole_pixel_advances ? Math.floor((v + 32) / 64) : v / 64;
+    }
   }
   if (unknown) {
     ctx.save();
