@@ -28,6 +28,7 @@ from api.routes import (
     feed,
     health,
     memes,
+    rendering,
     review,
     search,
     templates,
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for memes_router in memes.ROUTERS:
         app.include_router(memes_router)
     app.include_router(feed.router)
+    app.include_router(rendering.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     # Last, so its middlewares are outermost and see every response.

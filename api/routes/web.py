@@ -92,19 +92,24 @@ async def service_worker() -> Response:
 
 
 @lru_cache(maxsize=256)
-def _preview(catalog: TemplateCatalog, template_id: str, width: int) -> bytes:
-    return _encode(catalog.get(template_id).image(), width)
+def _preview(catalog: TemplateCatalog, template_id: str, width: int, lossless: bool) -> bytes:
+    return _encode(catalog.get(template_id).image(), width, lossless)
 
 
-def _encode(image: Image.Image, width: int) -> bytes:
+def _encode(image: Image.Image, width: int, lossless: bool = False) -> bytes:
     if image.width > width:
         image = image.resize((width, max(1, round(image.height * width / image.width))))
     out = io.BytesIO()
-    image.convert("RGB").save(out, "WEBP", quality=80, method=4)
+    if lossless:  # the editor filters these pixels: they must be the renderer's own
+        image.convert("RGB").save(out, "WEBP", lossless=True, quality=50, method=2)
+    else:
+        image.convert("RGB").save(out, "WEBP", quality=80, method=4)
     return out.getvalue()
 
 
-async def _uploaded_preview(services: ServicesDep, template_id: str, width: int) -> bytes | None:
+async def _uploaded_preview(
+    services: ServicesDep, template_id: str, width: int, lossless: bool = False
+) -> bytes | None:
     """Uploaded templates live in object storage; previews of them are made on demand."""
     if services.data is None:
         return None
@@ -119,9 +124,59 @@ async def _uploaded_preview(services: ServicesDep, template_id: str, width: int)
     def render() -> bytes:
         with Image.open(io.BytesIO(stored.data)) as image:
             image.seek(0)
-            return _encode(image.convert("RGB"), width)
+            return _encode(image.convert("RGB"), width, lossless)
 
     return await asyncio.to_thread(render)
+
+
+@lru_cache(maxsize=32)
+def _animation(catalog: TemplateCatalog, template_id: str, width: int) -> bytes:
+    """Every frame of a catalogue template, lossless, with its timing: the editor previews an
+    animated template animated, filtering the renderer's own frames."""
+    frames = catalog.get(template_id).frames()
+    images = [
+        im.convert("RGB")
+        if im.width <= width
+        else im.convert("RGB").resize((width, max(1, round(im.height * width / im.width))))
+        for im in frames.images
+    ]
+    out = io.BytesIO()
+    images[0].save(
+        out,
+        "WEBP",
+        save_all=True,
+        append_images=images[1:],
+        duration=frames.durations,
+        loop=frames.loop,
+        lossless=True,
+        quality=50,
+        method=2,
+    )
+    return out.getvalue()
+
+
+@router.get(
+    "/api/templates/{template_id}/animation",
+    responses={
+        200: {"content": {"image/webp": {}}, "description": "The frames"},
+        **problem_responses(404, 422, descriptions={404: "No such catalogue template"}),
+    },
+    response_class=Response,
+    summary="Every frame of a catalogue template, lossless animated WebP, for the editor",
+)
+async def template_animation(
+    template_id: str,
+    services: ServicesDep,
+    width: Annotated[int, Query(ge=16, le=2048)] = 1024,
+) -> Response:
+    width = next((w for w in PREVIEW_WIDTHS if w >= width), PREVIEW_WIDTHS[-1])
+    try:
+        data = await asyncio.to_thread(_animation, services.catalog, template_id, width)
+    except UnknownTemplate as exc:
+        raise Problem(404, "template-not-found", "No such template", str(exc)) from exc
+    return Response(
+        data, media_type="image/webp", headers={"Cache-Control": "public, max-age=86400"}
+    )
 
 
 @router.get(
@@ -139,15 +194,16 @@ async def template_preview(
     services: ServicesDep,
     request: Request,
     width: Annotated[int, Query(ge=16, le=2048)] = 320,
+    lossless: Annotated[bool, Query(description="Exact pixels, for the editor's canvas")] = False,
 ) -> Response:
     width = next((w for w in PREVIEW_WIDTHS if w >= width), PREVIEW_WIDTHS[-1])
     try:
-        data = await asyncio.to_thread(_preview, services.catalog, template_id, width)
+        data = await asyncio.to_thread(_preview, services.catalog, template_id, width, lossless)
     except UnknownTemplate as exc:
-        data = await _uploaded_preview(services, template_id, width)
+        data = await _uploaded_preview(services, template_id, width, lossless)
         if data is None:
             raise Problem(404, "template-not-found", "No such template", str(exc)) from exc
-    etag = f'"{template_id}-{width}-{len(data)}"'
+    etag = f'"{template_id}-{width}{"-lossless" if lossless else ""}-{len(data)}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)

@@ -8,8 +8,9 @@
 // - /static/: the precached shell (it is versioned as a whole, so cache first is safe);
 // - the template list, search and records, and meme images: network first like pages,
 //   bounded (a meme deleted or hidden by moderation is gone as soon as the network answers);
-// - template previews: the cached copy at once, refreshed in the background (a deploy may
-//   change a catalog template's artwork under the same id), bounded.
+// - template previews and animations, caption fonts and filter constants: the cached copy at
+//   once, refreshed in the background (a deploy may change a catalog template's artwork
+//   under the same id), bounded.
 const SHELL = `memestream-shell-${self.SHELL_VERSION}`;
 const DATA = "memestream-data-v1";
 const IMAGES = "memestream-images-v1";
@@ -17,6 +18,9 @@ const DATA_LIMIT = 100;
 const IMAGE_LIMIT = 300;
 const NETWORK_WAIT_MS = 4000;
 const PAGES = new Set(["/", "/feed", "/templates"]);
+// What the editor draws captions and filters with (the renderer's fonts, their metrics, the
+// filters' constants): kept like previews, so the editor still draws offline.
+const DRAWING = /^\/(fonts\/[^/]+|api\/fonts\/[^/]+|api\/render\/filters)$/;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -41,7 +45,8 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(networkFirst(event, SHELL, url.pathname));
   } else if (url.pathname.startsWith("/static/")) {
     event.respondWith(cacheFirst(request, SHELL));
-  } else if (/^\/api\/templates\/[^/]+\/preview$/.test(url.pathname)) {
+  } else if (/^\/api\/templates\/[^/]+\/(preview|animation)$/.test(url.pathname)
+             || DRAWING.test(url.pathname)) {
     event.respondWith(staleWhileRevalidate(event, IMAGES, IMAGE_LIMIT));
   } else if (/^\/api\/meme\/[^/]+\/image$/.test(url.pathname)) {
     event.respondWith(networkFirst(event, IMAGES, request, IMAGE_LIMIT));

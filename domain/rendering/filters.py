@@ -8,13 +8,19 @@ counter-clockwise), ``"flip:horizontal"`` / ``"flip:vertical"``. The colour filt
 strength in [0, 1] (``"sepia:0.6"``, default 1), as the web editor's slider does, and
 ``"pixelate:12"`` a block size in pixels. As `filters` they apply to the finished meme, text
 included; as a request's `transform`, to the template before the text (the editor's order).
+
+Every constant lives in `filter_params.json`, which the web editor's filter worker reads too
+(served at `/api/render/filters`), so the canvas and the renderer cannot drift apart.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
@@ -27,6 +33,9 @@ MAX_FILTER_LENGTH = 64
 MAX_FILTERED_PIXELS = 40_000_000
 #: Filters whose one argument is a strength in [0, 1].
 _STRENGTH = {"grayscale", "sepia", "invert", "contrast"}
+#: The filters' constants, shared with the editor's worker (api/static/js/filters-worker.js).
+PARAMS_FILE = Path(__file__).with_name("filter_params.json")
+PARAMS: dict[str, Any] = json.loads(PARAMS_FILE.read_text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +118,11 @@ def apply_filters(
 
 
 def _blur(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
-    return im.filter(ImageFilter.GaussianBlur(args[0] if args else 3))
+    return im.filter(ImageFilter.GaussianBlur(args[0] if args else PARAMS["blur"]["radius"]))
 
 
 def _sharpen(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
-    return im.filter(ImageFilter.UnsharpMask(radius=2, percent=160, threshold=2))
+    return im.filter(ImageFilter.UnsharpMask(**PARAMS["sharpen"]))
 
 
 def _edges(im: Image.Image, _: tuple[float, ...]) -> Image.Image:
@@ -134,7 +143,7 @@ def _grayscale(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
 
 
 #: The usual sepia matrix (the editor's Web Worker uses the same coefficients).
-_SEPIA = (0.393, 0.769, 0.189, 0, 0.349, 0.686, 0.168, 0, 0.272, 0.534, 0.131, 0)
+_SEPIA = tuple(PARAMS["sepia"])
 
 
 def _sepia(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
@@ -146,11 +155,11 @@ def _invert(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
 
 
 def _contrast(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
-    return ImageEnhance.Contrast(im).enhance(1 + 2 * _strength(args))
+    return ImageEnhance.Contrast(im).enhance(1 + PARAMS["contrast"]["gain"] * _strength(args))
 
 
 def _pixelate(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
-    block = max(1, int(args[0])) if args else 8
+    block = max(1, int(args[0])) if args else PARAMS["pixelate"]["block"]
     small = im.resize((max(1, im.width // block), max(1, im.height // block)), Image.Resampling.BOX)
     return small.resize(im.size, Image.Resampling.NEAREST)
 
@@ -158,13 +167,16 @@ def _pixelate(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
 def _deepfry(im: Image.Image, args: tuple[float, ...]) -> Image.Image:
     """Oversaturate, crank contrast, sharpen hard and posterise: the 'deep-fried' look."""
     k = args[0] if args else 1.0
-    im = ImageEnhance.Color(im).enhance(1 + 2.5 * k)
-    im = ImageEnhance.Contrast(im).enhance(1 + 0.8 * k)
-    im = im.filter(ImageFilter.UnsharpMask(radius=3, percent=int(200 * k), threshold=0))
+    p = PARAMS["deepfry"]
+    im = ImageEnhance.Color(im).enhance(1 + p["color_gain"] * k)
+    im = ImageEnhance.Contrast(im).enhance(1 + p["contrast_gain"] * k)
+    sharpen = ImageFilter.UnsharpMask(p["unsharp_radius"], int(p["unsharp_percent"] * k), 0)
+    im = im.filter(sharpen)
     r, g, b = im.split()
-    r = r.point(lambda v: min(255, int(v * (1 + 0.25 * k))))
+    r = r.point(lambda v: min(255, int(v * (1 + p["red_gain"] * k))))
     im = Image.merge("RGB", (r, g, b))
-    return ImageOps.posterize(im, max(2, 6 - int(2 * k)))
+    bits = p["posterize_bits"] - int(p["posterize_bits_per_strength"] * k)
+    return ImageOps.posterize(im, max(2, bits))
 
 
 def _crop(im: Image.Image, args: tuple[float, ...]) -> Image.Image:

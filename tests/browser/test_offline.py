@@ -65,7 +65,9 @@ async def test_the_editor_opens_offline_and_a_queued_meme_becomes_real(
         await page.get_by_test_id("template-classic").click()
         await expect(page.get_by_test_id("template-name")).to_have_text("Classic Top & Bottom")
         await page.get_by_test_id("text-0").fill("made offline")
-        await page.wait_for_function(CACHED, arg="/api/templates/classic/preview?width=1024")
+        await page.wait_for_function(
+            CACHED, arg="/api/templates/classic/preview?width=1024&lossless=true"
+        )
         assert await page.evaluate(SHELLS) == [f"memestream-shell-{version}"]
         await page.wait_for_timeout(500)  # the draft autosaves 300 ms after the last edit
 

@@ -7,7 +7,7 @@ import { notify } from "./notify.js";
 import { installServiceWorker } from "./offline.js";
 import { OfflineQueue } from "./offline-queue.js";
 import { TemplatePicker } from "./picker.js";
-import { drawBox } from "./text-layout.js";
+import { drawBox, fontUrls, layout, loadFonts } from "./text-layout.js";
 import { UndoStack } from "./undo.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,6 +25,12 @@ let template = null; // the API's template record
 let base = null; // the template image, decoded
 let processed = null; // base after rotate, crop and filter (a canvas)
 let filterJob = 0;
+let workerMessage = 0;
+let baseFrames = null; // an animated template's frames: [{bitmap, ms}]
+let processedFrames = []; // each frame after rotate, crop and filter
+let frameIndex = 0;
+let frameTimer = null;
+let playing = true;
 let cropping = false;
 let shared = null; // {id, versions: {field: v}, me}
 
@@ -33,7 +39,29 @@ function emptyState() {
 }
 
 const socket = new FeedSocket({ channels: [], userId: deviceId() });
-window.memestream = { socket, get state() { return state; }, undo };
+window.memestream = {
+  socket, get state() { return state; }, undo,
+  // For the render-truth test: open a draft, read the layout and the request it makes.
+  open: (id) => loadTemplate(id),
+  edit: (mutate) => {
+    change((st) => { mutate(st); cutBoxes(st, ...imageSize(st)); }, { pixels: true });
+    return reprocess();
+  },
+  frames: () => processedFrames.length,
+  // Stops the animation on frame `i` (null: plays again); resolves once it is drawn.
+  showFrame: (i) => {
+    playing = i === null;
+    if (!playing) {
+      frameIndex = i;
+      processed = processedFrames[i];
+      draw();
+    }
+    animate();
+  },
+  layouts: () => state.boxes.map((b) => (b.text.trim() ? layout(ctx, b) : null)),
+  request: () => ({ template_id: state.templateId, texts: state.boxes.map((b) => b.text),
+                    ...layoutOf(state) }),
+};
 mountAccount($("account"));
 
 // ---- state changes -------------------------------------------------------------------
@@ -75,10 +103,14 @@ const picker = new TemplatePicker($("template-grid"), $("template-search"), (t) 
 async function loadTemplate(id, preset = null) {
   const record = picker.all.find((t) => t.id === id) || (await api(`/api/templates/${id}`));
   const img = new Image();
-  img.src = `/api/templates/${id}/preview?width=1024`;
+  img.src = previewUrl(id); // lossless: the filters work on the renderer's own pixels
   await img.decode(); // before anything changes: a template that cannot load leaves the last one
+  await loadFonts(["impact", ...record.boxes.map((b) => b.font || "impact")]);
+  const frames = record.animated ? await decodeFrames(id).catch(() => null) : null;
   template = record;
   base = img;
+  baseFrames = frames;
+  frameIndex = 0;
   const scale = img.naturalWidth / template.width;
   state = preset || {
     ...emptyState(),
@@ -88,10 +120,13 @@ async function loadTemplate(id, preset = null) {
       x: Math.round(b.x * scale), y: Math.round(b.y * scale),
       width: Math.round(b.width * scale), height: Math.round(b.height * scale),
       align: b.align || "center", valign: b.valign || "middle",
-      color: b.color || "#ffffff", outline: b.outline_color ?? "#000000",
+      // The template's own look (domain.templates.TextBox): null means no outline.
+      color: b.color || "#ffffff", outline: "outline_color" in b ? b.outline_color : "#000000",
       font: b.font || "impact", uppercase: b.uppercase ?? true,
-      maxFont: Math.round((b.max_font_size || 96) * scale), minFont: 8,
-      maxLines: b.max_lines || 4,
+      maxFont: Math.round((b.max_font_size || 96) * scale),
+      minFont: Math.round((b.min_font_size || 8) * scale),
+      maxLines: b.max_lines || 4, rotation: b.rotation || 0,
+      shadow: b.shadow_color || null, gradient: b.gradient || null,
     })),
   };
   picker.selected = id;
@@ -99,12 +134,56 @@ async function loadTemplate(id, preset = null) {
   buildTextInputs();
   syncInputs();
   await reprocess();
+  animate();
   saveDraftSoon();
 }
 
 // ---- pixels: rotate, crop, filter (worker) -------------------------------------------
+const previewUrl = (id) => `/api/templates/${id}/preview?width=1024&lossless=true`;
+
+// The filter's argument as the renderer gets it (layoutOf): the worker computes with the same.
+function filterArg(st, k = 1) {
+  const a = Math.round(st.amount * 100) / 100;
+  if (st.filter === "pixelate") return Math.max(1, Math.round((2 + a * 18) * k));
+  if (st.filter === "deepfry") return Math.max(0.05, a);
+  return a;
+}
+
+// The size of the picture `st` shows: the template turned, then cropped.
+function imageSize(st) {
+  if (st.crop) return [st.crop.w, st.crop.h];
+  const [w, h] = [base.naturalWidth, base.naturalHeight];
+  return st.rotation % 180 ? [h, w] : [w, h];
+}
+
+// Boxes cut at the image's edges, as the renderer cuts them (validation.place_boxes).
+function cutBoxes(st, width, height) {
+  for (const box of st.boxes) {
+    const x = Math.min(Math.max(box.x, 0), width - 1);
+    const y = Math.min(Math.max(box.y, 0), height - 1);
+    box.width = Math.max(1, Math.min(box.width - (x - box.x), width - x));
+    box.height = Math.max(1, Math.min(box.height - (y - box.y), height - y));
+    box.x = x;
+    box.y = y;
+  }
+}
+
 async function reprocess() {
   if (!base) return;
+  const job = ++filterJob;
+  const sources = baseFrames ? baseFrames.map((f) => f.bitmap) : [base];
+  const outs = await Promise.all(sources.map((source) => processFrame(source)));
+  if (job !== filterJob) return; // a newer edit superseded this one
+  processedFrames = outs;
+  frameIndex = Math.min(frameIndex, outs.length - 1);
+  processed = outs[frameIndex];
+  canvas.width = processed.width;
+  canvas.height = processed.height;
+  draw();
+}
+
+// One frame turned, cropped and filtered (the filter in the worker).
+async function processFrame(source) {
   const turn = ((state.rotation % 360) + 360) % 360;
   const w0 = base.naturalWidth;
   const h0 = base.naturalHeight;
@@ -113,7 +192,7 @@ async function reprocess() {
   const r = rotated.getContext("2d");
   r.translate(rotated.width / 2, rotated.height / 2);
   r.rotate((turn * Math.PI) / 180);
-  r.drawImage(base, -w0 / 2, -h0 / 2);
+  r.drawImage(source, -w0 / 2, -h0 / 2);
   let out = rotated;
   if (state.crop) {
     const { x, y, w, h } = state.crop;
@@ -123,25 +202,50 @@ async function reprocess() {
     out.getContext("2d").drawImage(rotated, x, y, w, h, 0, 0, w, h);
   }
   if (state.filter !== "none") {
-    const job = ++filterJob;
+    const id = ++workerMessage;
     const image = out.getContext("2d").getImageData(0, 0, out.width, out.height);
     const result = await new Promise((resolve) => {
       const onMessage = ({ data }) => {
-        if (data.id !== job) return;
+        if (data.id !== id) return;
         worker.removeEventListener("message", onMessage);
         resolve(data.image);
       };
       worker.addEventListener("message", onMessage);
-      worker.postMessage({ id: job, image, filter: state.filter, amount: state.amount },
+      worker.postMessage({ id, image, filter: state.filter, amount: filterArg(state) },
                          [image.data.buffer]);
     });
-    if (job !== filterJob) return; // a newer edit superseded this one
     out.getContext("2d").putImageData(result, 0, 0);
   }
-  processed = out;
-  canvas.width = out.width;
-  canvas.height = out.height;
-  draw();
+  return out;
+}
+
+// An animated template previews animated: its frames (lossless, decoded by the browser's
+// ImageDecoder), each processed like a still, shown in turn at their own durations.
+async function decodeFrames(id) {
+  if (!("ImageDecoder" in window)) return null;
+  const res = await fetch(`/api/templates/${id}/animation?width=1024`);
+  if (!res.ok) return null;
+  const decoder = new ImageDecoder({ data: await res.arrayBuffer(), type: "image/webp" });
+  await decoder.tracks.ready;
+  const frames = [];
+  for (let i = 0; i < decoder.tracks.selectedTrack.frameCount; i++) {
+    const { image } = await decoder.decode({ frameIndex: i });
+    frames.push({ bitmap: await createImageBitmap(image), ms: (image.duration || 80000) / 1000 });
+    image.close();
+  }
+  decoder.close();
+  return frames.length > 1 ? frames : null;
+}
+
+function animate() {
+  clearTimeout(frameTimer);
+  if (!baseFrames || !playing) return;
+  frameTimer = setTimeout(() => {
+    frameIndex = (frameIndex + 1) % processedFrames.length;
+    processed = processedFrames[frameIndex];
+    draw();
+    animate();
+  }, Math.max(20, baseFrames[frameIndex]?.ms || 80));
 }
 
 function draw() {
@@ -303,6 +407,7 @@ stage.addEventListener("pointerup", () => {
       box.x -= dx;
       box.y -= dy;
     }
+    cutBoxes(st, w, h);
   }, { pixels: true });
 });
 
@@ -348,6 +453,7 @@ $("amount").addEventListener("input", (e) =>
 const rotate = (deg) => change((st) => {
   st.rotation = (st.rotation + deg + 360) % 360;
   st.crop = null; // a crop is in the rotated frame: it does not survive another turn
+  cutBoxes(st, ...imageSize(st));
 }, { pixels: true });
 $("rotate-left").addEventListener("click", () => rotate(-90));
 $("rotate-right").addEventListener("click", () => rotate(90));
@@ -567,13 +673,7 @@ function layoutOf(st) {
     const { x, y, w, h } = st.crop;
     transform.push(`crop:${px(x)},${px(y)},${Math.max(1, px(w))},${Math.max(1, px(h))}`);
   }
-  const a = Math.round(st.amount * 100) / 100;
-  const spec = {
-    grayscale: `grayscale:${a}`, sepia: `sepia:${a}`, invert: `invert:${a}`,
-    contrast: `contrast:${a}`, deepfry: `deepfry:${Math.max(0.05, a)}`,
-    pixelate: `pixelate:${Math.max(1, Math.round((2 + a * 18) * k))}`,
-  }[st.filter];
-  if (spec) transform.push(spec);
+  if (st.filter !== "none") transform.push(`${st.filter}:${filterArg(st, k)}`);
   const width = Math.floor(processed.width * k);
   const height = Math.floor(processed.height * k);
   const boxes = st.boxes.map((b) => {
@@ -707,6 +807,8 @@ installServiceWorker(async () => {
     lists.push(`/api/templates?limit=200&offset=${offset}`);
   }
   const shown = [...document.querySelectorAll(".cell img[src]")].map((img) => img.src);
-  const open = state.templateId ? [`/api/templates/${state.templateId}/preview?width=1024`] : [];
-  return [...lists, ...open, ...shown];
+  const open = state.templateId ? [previewUrl(state.templateId)] : [];
+  if (template?.animated) open.push(`/api/templates/${state.templateId}/animation?width=1024`);
+  const drawing = ["/api/render/filters", ...fontUrls()];
+  return [...lists, ...open, ...drawing, ...shown];
 });
