@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.rendering.fitting import _metrics
+from domain.rendering.fitting import reference_metrics
 from domain.rendering.font_metrics import font_files, font_metrics
 from domain.rendering.fonts import FAMILIES, family_path
 from domain.rendering.runs import text_width
@@ -46,7 +46,7 @@ def test_widths_from_the_shipped_advances_are_pillows(family: str) -> None:
 
 def test_the_vertical_metrics_are_the_fitters() -> None:
     metrics = font_metrics("impact")
-    m = _metrics(family_path("impact"))
+    m = reference_metrics(family_path("impact"))
     assert (metrics["cap"], metrics["descent"], metrics["space"]) == (m.cap, m.descent, m.space)
     assert metrics["file"] in font_files()
 

@@ -38,18 +38,21 @@ class FittedText:
 
 
 @dataclass(frozen=True, slots=True)
-class _Metrics:
+class FontMetrics:
+    """A font's vertical metrics at REFERENCE_SIZE, shared with the editor's canvas
+    (domain/rendering/font_metrics.py), so both fit text with the same numbers."""
+
     cap: float  # height of capitals above the baseline, at the reference size
     descent: float
     space: float
 
 
 @lru_cache(maxsize=64)
-def _metrics(path: str) -> _Metrics:
+def reference_metrics(path: str) -> FontMetrics:
     font = get_font(path, REFERENCE_SIZE)
     cap_top = font.getbbox("H", anchor="ls")[1]  # accents may rise into the line gap
     desc_bottom = font.getbbox("gjpy", anchor="ls")[3]
-    return _Metrics(cap=float(-cap_top), descent=float(desc_bottom), space=font.getlength(" "))
+    return FontMetrics(cap=float(-cap_top), descent=float(desc_bottom), space=font.getlength(" "))
 
 
 def _width_ref(path: str, word: str) -> float:
@@ -76,7 +79,7 @@ def fit_text(
     If even `min_size` does not fit, the text is cut to `max_lines` with an ellipsis
     (`truncated=True`) rather than overflowing the box.
     """
-    m = _metrics(path)
+    m = reference_metrics(path)
     paragraphs = [p.split() for p in text.split("\n")]
     line_unit = (m.cap + m.descent) / REFERENCE_SIZE  # line box height per pixel of size
     hi = min(max_size, int(height / (line_unit * 1.0 + 2 * STROKE_RATIO)) + 1)
@@ -154,7 +157,7 @@ def _break_word(word: str, path: str, avail_ref: float) -> list[str]:
     return pieces
 
 
-def _block_height(n: int, size: int, m: _Metrics) -> float:
+def _block_height(n: int, size: int, m: FontMetrics) -> float:
     scale = size / REFERENCE_SIZE
     box = (m.cap + m.descent) * scale
     return n * box + (n - 1) * box * (LINE_SPACING - 1)
@@ -165,7 +168,7 @@ def _real_fit(lines: list[str], path: str, size: int, avail: int) -> bool:
 
 
 def _fitted(
-    lines: tuple[str, ...], size: int, outlined: bool, m: _Metrics, truncated: bool = False
+    lines: tuple[str, ...], size: int, outlined: bool, m: FontMetrics, truncated: bool = False
 ) -> FittedText:
     scale = size / REFERENCE_SIZE
     stroke = stroke_for(size, outlined)
@@ -188,7 +191,7 @@ def _truncate(
     width: int,
     max_lines: int,
     outlined: bool,
-    m: _Metrics,
+    m: FontMetrics,
 ) -> FittedText:
     """Keep what fits at the smallest size and mark the cut with an ellipsis."""
     avail = width - 2 * stroke_for(size, outlined)

@@ -15,7 +15,7 @@ from typing import Any
 
 from fontTools.ttLib import TTFont
 
-from domain.rendering.fitting import LINE_SPACING, REFERENCE_SIZE, STROKE_RATIO, _metrics
+from domain.rendering.fitting import LINE_SPACING, REFERENCE_SIZE, STROKE_RATIO, reference_metrics
 from domain.rendering.fonts import FAMILIES, family_path
 
 #: Code points shipped: Latin, Greek, Cyrillic and general punctuation; others are
@@ -41,7 +41,7 @@ def font_metrics(family: str) -> dict[str, Any]:
         hinted = "glyf" in font  # TrueType outlines: FreeType rounds advances to pixels
     finally:
         font.close()
-    m = _metrics(path)
+    m = reference_metrics(path)
     return {
         "family": family if family in FAMILIES else "impact",
         "file": os.path.basename(path),
