@@ -29,9 +29,11 @@ from memestream.testing.environment import environment
 from producers.producer import EventProducer
 from producers.roles import ANALYTICS, WORKER_ROLES
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
+from tests.browser.test_editor_and_feed import SHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 TEMPLATE = "vibe-check"
+PRIVATE_REDIS_DB = 11  # tests/test_rate_limit.py has 9, test_apps.py 10, trending 14-15
 CHARTS = ("chart-generation", "chart-engagement", "chart-templates", "chart-latency")
 VARIANTS = [ImageVariant(size="full", key="k", width=1, height=1, bytes=9, media_type="image/png")]
 
@@ -39,9 +41,12 @@ VARIANTS = [ImageVariant(size="full", key="k", width=1, height=1, bytes=9, media
 @contextmanager
 def analytics_worker(settings: Settings, folder: Path, port: int, prefix: str) -> Iterator[None]:
     """The analytics worker on `folder` (chDB: it owns it) serving on `port`; from the topics'
-    ends (its group `prefix` is pinned there before the first start)."""
+    ends (its group `prefix` is pinned there before the first start). Its Redis side duties go
+    to a database of its own: the memes made up here must not enter the shared recent list
+    (the feed's first page), since PostgreSQL has no row for them."""
     env = environment(settings) | {
         "CLICKHOUSE_URL": f"chdb://{folder}",
+        "REDIS_URL": f"{settings.redis_url.rsplit('/', 1)[0]}/{PRIVATE_REDIS_DB}",
         "WORKER_WEB_PORT": str(port - WORKER_ROLES.index(ANALYTICS.name)),
         "CONSUMER_GROUP_PREFIX": prefix,
         "KAFKA_AUTO_OFFSET_RESET": "latest",
@@ -211,6 +216,8 @@ async def test_charts_plot_the_data_refresh_live_and_say_when_the_store_is_down(
         await plotted(page, "chart-engagement", iso(second), equals(["1", "1", "0"]))
         await plotted(page, "chart-templates", TEMPLATE, equals(["6"]))
         assert int(await page.locator("body").get_attribute("data-refreshed") or 0) > loads
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / "analytics.png"), full_page=True)
 
     # The worker is gone: the API answers 503 and the page says the store is down, keeping
     # the last data on screen.
@@ -220,6 +227,7 @@ async def test_charts_plot_the_data_refresh_live_and_say_when_the_store_is_down(
     await expect(error).to_have_attribute("data-status", "503")
     await expect(page.get_by_test_id("analytics-status")).to_have_text("store down")
     assert (await table(page, "chart-generation"))[iso(first)] == ["5", "4", "1"]
+    await page.screenshot(path=str(SHOTS / "analytics-store-down.png"))
 
     # Back up (the same chDB folder): the banner goes and the data is still there.
     with analytics_worker(stack_settings, folder, port, prefix):
