@@ -40,16 +40,15 @@ function range() {
 }
 
 // Bucket start times (s) the window covers, ClickHouse's toStartOfInterval grid, plus any
-// bucket the answer has that the grid missed: counts are zero where no row came back.
-function timeline(rows, { minutes, step, zero }) {
+// bucket the answer has that the grid missed: the whole window is drawn, counts are zero
+// where no row came back and percentiles are gaps.
+function timeline(rows, { minutes, step }) {
   const byTime = new Map(rows.map((row) => [seconds(row.bucket), row]));
   const times = new Set(byTime.keys());
-  if (zero) {
-    const size = step * 60;
-    const now = Math.floor(Date.now() / 1000);
-    const first = Math.floor((now - minutes * 60) / 60) * 60;
-    for (let t = Math.ceil(first / size) * size; t <= now; t += size) times.add(t);
-  }
+  const size = step * 60;
+  const now = Math.floor(Date.now() / 1000);
+  const first = Math.floor((now - minutes * 60) / 60) * 60;
+  for (let t = Math.ceil(first / size) * size; t <= now; t += size) times.add(t);
   return { times: [...times].sort((a, b) => a - b), byTime };
 }
 
@@ -60,7 +59,7 @@ function seconds(bucket) {
 
 function seriesData(query, rows, window) {
   const spec = CHARTS[query];
-  const { times, byTime } = timeline(rows, { ...window, zero: spec.zero });
+  const { times, byTime } = timeline(rows, window);
   const columns = spec.series.map(([key]) =>
     times.map((t) => {
       const value = byTime.get(t)?.[key];
@@ -82,7 +81,9 @@ function timeChart(section, query) {
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
     axes: [{ ...AXIS }, { ...AXIS, size: 50 }],
     series: [{ label: "Time" }, ...spec.series.map(([, label, stroke]) => ({
-      label, stroke, width: 2, points: { show: true, size: 5 }, spanGaps: false,
+      // Counts: uPlot's own choice (dots while they fit). Percentiles have gaps between
+      // buckets without renders, so a lone bucket needs its dot to show at all.
+      label, stroke, width: 2, spanGaps: false, ...(spec.zero ? {} : { points: { show: true, size: 5 } }),
     }))],
   }, [[], ...spec.series.map(() => [])], plot);
 }
