@@ -33,7 +33,7 @@ def test_pages_carry_a_csp_that_forbids_framing(client: TestClient, path: str) -
 
 @pytest.mark.parametrize(
     "path",
-    ["/health", "/static/js/editor.js", "/sw.js", "/api/meme/nope", "/vendor/uplot/uPlot.esm.js"],
+    ["/health", "/static/js/editor.js", "/sw.js", "/api/meme/nope", "/vendor/uplot/uPlot.min.css"],
 )
 def test_every_response_is_nosniff_and_only_pages_get_the_csp(
     client: TestClient, path: str

@@ -21,7 +21,8 @@ def client() -> TestClient:
 
 
 @pytest.mark.parametrize(
-    ("name", "media_type"), [("uPlot.esm.js", "text/javascript"), ("uPlot.min.css", "text/css")]
+    ("name", "media_type"),
+    [("uPlot.iife.min.js", "text/javascript"), ("uPlot.min.css", "text/css")],
 )
 def test_the_listed_files_are_served_from_node_modules(
     client: TestClient, name: str, media_type: str
@@ -41,7 +42,8 @@ def test_the_listed_files_are_served_from_node_modules(
         "/vendor/uplot/package.json",  # installed, but not listed
         "/vendor/uplot/..%2F..%2Fpyproject.toml",
         "/vendor/axe-core/axe.min.js",  # a test tool, never served
-        "/vendor/nope/uPlot.esm.js",
+        "/vendor/uplot/uPlot.esm.js",  # installed, but not listed
+        "/vendor/nope/uPlot.min.css",
     ],
 )
 def test_nothing_else_is(client: TestClient, path: str) -> None:
@@ -52,5 +54,5 @@ def test_nothing_else_is(client: TestClient, path: str) -> None:
 
 def test_a_package_not_installed_is_a_404(tmp_path: Path) -> None:
     with pytest.raises(problems.Problem) as raised:
-        vendor.vendor_file("uplot", "uPlot.esm.js", root=tmp_path)
+        vendor.vendor_file("uplot", "uPlot.min.css", root=tmp_path)
     assert raised.value.status == 404

@@ -1,7 +1,8 @@
 // The analytics page: the API's /api/analytics/... series (the queries dashboards/ plots in
-// Grafana), drawn with uPlot (served from node_modules by /vendor) and refreshed every
-// REFRESH_MS. The last good data stays on screen when the analytics store is down; a banner
-// says so until it answers again. Each chart carries its plotted data as a table too (screen
+// Grafana), drawn with uPlot (its minified build from node_modules, served by /vendor, loaded
+// by a deferred script that runs before this module) and refreshed every REFRESH_MS. The last
+// good data stays on screen when the analytics store is down; a banner says so until it
+// answers again. Each chart carries its plotted data as a table too (screen
 // readers cannot read a canvas).
 import { api, ApiError } from "/static/js/api.js";
 
@@ -211,9 +212,8 @@ function schedule() {
 }
 
 async function start() {
-  try {
-    uPlot = (await import("/vendor/uplot/uPlot.esm.js")).default;
-  } catch {
+  uPlot = window.uPlot; // the deferred classic script before this module set it, if served
+  if (!uPlot) {
     $("#error").textContent = "The charting library (uPlot) is not installed on this server:"
       + " run scripts/bootstrap.sh (npm install).";
     $("#error").hidden = false;
