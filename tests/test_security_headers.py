@@ -19,7 +19,7 @@ def client(stack_settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.mark.parametrize("path", ["/", "/feed", "/templates"])
+@pytest.mark.parametrize("path", ["/", "/feed", "/templates", "/analytics"])
 def test_pages_carry_a_csp_that_forbids_framing(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
@@ -31,7 +31,10 @@ def test_pages_carry_a_csp_that_forbids_framing(client: TestClient, path: str) -
     assert response.headers["referrer-policy"] == "same-origin"
 
 
-@pytest.mark.parametrize("path", ["/health", "/static/js/editor.js", "/sw.js", "/api/meme/nope"])
+@pytest.mark.parametrize(
+    "path",
+    ["/health", "/static/js/editor.js", "/sw.js", "/api/meme/nope", "/vendor/uplot/uPlot.min.css"],
+)
 def test_every_response_is_nosniff_and_only_pages_get_the_csp(
     client: TestClient, path: str
 ) -> None:

@@ -1,5 +1,6 @@
-"""The web editor (`/`), live feed (`/feed`) and template upload (`/templates`) pages: static
-ES modules, no build step; and the service worker (`/sw.js`) that keeps them working offline.
+"""The web editor (`/`), live feed (`/feed`), template upload (`/templates`) and analytics
+(`/analytics`, live data: not precached) pages: static ES modules, no build step; and the
+service worker (`/sw.js`) that keeps the first three working offline.
 
 Plain modules load fast enough here (a dozen small files over HTTP/1.1 keep-alive, cached by
 ETag), so a bundler would not pay for itself. Template previews render the blank template
@@ -48,6 +49,11 @@ async def feed_page() -> FileResponse:
 @router.get("/templates", include_in_schema=False)
 async def templates_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "templates.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/analytics", include_in_schema=False)
+async def analytics_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "analytics.html", headers={"Cache-Control": "no-cache"})
 
 
 #: The pages the service worker precaches with the static files.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -45,7 +45,11 @@ _SINCE = "minute >= toStartOfMinute(now() - toIntervalMinute({minutes:UInt32}))"
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """ISO 8601 with its offset: clickhouse-connect returns `DateTime('UTC')` values naive,
+    and a naive time is local time to a browser's `Date.parse`."""
+    if not isinstance(value, datetime):
+        return value
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def _rows(client: Client, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:

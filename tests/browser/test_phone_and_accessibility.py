@@ -1,5 +1,6 @@
 """Every page on a phone and to axe-core, in Chromium: the editor (`/`), the feed (`/feed`),
-a meme page (`/feed#meme=<id>`) and the templates page (`/templates`).
+a meme page (`/feed#meme=<id>`), the templates page (`/templates`) and the analytics page
+(`/analytics`: its charts, or its store-down banner when no analytics worker answers).
 
 On phones 360-430 px wide nothing overflows sideways (the header included); at 390x844 every
 button, link and field is at least 44x44 px and the editor's first caption field is on the
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 AXE = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PHONES = [(360, 740), (390, 844), (430, 932)]
 DESKTOP = (1280, 800)
-PAGES = ["/", "/feed", "/feed#meme={meme}", "/templates"]
+PAGES = ["/", "/feed", "/feed#meme={meme}", "/templates", "/analytics"]
 
 #: Visible controls smaller than 44x44 px (WCAG 2.5.5), described for the failure message.
 SMALL_TARGETS = """() => [...document.querySelectorAll(
@@ -71,6 +72,10 @@ async def ready(page: Page, url: str) -> None:
     if "#meme=" in url:
         await expect(page.get_by_test_id("meme-image")).to_have_attribute(
             "src", re.compile("size=full")
+        )
+    elif url.endswith("/analytics"):
+        await expect(page.locator("body")).to_have_attribute(
+            "data-refreshed", re.compile(r"\d"), timeout=15000
         )
     elif url.endswith("/templates"):
         await expect(page.get_by_test_id("upload-form")).to_be_visible(timeout=15000)
