@@ -294,6 +294,9 @@ def test_recent_endpoint_lists_the_redis_list_or_falls_back(stack_settings: Sett
             asyncio.run(push())  # an empty list: PostgreSQL answers
             fallback = client.get("/api/meme/recent", params={"limit": 3}).json()
             assert len(fallback) == 3 and all(m["status"] == "rendered" for m in fallback)
+            asyncio.run(push(new_id(), new_id()))  # ids of no stored meme: PostgreSQL answers
+            unknown = client.get("/api/meme/recent", params={"limit": 3}).json()
+            assert [m["id"] for m in unknown] == [m["id"] for m in fallback]
     finally:
         asyncio.run(push(*reversed(saved)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Query, Request, Response
@@ -55,11 +56,11 @@ async def load_meme(meme_id: str, services: Services) -> MemeRecord:
     },
     summary="The newest rendered memes, newest first, a page at a time (cursor: `before`)",
     description=(
-        "The first page comes from the Redis recent list (PostgreSQL when Redis is down or the "
-        "list is empty); `before` (the `Link` header's next page, the oldest meme id of the "
-        "page) reads older pages from PostgreSQL by (created_at, id), so paging never repeats "
-        "a meme. A meme rendered so late that it is older than the whole first page yet was "
-        "not in the list when that page was read shows up only on a reload."
+        "The first page comes from the Redis recent list (PostgreSQL when Redis is down or no "
+        "id of the list is a rendered meme); `before` (the `Link` header's next page, the "
+        "oldest meme id of the page) reads older pages from PostgreSQL by (created_at, id), so "
+        "paging never repeats a meme. A meme rendered so late that it is older than the whole "
+        "first page yet was not in the list when that page was read shows up only on a reload."
     ),
 )
 async def recent(
@@ -81,10 +82,12 @@ async def recent(
             ids = await data.recent.list(limit)
         except REDIS_ERRORS:
             ids = []
-        if ids:
-            loaded = [await data.cache.read_through(i, services.memes.get) for i in ids]
-            records = [r for r in loaded if r is not None and r.status == "rendered"]
-        else:
+        loaded = await asyncio.gather(
+            *(data.cache.read_through(i, services.memes.get) for i in ids)
+        )
+        records = [r for r in loaded if r is not None and r.status == "rendered"]
+        if not records:
+            # An empty list, or one whose ids are all gone (deleted, never stored): the truth.
             records = await recent_rendered(services.pool, limit)
     if len(records) >= limit or (before is None and records):
         oldest = min(records, key=lambda r: (r.created_at, r.id))
