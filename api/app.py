@@ -32,6 +32,7 @@ from api.routes import (
     search,
     templates,
     trending,
+    vendor,
     votes,
     web,
 )
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(templates.router)
     app.include_router(export.router)
     app.include_router(votes.router)
+    app.include_router(vendor.router)
     app.include_router(review.router)  # /api/admin/review: moderation's flagged memes
     for memes_router in memes.ROUTERS:
         app.include_router(memes_router)
