@@ -7,7 +7,6 @@ import { notify } from "./notify.js";
 import { installServiceWorker } from "./offline.js";
 import { OfflineQueue } from "./offline-queue.js";
 import { TemplatePicker } from "./picker.js";
-import { SharedDraft } from "./draft-sync.js";
 import { drawBox } from "./text-layout.js";
 import { UndoStack } from "./undo.js";
 
@@ -100,6 +99,7 @@ async function loadTemplate(id, preset = null) {
   syncInputs();
   await reprocess();
   saveDraftSoon();
+  shareChanges(null, state);
 }
 
 // ---- pixels: rotate, crop, filter (worker) -------------------------------------------
@@ -456,6 +456,9 @@ function showPeers(peers) {
 }
 
 async function joinShared(id) {
+  // Loaded on first use: Yjs costs nothing to an editor that never shares a draft, and the
+  // editor opens offline from the service worker's shell without it.
+  const { SharedDraft } = await import("./draft-sync.js");
   if (!shared || shared.id !== id) {
     shared = new SharedDraft(socket, id, {
       name: `Editor ${deviceId().slice(-4)}`, onRemote: applyShared, onPeers: showPeers,
