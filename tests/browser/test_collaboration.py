@@ -76,16 +76,23 @@ async def texts(pages: list[Page], box: int) -> list[str | None]:
     return list(await asyncio.gather(*(p.evaluate(TEXT, box) for p in pages)))
 
 
-async def converged(pages: list[Page], box: int, tokens: list[str], wait_s: float = 10.0) -> str:
-    """Waits until every page shows the same caption holding every token; returns it."""
+async def converged(
+    pages: list[Page], box: int, tokens: list[str], wait_s: float = 10.0, exact: bool = False
+) -> str:
+    """Waits until every page shows the same caption holding every token (`exact`: made of
+    exactly the tokens' characters, as keystrokes at random places interleave); returns it."""
     deadline = time.monotonic() + wait_s
     while True:
         seen = await texts(pages, box)
         docs = await asyncio.gather(*(p.evaluate(DOC_TEXT, box) for p in pages))
         first = seen[0]
         same = first is not None and all(s == first for s in [*seen, *docs])
-        if same and all(t in first for t in tokens):
-            return first
+        if exact:
+            done = same and sorted(first or "") == sorted("".join(tokens))
+        else:
+            done = same and all(t in (first or "") for t in tokens)
+        if done:
+            return first or ""
         if time.monotonic() > deadline:
             raise AssertionError(f"no convergence after {wait_s}s: {seen} / {docs}")
         await asyncio.sleep(0.01)
@@ -100,7 +107,7 @@ async def convergence_runs(pages: list[Page], label: str) -> list[float]:
         await asyncio.gather(
             *(p.evaluate(TYPE, [0, t]) for p, t in zip(pages, tokens, strict=True))
         )
-        text = await converged(pages, 0, [t for mine in tokens for t in mine])
+        text = await converged(pages, 0, [t for mine in tokens for t in mine], exact=True)
         timings.append(time.perf_counter() - started)
         assert len(text) == sum(len(t) for mine in tokens for t in mine)  # nothing doubled
         await pages[run % len(pages)].evaluate(SET, [0, ""])  # the next run starts empty
