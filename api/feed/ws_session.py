@@ -264,12 +264,14 @@ class WsSession:
             draft_id = drafts.check_id(frame.get("draft"))
             sv = frame.get("sv")
             vector = drafts.decode(sv, drafts.MAX_UPDATE_BYTES, "sv") if sv else None
+            # Into the room first: an update stored after the state is read still reaches
+            # the joiner (twice at worst, and Yjs applies an update once).
+            self.hub.subscribe(self.client, [f"draft:{draft_id}"])
             sync = await self.redis_call(self.relay.drafts.sync(draft_id, vector), ref)
         except DraftError as exc:
             raise ProtocolError(str(exc)) from exc
         if sync is None:
             return
-        self.hub.subscribe(self.client, [f"draft:{draft_id}"])
         self.reply(
             {
                 "type": "draft",

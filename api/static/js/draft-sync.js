@@ -66,7 +66,11 @@ export class SharedDraft {
     });
     this.onDraft = (e) => {
       const f = e.detail;
-      if (f.draft === this.id && !f.snapshot && f.update) Y.applyUpdate(this.doc, fromB64(f.update), REMOTE);
+      if (f.draft !== this.id || f.snapshot || !f.update) return;
+      Y.applyUpdate(this.doc, fromB64(f.update), REMOTE);
+      // Room messages are at most once: an update that waits on one we never got means we
+      // missed it, and a sync with the server's merged state fills the gap.
+      if (this.doc.store.pendingStructs || this.doc.store.pendingDs) this.resyncSoon();
     };
     this.onAwareness = (e) => {
       if (e.detail.draft === this.id) applyAwarenessUpdate(this.awareness, fromB64(e.detail.update), REMOTE);
@@ -98,7 +102,16 @@ export class SharedDraft {
   send(update) {
     if (!this.socket.online) return; // the next join sends it
     this.socket.request({ type: "draft.update", draft: this.id, update: toB64(update) })
+      .then((ack) => { if (!ack.ok && ack.retry) this.resyncSoon(); }) // e.g. Redis failing over
       .catch(() => {}); // lost with the connection: the next join's sync sends it again
+  }
+
+  resyncSoon(ms = 1000) {
+    if (this.resyncTimer) return;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = null;
+      if (this.socket.online) this.join().catch(() => this.resyncSoon(Math.min(ms * 2, 10000)));
+    }, ms);
   }
 
   sendAwareness(clients) {
