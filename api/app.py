@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feed.router)
     app.include_router(rendering.router)
     app.include_router(web.router)
-    app.include_router(vendor.router)  # /vendor: uPlot from node_modules (package.json)
+    app.include_router(vendor.router)  # /vendor: uPlot and Yjs from node_modules (package.json)
     app.mount("/static", web.static_files(), name="static")
     # Last, so its middlewares are outermost and see every response.
     observability.install(app)

@@ -7,8 +7,9 @@
 - `Referrer-Policy: same-origin`: meme and draft ids in our URLs do not leak to other sites;
 - on `text/html`: a CSP the static pages (api/static) work with, checked in Chromium by
   tests/browser: module scripts and styles from our origin only (no inline script or style
-  element; the pages set positions through the CSSOM, which CSP allows), images also from
-  `data:`/`blob:` (canvas previews, the empty icon), the filters worker from our origin, and
+  element but the editor's import map, allowed by its hash: api/routes/vendor.py; the pages
+  set positions through the CSSOM, which CSP allows), images also from `data:`/`blob:`
+  (canvas previews, the empty icon), the filters worker from our origin, and
   fetch/EventSource/WebSocket to our origin only.
 
 Pure ASGI, not BaseHTTPMiddleware (a task and a stream per request): this wraps `send` and
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.routes.vendor import IMPORT_MAP_HASH
+
 CSP = (
-    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    b"default-src 'self'; script-src 'self' '" + IMPORT_MAP_HASH.encode() + b"'; "
+    b"style-src 'self'; img-src 'self' data: blob:; "
     b"worker-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; "
     b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )

@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     feed_retry_ms: int = Field(2000, ge=0)
     feed_presence_ttl_s: int = Field(30, ge=2)
     feed_draft_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    # Where the npm packages the editor loads (Yjs, api/routes/vendor.py) are installed.
+    web_vendor_dir: Path = Path("node_modules")
 
     # Limits. MAX_BODY_BYTES bounds JSON bodies; image uploads (template upload, image
     # suggestion) get MAX_UPLOAD_BYTES instead, so 10 MB+ images are accepted.

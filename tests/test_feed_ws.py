@@ -4,6 +4,7 @@ acknowledgement (through the accounts vote path), presence and shared-draft merg
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from pycrdt import Doc, Map
 from websockets.asyncio.client import ClientConnection
 
 from domain.ids import new_id
@@ -104,36 +106,54 @@ async def test_presence_counts_viewers_and_expires(api: str) -> None:
         assert (await a.expect("presence", ref=ref))["count"] == 1
 
 
-async def test_draft_edits_merge_per_field_and_reach_the_room(api: str) -> None:
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_draft_edits_merge_and_reach_the_room(api: str) -> None:
+    """Shared drafts are Yjs documents the server merges (api/feed/drafts.py)."""
     draft = f"d{uuid.uuid4().hex[:12]}"
     async with peer(api, deflate=False) as a, peer(api) as b:
         for p in (a, b):
             ref = await p.send(type="draft.join", draft=draft)
             snapshot = await p.expect("draft", ref=ref)
-            assert snapshot["snapshot"] is True
+            assert snapshot["snapshot"] is True and snapshot["version"] == 0
         # Concurrent edits of different fields: both survive.
+        top, bottom = Doc(), Doc()
+        top.get("draft", type=Map)["box.0.text"] = "top"
+        bottom.get("draft", type=Map)["box.1.text"] = "bottom"
         await asyncio.gather(
-            a.send(type="draft.update", draft=draft, fields={"box.0.text": "top"}),
-            b.send(type="draft.update", draft=draft, fields={"box.1.text": "bottom"}),
+            a.send(type="draft.update", draft=draft, update=_b64(top.get_update())),
+            b.send(type="draft.update", draft=draft, update=_b64(bottom.get_update())),
         )
-        seen: dict[str, Any] = {}
+        seen = Doc()
         for _ in range(2):
             update = await a.expect("draft")
-            seen.update({k: v["value"] for k, v in update["fields"].items()})
-        assert seen == {"box.0.text": "top", "box.1.text": "bottom"}
-        # The same field: the later write wins, with a higher field version.
-        ref = await a.send(type="draft.update", draft=draft, fields={"box.0.text": "first"})
+            seen.apply_update(base64.b64decode(update["update"]))
+        assert seen.get("draft", type=Map).to_py() == {"box.0.text": "top", "box.1.text": "bottom"}
+        # The same field, one after the other: the later write wins, at a higher version.
+        top.apply_update(seen.get_update())
+        top.get("draft", type=Map)["box.0.text"] = "first"
+        ref = await a.send(type="draft.update", draft=draft, update=_b64(top.get_update()))
         v1 = (await a.expect("ack", ref=ref))["version"]
-        ref = await b.send(type="draft.update", draft=draft, fields={"box.0.text": "second"})
+        top.get("draft", type=Map)["box.0.text"] = "second"
+        ref = await b.send(type="draft.update", draft=draft, update=_b64(top.get_update()))
         v2 = (await b.expect("ack", ref=ref))["version"]
         assert v2 > v1
         async with peer(api) as c:
             ref = await c.send(type="draft.join", draft=draft)
             state = await c.expect("draft", ref=ref)
         assert state["version"] == v2
-        assert state["fields"]["box.0.text"] == {"value": "second", "v": v2}
-        assert state["fields"]["box.1.text"]["value"] == "bottom"
-        ref = await a.send(type="draft.update", draft=draft, fields={"bad name!": 1})
+        late = Doc()
+        late.apply_update(base64.b64decode(state["update"]))
+        fields = late.get("draft", type=Map).to_py()
+        assert fields == {"box.0.text": "second", "box.1.text": "bottom"}
+        # Awareness (who edits which box) reaches the room as is.
+        ref = await a.send(type="draft.awareness", draft=draft, update=_b64(b"\x01\x02"))
+        assert (await b.expect("awareness", draft=draft))["update"] == _b64(b"\x01\x02")
+        ref = await a.send(type="draft.update", draft=draft, update=_b64(b"\x05garbage"))
+        assert (await a.expect("ack", ref=ref))["ok"] is False
+        ref = await a.send(type="draft.update", draft="bad name!", update=_b64(top.get_update()))
         assert (await a.expect("ack", ref=ref))["ok"] is False
 
 

@@ -1,112 +1,138 @@
-"""Shared drafts: several clients edit one draft's fields; last writer wins per field.
+"""Shared drafts: one Yjs document per draft, merged on the server with pycrdt.
 
-A draft is a Redis hash `feed:draft:<id>`: `_v` is the draft's version, `f:<name>` a field's
-JSON value and `v:<name>` the version that last wrote it. An update is one Lua script, so it
-is atomic across replicas: it bumps the version, writes every field it carries with that
-version and leaves the others alone. Concurrent edits of different fields both survive;
-of the same field the later one wins, and every client learns which from the broadcast
-(field versions only grow, so a client ignores any older value it still receives).
+Browsers edit a draft as a Y.Doc (api/static/js/draft-sync.js) and send its binary updates
+over the feed WebSocket. A CRDT update merges with any other in any order, so co-editors
+typing into the same caption at once converge on the same text instead of one overwriting
+the other.
+
+The merged state lives in Redis (`feed:ydraft:<id>`: `s` the encoded state, `v` a version),
+so every API replica and a reload see the same document. A replica keeps a pycrdt Doc per
+draft it serves and writes through a compare-and-set on `v`: it applies the update to its
+Doc (first merging Redis' state when another replica wrote since), then stores the Doc's
+state only if `v` is still what it read; otherwise it merges again. Merging is idempotent,
+so a retry never duplicates an edit, and no replica can overwrite one it has not seen.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
+from pycrdt import Doc
 from redis.asyncio import Redis
 
 DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-FIELD_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-MAX_FIELDS_PER_UPDATE = 64
-MAX_FIELDS = 256
-MAX_VALUE_BYTES = 4096
+#: A draft is a few captions and numbers; this bounds what one room can store.
+MAX_STATE_BYTES = 256 * 1024
+#: One update in one WebSocket frame (frames are at most 64 KiB of JSON, base64 inside).
+MAX_UPDATE_BYTES = 40 * 1024
+#: Awareness (who edits which box) is a few fields per co-editor.
+MAX_AWARENESS_BYTES = 4 * 1024
+CACHED_DOCS = 512
+CAS_ATTEMPTS = 16
 
-_UPDATE = """
-local n = (#ARGV - 2) / 2
-local have = math.max(0, (redis.call('HLEN', KEYS[1]) - 1) / 2)
-local new = 0
-for i = 0, n - 1 do
-  if redis.call('HEXISTS', KEYS[1], 'f:' .. ARGV[3 + 2 * i]) == 0 then new = new + 1 end
-end
-if have + new > tonumber(ARGV[1]) then return -1 end
-local v = redis.call('HINCRBY', KEYS[1], '_v', 1)
-for i = 0, n - 1 do
-  local name = ARGV[3 + 2 * i]
-  redis.call('HSET', KEYS[1], 'f:' .. name, ARGV[4 + 2 * i], 'v:' .. name, v)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return v
+_STORE = """
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return -1 end
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', v + 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return v + 1
 """
 
 
 class DraftError(ValueError):
-    """An update we refuse: bad id, bad field name, value too big, too many fields."""
+    """An update we refuse: bad id, not a Yjs update, too big."""
 
 
 @dataclass(frozen=True, slots=True)
-class DraftState:
-    draft_id: str
-    version: int
-    fields: dict[str, dict[str, Any]]  # name -> {"value": ..., "v": version}
+class Sync:
+    """The join reply: what the joiner lacks, and the server's state vector so the joiner
+    can send what the server lacks (the two steps of the Yjs sync protocol)."""
 
-    def body(self) -> dict[str, Any]:
-        return {"draft": self.draft_id, "version": self.version, "fields": self.fields}
+    update: bytes
+    state_vector: bytes
+    version: int
 
 
 def key(draft_id: str) -> str:
-    return f"feed:draft:{draft_id}"
+    return f"feed:ydraft:{draft_id}"
 
 
-def validate(draft_id: str, fields: object) -> dict[str, bytes]:
+def check_id(draft_id: object) -> str:
     if not isinstance(draft_id, str) or not DRAFT_ID.match(draft_id):
         raise DraftError("draft ids are 1-64 letters, digits, '-' or '_'")
-    if not isinstance(fields, dict) or not 0 < len(fields) <= MAX_FIELDS_PER_UPDATE:
-        raise DraftError(f"fields must be an object of 1-{MAX_FIELDS_PER_UPDATE} entries")
-    encoded: dict[str, bytes] = {}
-    for name, value in fields.items():
-        if not FIELD_NAME.match(name):
-            raise DraftError(f"bad field name {name[:64]!r}")
-        if not isinstance(value, str | int | float | bool) and value is not None:
-            raise DraftError(f"field {name} must be a string, number, boolean or null")
-        raw = orjson.dumps(value)
-        if len(raw) > MAX_VALUE_BYTES:
-            raise DraftError(f"field {name} is over {MAX_VALUE_BYTES} bytes")
-        encoded[name] = raw
-    return encoded
+    return draft_id
+
+
+def decode(payload: object, limit: int, what: str) -> bytes:
+    """Base64 (the frames are JSON text) to bytes, bounded."""
+    if not isinstance(payload, str) or len(payload) > limit * 4 // 3 + 4:
+        raise DraftError(f"{what} is base64 of at most {limit} bytes")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise DraftError(f"{what} is not base64") from exc
+
+
+def encode(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 class Drafts:
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
-        self._update = redis.register_script(_UPDATE)
+        self._store = redis.register_script(_STORE)
+        self._docs: OrderedDict[str, tuple[int, Doc]] = OrderedDict()
 
-    async def update(self, draft_id: str, fields: object) -> DraftState:
-        """Applies the fields; the state returned holds only them, at the new version."""
-        encoded = validate(draft_id, fields)
-        args: list[str | bytes | int] = [MAX_FIELDS, self.ttl_s]
-        for name, raw in encoded.items():
-            args += [name, raw]
-        version = int(await self._update(keys=[key(draft_id)], args=args))
-        if version < 0:
-            raise DraftError(f"a draft has at most {MAX_FIELDS} fields")
-        changed = {n: {"value": orjson.loads(r), "v": version} for n, r in encoded.items()}
-        return DraftState(draft_id, version, changed)
+    async def _current(self, draft_id: str) -> tuple[int, Doc]:
+        """This replica's Doc for the draft, brought up to Redis' version."""
+        raw_v, state = await self.redis.hmget(key(draft_id), ["v", "s"])
+        version = int(raw_v or 0)
+        cached = self._docs.get(draft_id)
+        if cached is not None and cached[0] == version:
+            self._docs.move_to_end(draft_id)
+            return cached
+        doc = cached[1] if cached is not None else Doc()
+        if state:
+            doc.apply_update(state)
+        self._remember(draft_id, version, doc)
+        return version, doc
 
-    async def get(self, draft_id: str) -> DraftState:
-        if not DRAFT_ID.match(draft_id):
-            raise DraftError("draft ids are 1-64 letters, digits, '-' or '_'")
-        raw = await self.redis.hgetall(key(draft_id))
-        version = int(raw.pop(b"_v", 0))
-        fields: dict[str, dict[str, Any]] = {}
-        for k, value in raw.items():
-            name = k.decode()
-            if name.startswith("f:"):
-                field = name[2:]
-                fields[field] = {
-                    "value": orjson.loads(value),
-                    "v": int(raw.get(f"v:{field}".encode(), 0)),
-                }
-        return DraftState(draft_id, version, fields)
+    def _remember(self, draft_id: str, version: int, doc: Doc) -> None:
+        self._docs[draft_id] = (version, doc)
+        self._docs.move_to_end(draft_id)
+        while len(self._docs) > CACHED_DOCS:
+            self._docs.popitem(last=False)
+
+    async def sync(self, draft_id: str, state_vector: bytes | None) -> Sync:
+        """What a client with `state_vector` (None: nothing) lacks of the stored draft."""
+        version, doc = await self._current(check_id(draft_id))
+        try:
+            update = doc.get_update(state_vector or None)
+        except ValueError as exc:
+            raise DraftError(f"not a Yjs state vector: {exc}") from exc
+        return Sync(update, doc.get_state(), version)
+
+    async def apply(self, draft_id: str, update: bytes) -> int:
+        """Merges a client's update into the stored draft; returns the new version."""
+        check_id(draft_id)
+        for _ in range(CAS_ATTEMPTS):
+            version, doc = await self._current(draft_id)
+            try:
+                doc.apply_update(update)
+            except ValueError as exc:
+                self._docs.pop(draft_id, None)  # do not trust a Doc a bad update touched
+                raise DraftError(f"not a Yjs update: {exc}") from exc
+            state = doc.get_update()
+            if len(state) > MAX_STATE_BYTES:
+                self._docs.pop(draft_id, None)  # forget the refused update
+                raise DraftError(f"a draft is at most {MAX_STATE_BYTES} bytes")
+            stored = int(await self._store(keys=[key(draft_id)], args=[version, state, self.ttl_s]))
+            if stored > 0:
+                self._remember(draft_id, stored, doc)
+                return stored
+        raise DraftError("the draft is too busy; retry")

@@ -11,15 +11,19 @@ Client -> server (`ref` is echoed in the reply):
       (the API's one vote path, api/votes.py: an account from the handshake, the write
       budget, PostgreSQL then the outbox; `vote_id` is echoed so a client matches acks)
   {"type":"presence","room":"meme:..."}                        -> {"type":"presence","count":n}
-  {"type":"draft.join","draft":id}    -> joins room draft:<id>, {"type":"draft","snapshot":true}
-  {"type":"draft.update","draft":id,"fields":{...}} -> ack with version; room gets "draft"
+  {"type":"draft.join","draft":id,"sv":b64}  -> joins room draft:<id>, {"type":"draft",
+      "snapshot":true,"update":b64,"sv":b64}: what the joiner lacks and the server's state
+      vector, so the joiner sends what the server lacks (a Yjs sync, api/feed/drafts.py)
+  {"type":"draft.update","draft":id,"update":b64} -> ack with version; room gets "draft"
+  {"type":"draft.awareness","draft":id,"update":b64} -> room gets "awareness" (not stored)
 A `subscribe` to a channel the caller may not follow (api/feed/access.py: `user:<id>` of someone
 else, `review` without the admin role; the caller is the handshake's cookie, Bearer token or
 X-API-Key) is answered {"type":"error","error":"unauthorized"|"forbidden",...} and the
 connection is closed with 1008 (policy violation): a client that asks for another user's
 memes is misbehaving, not retrying.
 Server -> client, unprompted: {"type":"event","id":...,"data":{...}}, {"type":"presence"},
-  {"type":"draft"}, {"type":"heartbeat","cursor":...}, {"type":"close","reason":...}.
+  {"type":"draft"}, {"type":"awareness"}, {"type":"heartbeat","cursor":...},
+  {"type":"close","reason":...}.
 
 Metrics: the connection counts in `memestream_live_connections{transport="websocket"}` from
 accept to close; feed events the send loop writes are timed in
@@ -37,7 +41,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api.feed import access
+from api.feed import access, drafts
 from api.feed.cursor import BadCursor, Cursor
 from api.feed.direct import GRACE_S, WS, DirectWriter
 from api.feed.drafts import DraftError
@@ -202,6 +206,8 @@ class WsSession:
                 await self.draft_join(frame, ref)
             case "draft.update":
                 await self.draft_update(frame, ref)
+            case "draft.awareness":
+                await self.draft_awareness(frame, ref)
             case other:
                 raise ProtocolError(f"unknown frame type {other!r}")
 
@@ -253,48 +259,57 @@ class WsSession:
         self.reply({"type": "ack", "ref": ref, **result})
 
     async def draft_join(self, frame: dict[str, Any], ref: object) -> None:
-        draft_id = frame.get("draft")
+        """Sync step 1 and 2 in one reply: what the joiner lacks and the server's state vector."""
         try:
-            state = await self.relay.drafts.get(str(draft_id))
+            draft_id = drafts.check_id(frame.get("draft"))
+            sv = frame.get("sv")
+            vector = drafts.decode(sv, drafts.MAX_UPDATE_BYTES, "sv") if sv else None
+            # Into the room first: an update stored after the state is read still reaches
+            # the joiner (twice at worst, and Yjs applies an update once).
+            self.hub.subscribe(self.client, [f"draft:{draft_id}"])
+            sync = await self.redis_call(self.relay.drafts.sync(draft_id, vector), ref)
         except DraftError as exc:
             raise ProtocolError(str(exc)) from exc
-        except REDIS_ERRORS:
-            self.reply(
-                {
-                    "type": "ack",
-                    "ref": ref,
-                    "ok": False,
-                    "error": "redis-unavailable",
-                    "retry": True,
-                }
-            )
+        if sync is None:
             return
-        self.hub.subscribe(self.client, [f"draft:{draft_id}"])
-        self.reply({"type": "draft", "ref": ref, "snapshot": True, **state.body()})
+        self.reply(
+            {
+                "type": "draft",
+                "ref": ref,
+                "snapshot": True,
+                "draft": draft_id,
+                "version": sync.version,
+                "update": drafts.encode(sync.update),
+                "sv": drafts.encode(sync.state_vector),
+            }
+        )
 
     async def draft_update(self, frame: dict[str, Any], ref: object) -> None:
-        draft_id = frame.get("draft")
+        """Merges a Yjs update into the stored draft, then relays it to the room."""
+        payload = frame.get("update")
         try:
-            state = await self.relay.drafts.update(str(draft_id), frame.get("fields"))
+            draft_id = drafts.check_id(frame.get("draft"))
+            update = drafts.decode(payload, drafts.MAX_UPDATE_BYTES, "update")
+            version = await self.redis_call(self.relay.drafts.apply(draft_id, update), ref)
         except DraftError as exc:
             self.reply({"type": "ack", "ref": ref, "ok": False, "error": str(exc), "retry": False})
             return
-        except REDIS_ERRORS:
-            self.reply(
-                {
-                    "type": "ack",
-                    "ref": ref,
-                    "ok": False,
-                    "error": "redis-unavailable",
-                    "retry": True,
-                }
-            )
+        if version is None:
             return
-        self.reply(
-            {"type": "ack", "ref": ref, "ok": True, "draft": draft_id, "version": state.version}
-        )
-        body = {**state.body(), "by": self.client.id}
+        self.reply({"type": "ack", "ref": ref, "ok": True, "draft": draft_id, "version": version})
+        body = {"draft": draft_id, "update": payload, "version": version, "by": self.client.id}
         await self.relay.rooms.publish(f"draft:{draft_id}", "draft", body)
+
+    async def draft_awareness(self, frame: dict[str, Any], ref: object) -> None:
+        """Who edits which box: relayed to the room as is, never stored (it expires)."""
+        payload = frame.get("update")
+        try:
+            draft_id = drafts.check_id(frame.get("draft"))
+            drafts.decode(payload, drafts.MAX_AWARENESS_BYTES, "update")
+        except DraftError as exc:
+            raise ProtocolError(str(exc)) from exc
+        body = {"draft": draft_id, "update": payload, "by": self.client.id}
+        await self.relay.rooms.publish(f"draft:{draft_id}", "awareness", body)
 
     async def redis_call(self, call: Any, ref: object) -> Any:
         try:

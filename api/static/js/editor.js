@@ -17,7 +17,6 @@ const stage = $("stage");
 const undo = new UndoStack();
 const worker = new Worker("/static/js/filters-worker.js");
 const generateQueue = new OfflineQueue("generate");
-const draftQueue = new OfflineQueue("drafts");
 const DRAFT_KEY = "memestream:draft";
 
 let state = emptyState();
@@ -32,7 +31,7 @@ let frameIndex = 0;
 let frameTimer = null;
 let playing = true;
 let cropping = false;
-let shared = null; // {id, versions: {field: v}, me}
+let shared = null; // the SharedDraft of /?draft=<id>
 
 function emptyState() {
   return { templateId: null, boxes: [], filter: "none", amount: 0.6, rotation: 0, crop: null };
@@ -40,7 +39,7 @@ function emptyState() {
 
 const socket = new FeedSocket({ channels: [], userId: deviceId() });
 window.memestream = {
-  socket, get state() { return state; }, undo,
+  socket, get state() { return state; }, get draft() { return shared; }, undo,
   // For the render-truth test: open a draft, read the layout and the request it makes.
   open: (id) => loadTemplate(id),
   edit: (mutate) => {
@@ -136,6 +135,7 @@ async function loadTemplate(id, preset = null) {
   await reprocess();
   animate();
   saveDraftSoon();
+  shareChanges(null, state);
 }
 
 // ---- pixels: rotate, crop, filter (worker) -------------------------------------------
@@ -436,11 +436,22 @@ function buildTextInputs() {
   });
 }
 
+// A co-editor's letters arrive while we type: the caret keeps its place in our text.
+function keepCaret(input, text) {
+  const old = input.value;
+  const { selectionStart: from, selectionEnd: to } = input;
+  let same = 0;
+  while (same < old.length && same < text.length && old[same] === text[same]) same++;
+  const shift = (at) => (at > same ? Math.max(same, at + text.length - old.length) : at);
+  input.value = text;
+  if (document.activeElement === input) input.setSelectionRange(shift(from), shift(to));
+}
+
 function syncInputs() {
   if ($("texts").children.length !== state.boxes.length) buildTextInputs();
   state.boxes.forEach((box, i) => {
     const input = $(`text-${i}`);
-    if (input && input.value !== box.text) input.value = box.text;
+    if (input && input.value !== box.text) keepCaret(input, box.text);
   });
   $("filter").value = state.filter;
   $("amount").value = String(Math.round(state.amount * 100));
@@ -516,63 +527,53 @@ function saveDraft() {
   $("draft-state").textContent = "draft saved";
 }
 
-const fieldsOf = (st) => {
-  const fields = { template: st.templateId };
-  st.boxes.forEach((b, i) => {
-    fields[`text.${i}`] = b.text;
-    fields[`box.${i}`] = `${b.x},${b.y},${b.width},${b.height}`;
-  });
-  return fields;
-};
-
+// A shared draft (`/?draft=<id>`) is a Y.Doc every co-editor merges (draft-sync.js).
 function shareChanges(before, after) {
-  if (!shared) return;
-  const old = fieldsOf(before);
-  const now = fieldsOf(after);
-  const fields = Object.fromEntries(Object.entries(now).filter(([k, v]) => old[k] !== v));
-  if (!Object.keys(fields).length) return;
-  if (!socket.online) {
-    draftQueue.put(`${shared.id}:${Date.now()}`, { draft: shared.id, fields });
-    $("draft-state").textContent = "offline: changes queued";
-    return;
-  }
-  socket.request({ type: "draft.update", draft: shared.id, fields }).then((ack) => {
-    for (const k of Object.keys(fields)) shared.versions[k] = ack.version;
-  }).catch(() => draftQueue.put(`${shared.id}:${Date.now()}`, { draft: shared.id, fields }));
+  if (shared && before !== after) shared.setState(after);
 }
 
-async function applyShared(frame) {
-  if (!shared || frame.draft !== shared.id || (frame.by && frame.by === shared.me)) return;
-  const incoming = Object.entries(frame.fields).filter(([k, f]) => f.v > (shared.versions[k] || 0));
-  if (!incoming.length) return;
-  for (const [k, f] of incoming) shared.versions[k] = f.v;
-  const values = Object.fromEntries(incoming.map(([k, f]) => [k, f.value]));
-  if (values.template && values.template !== state.templateId) await loadTemplate(values.template);
-  const before = state;
-  state = structuredClone(state);
-  for (const [k, value] of Object.entries(values)) {
-    const [kind, index] = k.split(".");
-    const box = state.boxes[Number(index)];
-    if (!box) continue;
-    if (kind === "text") box.text = String(value ?? "");
-    if (kind === "box") [box.x, box.y, box.width, box.height] = String(value).split(",").map(Number);
+async function applyShared(next) {
+  if (!next.templateId) return;
+  if (next.templateId !== state.templateId) {
+    await loadTemplate(next.templateId, next);
+    picker.pick(next.templateId);
+    return;
   }
+  const before = state;
+  state = { ...next, boxes: next.boxes.map((b) => ({ ...b })) };
+  const pixels = before.rotation !== state.rotation || JSON.stringify(before.crop) !== JSON.stringify(state.crop)
+    || before.filter !== state.filter || before.amount !== state.amount;
   syncInputs();
-  draw();
+  if (pixels) reprocess();
+  else draw();
   saveDraftSoon();
-  void before;
+}
+
+function showPeers(peers) {
+  const byBox = new Map(peers.filter((p) => p.box !== null).map((p) => [p.box, p]));
+  stage.querySelectorAll(".box").forEach((el) => {
+    const peer = byBox.get(Number(el.dataset.index));
+    el.classList.toggle("peer", Boolean(peer));
+    el.style.setProperty("--peer", peer ? peer.color : "");
+    if (peer) el.dataset.peer = peer.name;
+    else delete el.dataset.peer;
+  });
+  $("draft-state").textContent = shared ? `shared draft ${shared.id} · ${peers.length + 1} editing` : "";
 }
 
 async function joinShared(id) {
-  const welcome = await socket.request({ type: "hello", user_id: deviceId() });
-  shared = { id, versions: {}, me: welcome.client };
-  const snapshot = await socket.request({ type: "draft.join", draft: id });
-  if (snapshot.version === 0) {
-    shareChanges(emptyState(), state); // a new shared draft starts from what we have
-  } else {
-    await applyShared(snapshot);
+  // Loaded on first use: Yjs costs nothing to an editor that never shares a draft, and the
+  // editor opens offline from the service worker's shell without it.
+  const { SharedDraft } = await import("./draft-sync.js");
+  if (!shared || shared.id !== id) {
+    shared = new SharedDraft(socket, id, {
+      name: `Editor ${deviceId().slice(-4)}`, onRemote: applyShared, onPeers: showPeers,
+    });
   }
-  $("draft-state").textContent = `shared draft ${id}`;
+  await shared.join();
+  if (shared.empty) shared.setState(state); // a new shared draft starts from what we have
+  else await applyShared(shared.toState());
+  showPeers(shared.peers());
 }
 
 async function share() {
@@ -587,17 +588,16 @@ async function share() {
   }
 }
 
-socket.addEventListener("draft", (e) => applyShared(e.detail));
+$("texts").addEventListener("focusin", (e) => {
+  const box = Number(e.target.id?.replace("text-", ""));
+  shared?.focus(Number.isInteger(box) ? box : null);
+});
+$("texts").addEventListener("focusout", () => shared?.focus(null));
 socket.addEventListener("open", async () => {
   const id = new URLSearchParams(location.search).get("draft");
-  if (id) await joinShared(id).catch(() => {});
-  for (const item of draftQueue.items()) {
-    try {
-      await socket.request({ type: "draft.update", draft: item.draft, fields: item.fields });
-      draftQueue.remove(item.id);
-    } catch {
-      break;
-    }
+  if (id) {
+    await started;
+    await joinShared(id).catch(() => {});
   }
   flushGenerations();
 });
