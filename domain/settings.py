@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     s3_secret_key: str = "memestream-secret"
     s3_bucket: str = "memes"
     s3_region: str = "us-east-1"
+    # The CA (or self-signed certificate) S3 clients trust for an HTTPS S3_ENDPOINT_URL (the
+    # replicated stack's MinIO, memestream/stack/minio_tls.py); unset: the system's CAs.
+    s3_ca_file: Path | None = None
     storage_path: Path = Path(".stack/data/objects")
     # Lifecycle (sinks/storage/lifecycle.py): rendered images older than S3_COLD_AFTER_DAYS move to
     # S3_COLD_TIER (a storage class or MinIO remote tier) when it is set.

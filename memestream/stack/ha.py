@@ -3,13 +3,15 @@
 It runs beside the single-node stack, never instead of it: its own folder
 (`<stack>/ha/`: data, logs, pid files) and its own ports, a block from `HA_BASE_PORT`
 (offsets in `HaPorts`). Kafka is three KRaft nodes (kafka_cluster.py), Redis a master, a
-replica and three Sentinels (redis_sentinel.py), MinIO four erasure-coded drives
-(minio_erasure.py). PostgreSQL, the schema registry, NATS and chDB are single instances on
-the HA ports until their replicated forms land: each is one entry of `HA_SERVICES`, so
-replacing one is replacing its entry.
+replica and three Sentinels (redis_sentinel.py), MinIO four erasure-coded drives served
+over HTTPS (minio_erasure.py, minio_tls.py), PostgreSQL a pg_auto_failover monitor, primary
+and standby (postgres_ha.py) with the schema registry on it, WAL archived by pgBackRest into
+that MinIO (backup.py, set up once both are running). NATS and chDB are single instances;
+each part is one entry of `HA_SERVICES`, so replacing one is replacing its entry.
 
 `ha_settings` gives the settings clients use against it (all three bootstrap servers,
-replication factor 3, the Sentinels); `ha_env` the same as environment variables, for the
+replication factor 3, the Sentinels, the multi-host DATABASE_URL, HTTPS S3 and its CA);
+`ha_env` the same as environment variables, for the
 API and workers `memestream up --ha` starts.
 """
 
@@ -20,12 +22,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from domain.settings import Settings
+from memestream.stack.backup import PgBackRest
 from memestream.stack.chdb import ChdbStore
 from memestream.stack.kafka_cluster import NODE_COUNT, bootstrap_servers, kafka_cluster
 from memestream.stack.layout import StackLayout
-from memestream.stack.minio_erasure import ErasureMinioServer
+from memestream.stack.minio_erasure import TlsErasureMinioServer
+from memestream.stack.minio_tls import TlsMinioServer
 from memestream.stack.nats import NatsServer
-from memestream.stack.postgres import PostgresServer
+from memestream.stack.postgres_ha import DataNode, ha_database_url, postgres_ha_services
 from memestream.stack.process import Service, Status
 from memestream.stack.redis import RedisServer
 from memestream.stack.redis_sentinel import SentinelServer
@@ -102,6 +106,8 @@ class HaPorts:
             self.minio,
             self.minio + 1,
             self.postgres,
+            self.postgres + 1,
+            self.postgres + 2,
             self.registry,
             self.registry + 1,
             self.nats,
@@ -119,6 +125,8 @@ def _with_port(url: str, port: int) -> str:
 def ha_overrides(settings: Settings, ports: HaPorts) -> dict[str, object]:
     """The settings that differ on the HA stack, by field name."""
     root = settings.stack_path / "ha"
+    ca_file = TlsMinioServer.certs_in(StackLayout(root, settings.cache_dir), "minio")
+    pg = settings.model_copy(update={"postgres_ha_port": ports.postgres})
     registry = settings.schema_registry_url or "http://127.0.0.1:18081/apis/ccompat/v7"
     return {
         "stack_dir": root,
@@ -129,8 +137,12 @@ def ha_overrides(settings: Settings, ports: HaPorts) -> dict[str, object]:
         ),
         "redis_url": _with_port(settings.redis_url, ports.redis_master),
         "redis_sentinels": ",".join(f"127.0.0.1:{p}" for p in ports.sentinels),
-        "s3_endpoint_url": _with_port(settings.s3_endpoint_url, ports.minio),
-        "database_url": _with_port(settings.database_url, ports.postgres),
+        "s3_endpoint_url": f"https://127.0.0.1:{ports.minio}",
+        "s3_ca_file": ca_file,
+        "backup_s3_endpoint_url": f"https://localhost:{ports.minio}",
+        "backup_s3_ca_file": ca_file,
+        "postgres_ha_port": ports.postgres,
+        "database_url": ha_database_url(pg),
         "schema_registry_url": _with_port(registry, ports.registry),
         "nats_url": _with_port(settings.nats_url, ports.nats),
         "clickhouse_url": f"chdb://{root / 'data' / 'chdb'}",
@@ -158,7 +170,8 @@ def kafka_services(settings: Settings, layout: StackLayout, ports: HaPorts) -> l
 
 
 def postgres_services(settings: Settings, layout: StackLayout, ports: HaPorts) -> list[Service]:
-    return [PostgresServer(settings, layout), SchemaRegistryServer(settings, layout)]
+    """The pg_auto_failover cluster (monitor, two data nodes), then the registry on it."""
+    return [*postgres_ha_services(settings, layout), SchemaRegistryServer(settings, layout)]
 
 
 def redis_services(settings: Settings, layout: StackLayout, ports: HaPorts) -> list[Service]:
@@ -174,7 +187,7 @@ def redis_services(settings: Settings, layout: StackLayout, ports: HaPorts) -> l
 
 
 def minio_services(settings: Settings, layout: StackLayout, ports: HaPorts) -> list[Service]:
-    return [ErasureMinioServer(settings, layout, port=ports.minio)]
+    return [TlsErasureMinioServer(settings, layout, port=ports.minio)]
 
 
 def other_services(settings: Settings, layout: StackLayout, ports: HaPorts) -> list[Service]:
@@ -203,6 +216,18 @@ class HaStack(Stack):
             for part in HA_SERVICES
             for service in part(self.settings, self.layout, self.ports)
         ]
+
+    def start(self, names: Iterable[str] | None = None) -> list[Status]:
+        """Everything in parallel, then WAL archiving into MinIO once both run (idempotent)."""
+        statuses = super().start(names)
+        nodes = [s for s in self.select(names) if isinstance(s, DataNode)]
+        if nodes and "minio" in {s.name for s in self.select(names)}:
+            self.backrest().setup()
+        return statuses
+
+    def backrest(self) -> PgBackRest:
+        nodes = [s for s in self.services.values() if isinstance(s, DataNode)]
+        return PgBackRest(self.settings, self.layout, nodes)
 
     def stop(self, names: Iterable[str] | None = None) -> list[Status]:
         """In parallel: the last Kafka node stopped alone would wait out its controlled
