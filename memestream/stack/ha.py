@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from domain.settings import Settings
 from memestream.stack.backup import PgBackRest
 from memestream.stack.chdb import ChdbStore
+from memestream.stack.ha_apps import API_REPLICAS
 from memestream.stack.kafka_cluster import NODE_COUNT, bootstrap_servers, kafka_cluster
 from memestream.stack.layout import StackLayout
 from memestream.stack.minio_erasure import TlsErasureMinioServer
@@ -51,7 +52,8 @@ SENTINEL_COUNT = 3
 class HaPorts:
     """The HA stack's ports, each service a fixed offset from one base (a test picks a free
     base): Kafka +0..+5 (broker, controller per node), Redis +10..+14, MinIO +20..+21,
-    PostgreSQL +30..+39, registry +40..+41, NATS +42, API +50, workers' web ports +52..+59."""
+    PostgreSQL +30..+39, registry +40..+41, NATS +42, API replicas +44..+45, API (HAProxy)
+    +50, workers' web ports +52..+59."""
 
     base: int = HA_BASE_PORT
 
@@ -89,7 +91,12 @@ class HaPorts:
 
     @property
     def api(self) -> int:
+        """HAProxy's: the API's public port."""
         return self.base + 50
+
+    @property
+    def api_replicas(self) -> list[int]:
+        return [self.base + 44 + i for i in range(API_REPLICAS)]
 
     @property
     def worker_web(self) -> int:
@@ -145,6 +152,7 @@ def ha_overrides(settings: Settings, ports: HaPorts) -> dict[str, object]:
         "database_url": ha_database_url(pg),
         "schema_registry_url": _with_port(registry, ports.registry),
         "nats_url": _with_port(settings.nats_url, ports.nats),
+        "feed_transport": "nats",  # the feed fanned out to both API replicas (ha_apps.py)
         "clickhouse_url": f"chdb://{root / 'data' / 'chdb'}",
         "worker_data_dir": root / "data" / "workers",
         "api_port": ports.api,
