@@ -127,3 +127,15 @@ def test_sentinel_addresses() -> None:
     assert sentinel_addresses("127.0.0.1:1, localhost:2") == [("127.0.0.1", 1), ("localhost", 2)]
     with pytest.raises(ValueError, match="host:port"):
         sentinel_addresses("127.0.0.1")
+
+
+def test_stop_leaves_minio_for_last(base: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL archives its last WAL into MinIO while it shuts down."""
+    stack = HaStack(base, HaPorts(25000))
+    order: list[str] = []
+    for service in stack.services.values():
+        monkeypatch.setattr(
+            service, "stop", lambda s=service: order.append(s.name) or s.status(), raising=True
+        )
+    stack.stop()
+    assert order[-1] == "minio" and len(order) == len(stack.services)

@@ -238,6 +238,16 @@ class HaStack(Stack):
         return PgBackRest(self.settings, self.layout, nodes)
 
     def stop(self, names: Iterable[str] | None = None) -> list[Status]:
-        """In parallel: the last Kafka node stopped alone would wait out its controlled
-        shutdown (45 s) for a quorum that its peers, stopped before it, no longer form."""
-        return self._run(lambda s: s.stop(), self.select(names), parallel=True)
+        """In parallel (the last Kafka node stopped alone would wait out its controlled
+        shutdown, 45 s, for a quorum that its peers, stopped before it, no longer form),
+        MinIO last: PostgreSQL archives its last WAL into it while it shuts down."""
+        services = self.select(names)
+        first = [s for s in services if not isinstance(s, TlsMinioServer)]
+        last = [s for s in services if isinstance(s, TlsMinioServer)]
+        stopped: list[Status] = []
+        try:
+            stopped += self._run(lambda s: s.stop(), first, parallel=True)
+        finally:  # MinIO stops even when another service failed to
+            stopped += self._run(lambda s: s.stop(), last, parallel=True)
+        by_name = {st.name: st for st in stopped}
+        return [by_name[s.name] for s in services]
