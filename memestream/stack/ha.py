@@ -215,7 +215,7 @@ class HaStack(Stack):
     """`Stack` (start in parallel, stop in reverse, per-service errors) over HA_SERVICES."""
 
     def __init__(self, settings: Settings, ports: HaPorts | None = None) -> None:
-        self.ports = ports or HaPorts()
+        self.ports = ports or HaPorts(settings.ha_base_port)
         super().__init__(ha_settings(settings, self.ports))
 
     def build(self) -> list[Service]:
