@@ -75,8 +75,18 @@ def free_ha_base() -> int:
     raise RuntimeError("no free block of ports for the HA stack")
 
 
-def _up_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "memestream", *args]
+def _memestream(log: Path, env: dict[str, str], *args: str, check: bool) -> None:
+    """`memestream <args>` with `env`, its output in `log`."""
+    with log.open("wb") as out:
+        subprocess.run(
+            [sys.executable, "-m", "memestream", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=UP_TIMEOUT_S,
+            check=check,
+        )
 
 
 @contextmanager
@@ -93,30 +103,12 @@ def private_ha_platform() -> Iterator[tuple[HaStack, dict[str, str]]]:
     full_env = {**os.environ, **env}
     roles = [arg for role in ROLES for arg in ("--role", role)]
     try:
-        with (root / "up.log").open("wb") as out:
-            subprocess.run(
-                _up_command("up", "--ha", "--detach", *roles),
-                cwd=PROJECT_ROOT,
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=UP_TIMEOUT_S,
-                check=True,
-            )
+        _memestream(root / "up.log", full_env, "up", "--ha", "--detach", *roles, check=True)
         settings = Settings(stack_dir=root / "stack", ha_base_port=int(env["HA_BASE_PORT"]))
         stack = HaStack(settings)
         yield stack, {**env, **ha_env(settings, stack.ports)}
     finally:
-        with (root / "down.log").open("wb") as out:
-            subprocess.run(
-                _up_command("down", "--ha"),
-                cwd=PROJECT_ROOT,
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=UP_TIMEOUT_S,
-                check=False,
-            )
+        _memestream(root / "down.log", full_env, "down", "--ha", check=False)
         for data in (root / "stack" / "ha" / "data").glob("*"):
             if data.is_symlink():  # a /var/tmp fallback of the postgres folders: ours
                 shutil.rmtree(data.resolve().parent, ignore_errors=True)
