@@ -32,6 +32,7 @@ from domain.settings import PROJECT_ROOT, Settings
 from loadgen.private_platform import bindable
 from memestream.stack.backup import PgBackRest, RestoredPostgres
 from memestream.stack.layout import StackLayout
+from memestream.stack.minio_tls import TlsMinioServer
 from memestream.stack.postgres_ha import (
     DataNode,
     MonitorNode,
@@ -39,7 +40,6 @@ from memestream.stack.postgres_ha import (
     postgres_ha_nodes,
 )
 from memestream.testing.private_stack import free_port
-from memestream.testing.tls_minio import TlsMinio
 
 TRANSACTIONS = 10  # each batch is committed in this many transactions
 SETTLE_S = 1.1  # T is this far from the last commit before it and the first after it
@@ -76,7 +76,7 @@ def ha_backup_rig() -> Iterator[HaBackupRig]:
         s3_bucket="pgbackrest-test",
     )
     layout = StackLayout(root, base.cache_dir)
-    minio = TlsMinio(base, layout)
+    minio = TlsMinioServer(base, layout)
     monitor, nodes = postgres_ha_nodes(base, layout)
     services = [minio, monitor, *nodes]
     try:

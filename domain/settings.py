@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # `memestream/stack/postgres_ha.py`: the pg_auto_failover monitor's port; the primary and
     # the standby listen on the next two (clients use their multi-host URL).
     postgres_ha_port: int = Field(15440, ge=1024, le=65533)
+    # The replicated stack's (`--ha`, memestream/stack/ha.py) block of ports starts here (its
+    # services at fixed offsets up to +59); a private run (loadgen/failover.py) picks a free one.
+    ha_base_port: int = Field(29000, ge=1024, le=65400)
     # `memestream backup` (memestream/stack/backup.py): pgBackRest's repository is
     # BACKUP_REPO_PATH in S3_BUCKET, reached at BACKUP_S3_ENDPOINT_URL (default: S3_ENDPOINT_URL's
     # host and port; pgBackRest always uses TLS there) trusting BACKUP_S3_CA_FILE if set; it
@@ -130,6 +133,9 @@ class Settings(BaseSettings):
     s3_secret_key: str = "memestream-secret"
     s3_bucket: str = "memes"
     s3_region: str = "us-east-1"
+    # The CA (or self-signed certificate) S3 clients trust for an HTTPS S3_ENDPOINT_URL (the
+    # replicated stack's MinIO, memestream/stack/minio_tls.py); unset: the system's CAs.
+    s3_ca_file: Path | None = None
     storage_path: Path = Path(".stack/data/objects")
     # Lifecycle (sinks/storage/lifecycle.py): rendered images older than S3_COLD_AFTER_DAYS move to
     # S3_COLD_TIER (a storage class or MinIO remote tier) when it is set.

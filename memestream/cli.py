@@ -34,6 +34,7 @@ from memestream.schemas_cli import app as schemas_app
 from memestream.stack import SERVICE_NAMES, Stack, StackError, State, Status
 from memestream.stack.apps import ApiProcess, WorkerProcess, api_command, worker_command
 from memestream.stack.ha import HaStack, ha_env
+from memestream.stack.ha_apps import ha_apps
 from memestream.stack.process import ManagedProcess, ServiceError
 from producers.roles import WORKER_ROLES
 
@@ -180,6 +181,8 @@ def _register_schemas() -> None:
 
 def _app_processes(settings: Settings, stack: Stack) -> list[ManagedProcess]:
     """The API and every worker that has a pid file (or is the default render worker)."""
+    if isinstance(stack, HaStack):
+        return ha_apps(settings, stack.layout, stack.ports.api_replicas, list(WORKER_ROLES))
     procs: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
     run_dir = stack.layout.root / "run"
     roles = set(WORKER_ROLES)
@@ -259,6 +262,8 @@ def up(
     apps: list[ManagedProcess] = [ApiProcess(settings, stack.layout)]
     if worker:
         apps += [WorkerProcess(settings, stack.layout, r) for r in roles]
+    if isinstance(stack, HaStack):  # two API replicas behind HAProxy, two render workers
+        apps = ha_apps(settings, stack.layout, stack.ports.api_replicas, roles if worker else None)
 
     with _sigterm_as_interrupt():
         try:

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV="${VENV:-.venv}"
-APT_PACKAGES=(redis-server nats-server chromium wrk postgresql-15-auto-failover pgbackrest)
+APT_PACKAGES=(redis-server nats-server chromium wrk postgresql-15-auto-failover pgbackrest haproxy)
 # Fonts the renderer uses (domain.rendering.fonts.FONT_PACKAGES).
 APT_PACKAGES+=(fonts-dejavu-core fonts-dejavu-extra fonts-noto-core fonts-noto-extra fonts-noto-color-emoji fonts-bebas-neue fonts-comic-neue)
 

@@ -13,6 +13,7 @@ from domain.settings import Settings
 from memestream.stack.ha import HaPorts, HaStack, ha_env, ha_settings
 from memestream.stack.kafka import KafkaBroker
 from memestream.stack.minio_erasure import ErasureMinioServer
+from memestream.stack.minio_tls import TlsMinioServer
 from memestream.stack.redis import RedisServer
 from memestream.stack.redis_sentinel import SentinelServer
 from memestream.stack.stack import Stack
@@ -39,7 +40,12 @@ def test_ha_stack_has_its_own_folder_ports_and_services(base: Settings) -> None:
         "sentinel-2",
         "sentinel-3",
         "minio",
+        "ha-pg-monitor",
+        "ha-pg-a",
+        "ha-pg-b",
+        "registry",
     }
+    assert "postgres" not in stack.services  # no single PostgreSQL beside the cluster
     ports = stack.ports.all()
     assert len(ports) == len(set(ports)), "two HA services share a port"
     assert not SHARED_PORTS & set(ports), "an HA port collides with the shared stack"
@@ -55,8 +61,15 @@ def test_ha_settings_point_clients_at_every_node(base: Settings) -> None:
     assert settings.kafka_replication_factor == 3
     assert settings.redis_sentinels == "127.0.0.1:25012,127.0.0.1:25013,127.0.0.1:25014"
     assert settings.redis_url == "redis://127.0.0.1:25010/0"
-    assert settings.s3_endpoint_url == "http://127.0.0.1:25020"
-    assert settings.database_url.startswith("postgresql://memestream:memestream@127.0.0.1:25030/")
+    assert settings.s3_endpoint_url == "https://127.0.0.1:25020"
+    assert settings.backup_s3_endpoint_url == "https://localhost:25020"  # the cert's DNS name
+    ca = base.stack_path / "ha" / "conf" / "minio" / "certs" / "public.crt"
+    assert settings.s3_ca_file == settings.backup_s3_ca_file == ca
+    # Both data nodes (the monitor is +30), libpq picks the writable one.
+    assert settings.database_url.startswith(
+        "postgresql://memestream:memestream@127.0.0.1:25031,127.0.0.1:25032/"
+    )
+    assert settings.database_url.endswith("?target_session_attrs=read-write")
     # The same values reach child processes through the environment.
     env = ha_env(base, ports)
     from_env = Settings(**{name.lower(): value for name, value in env.items()})
@@ -104,6 +117,8 @@ def test_redis_replica_and_sentinels_watch_the_master(base: Settings) -> None:
 def test_minio_runs_one_erasure_set_of_four_drives(base: Settings) -> None:
     minio = HaStack(base, HaPorts(25000)).services["minio"]
     assert isinstance(minio, ErasureMinioServer)
+    assert isinstance(minio, TlsMinioServer)  # HTTPS, for pgBackRest
+    assert minio.url == "https://127.0.0.1:25020"
     assert minio.drives() == [str(minio.data_dir / "d{1...4}")]  # MinIO's ellipsis syntax
     assert minio.port == 25020
 
@@ -112,3 +127,15 @@ def test_sentinel_addresses() -> None:
     assert sentinel_addresses("127.0.0.1:1, localhost:2") == [("127.0.0.1", 1), ("localhost", 2)]
     with pytest.raises(ValueError, match="host:port"):
         sentinel_addresses("127.0.0.1")
+
+
+def test_stop_leaves_minio_for_last(base: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL archives its last WAL into MinIO while it shuts down."""
+    stack = HaStack(base, HaPorts(25000))
+    order: list[str] = []
+    for service in stack.services.values():
+        monkeypatch.setattr(
+            service, "stop", lambda s=service: order.append(s.name) or s.status(), raising=True
+        )
+    stack.stop()
+    assert order[-1] == "minio" and len(order) == len(stack.services)

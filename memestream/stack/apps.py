@@ -61,8 +61,9 @@ class ApiProcess(ManagedProcess):
     start_timeout = 60.0
     stop_timeout = 20.0
 
-    def __init__(self, settings: Settings, layout: StackLayout) -> None:
-        super().__init__("api", layout)
+    def __init__(self, settings: Settings, layout: StackLayout, name: str = "api") -> None:
+        """`name` tells replicas apart (the replicated stack runs two, on their own ports)."""
+        super().__init__(name, layout)
         self.settings = settings
 
     @property
@@ -100,10 +101,19 @@ class WorkerProcess(ManagedProcess):
     stop_timeout = 30.0  # Faust commits offsets and leaves the group on SIGTERM
     min_uptime = 3.0
 
-    def __init__(self, settings: Settings, layout: StackLayout, role: str) -> None:
-        super().__init__(f"worker-{role}", layout)
+    def __init__(
+        self,
+        settings: Settings,
+        layout: StackLayout,
+        role: str,
+        name: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """`name` and `extra_env` (its own WORKER_WEB_PORT) for a second worker of a role."""
+        super().__init__(name or f"worker-{role}", layout)
         self.role = role
         self.settings = settings
+        self.extra_env = dict(extra_env or {})
 
     @property
     def url(self) -> str:
@@ -113,7 +123,7 @@ class WorkerProcess(ManagedProcess):
         return PROJECT_ROOT
 
     def env(self) -> dict[str, str]:
-        return {"PYTHONUNBUFFERED": "1"}
+        return {"PYTHONUNBUFFERED": "1", **self.extra_env}
 
     def command(self) -> list[str]:
         return worker_command(self.role)

@@ -33,6 +33,7 @@ from psycopg import sql
 
 from domain.settings import Settings
 from memestream.stack.layout import StackLayout
+from memestream.stack.pg_auth import passwords
 from memestream.stack.postgres import (
     SUPERUSER,
     place_data_dir,
@@ -226,7 +227,8 @@ class RestoredPostgres(ManagedProcess):
         )
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return superuser_connect("127.0.0.1", self._port, dbname)
+        """As `postgres` with the HA stack's password (restored with the roles)."""
+        return superuser_connect("127.0.0.1", self._port, dbname, passwords(self.layout).superuser)
 
     def check_health(self) -> bool:
         """Up and done recovering (promoted at the target)."""

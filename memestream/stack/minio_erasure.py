@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from memestream.stack.minio import MinioServer
+from memestream.stack.minio_tls import TlsMinioServer
 
 DRIVE_COUNT = 4
 
@@ -32,3 +33,8 @@ class ErasureMinioServer(MinioServer):
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "MINIO_CI_CD": "on"}
+
+
+class TlsErasureMinioServer(TlsMinioServer, ErasureMinioServer):
+    """The replicated stack's MinIO: four erasure-coded drives, served over HTTPS (so
+    pgBackRest can back PostgreSQL up into it)."""

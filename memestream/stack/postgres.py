@@ -173,10 +173,19 @@ def postgres_user() -> SystemUser | None:
     return SystemUser.lookup(SUPERUSER) if os.geteuid() == 0 else None
 
 
-def superuser_connect(host: str, port: int, dbname: str = "postgres") -> psycopg.Connection:
-    """The `postgres` superuser, trusted on the unix socket (or loopback, pg_auto_failover)."""
+def superuser_connect(
+    host: str, port: int, dbname: str = "postgres", password: str | None = None
+) -> psycopg.Connection:
+    """The `postgres` superuser: trusted on the unix socket, with `password` on loopback
+    (the HA nodes, memestream/stack/pg_auth.py)."""
     return psycopg.connect(
-        host=host, port=port, user=SUPERUSER, dbname=dbname, connect_timeout=2, autocommit=True
+        host=host,
+        port=port,
+        user=SUPERUSER,
+        password=password,
+        dbname=dbname,
+        connect_timeout=2,
+        autocommit=True,
     )
 
 

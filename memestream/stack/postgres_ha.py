@@ -12,8 +12,9 @@ client saw is on the standby before the primary dies.
 Clients follow the primary with a libpq multi-host URL (`ha_database_url`) and
 `target_session_attrs=read-write`. Like `postgres.py`, the nodes run as the `postgres`
 user when we are root, with data under `<stack>/data/ha-pg-*` (or the /var/tmp fallback).
-Loopback connections of pg_auto_failover's own roles are trusted (its `--auth trust`); the
-application role logs in with its password (a scram rule put ahead of the trust rules).
+Every loopback login needs a password (`--auth scram-sha-256`, and `pg_auth.harden_hba` for
+the `trust` rules initdb leaves): pg_auto_failover's roles and `postgres` read theirs from
+the stack's password file, the application role logs in with DATABASE_URL's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from functools import cached_property
 from pathlib import Path
 
 import psycopg
@@ -29,8 +31,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 from domain.settings import Settings
 from memestream.stack.layout import StackLayout
+from memestream.stack.pg_auth import (
+    MONITOR_USER,
+    REPLICATION_USER,
+    HaPgPasswords,
+    harden_hba,
+    passwords,
+    write_pgpass,
+)
 from memestream.stack.postgres import (
     PG_BIN,
+    SUPERUSER,
     ensure_app_role,
     place_data_dir,
     postgres_user,
@@ -46,7 +57,6 @@ from memestream.stack.process import (
 
 PG_AUTOCTL = Path(os.environ.get("MEMESTREAM_PG_AUTOCTL", "/usr/bin/pg_autoctl"))
 MONITOR_DB = "pg_auto_failover"
-MONITOR_USER = "autoctl_node"
 DATA_NODES = ("a", "b")
 #: States in which a data node serves its role (`wait_primary`: a primary whose standby is gone).
 SERVING_STATES = frozenset({"single", "primary", "wait_primary", "secondary"})
@@ -110,6 +120,11 @@ class AutoctlNode(ManagedProcess):
     def __init__(self, name: str, layout: StackLayout, port: int) -> None:
         super().__init__(name, layout)
         self._port = port
+        self._layout = layout
+
+    @cached_property
+    def passwords(self) -> HaPgPasswords:
+        return passwords(self._layout)
 
     @property
     def port(self) -> int:
@@ -137,6 +152,7 @@ class AutoctlNode(ManagedProcess):
             "XDG_RUNTIME_DIR": str(self.home / "run"),
             "PG_CONFIG": str(PG_BIN / "pg_config"),
             "PGHOST": "127.0.0.1",
+            "PGPASSFILE": str(self.home / "pgpass"),
         }
 
     @property
@@ -155,6 +171,7 @@ class AutoctlNode(ManagedProcess):
             if user is not None:
                 os.chown(folder, user.uid, user.gid)
             folder.chmod(0o700)
+        write_pgpass(self.home / "pgpass", self.passwords, user)
 
     def create_args(self) -> list[str]:
         """`pg_autoctl create <what>` arguments for a node not yet initialised."""
@@ -178,7 +195,7 @@ class AutoctlNode(ManagedProcess):
             "--listen",
             "127.0.0.1",
             "--auth",
-            "trust",
+            "scram-sha-256",
             "--no-ssl",
             "--run",
         ]
@@ -201,7 +218,26 @@ class AutoctlNode(ManagedProcess):
         return done.stdout
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return superuser_connect("127.0.0.1", self._port, dbname)
+        return superuser_connect("127.0.0.1", self._port, dbname, self.passwords.superuser)
+
+    def set_passwords(self, conn: psycopg.Connection, roles: dict[str, str]) -> None:
+        """Give each role its password (before `harden_hba` makes them needed)."""
+        for role, password in roles.items():
+            conn.execute(
+                sql.SQL("alter role {} with password {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+
+    def harden_hba(self) -> None:
+        """No `trust` rule left but the health check's (see pg_auth), then reload."""
+        hba = self.pgdata / "pg_hba.conf"
+        text = hba.read_text()
+        hardened = harden_hba(text)
+        if hardened != text:
+            hba.write_text(hardened)
+            with self.connect() as conn:
+                conn.execute("select pg_reload_conf()")
 
 
 class MonitorNode(AutoctlNode):
@@ -226,7 +262,12 @@ class MonitorNode(AutoctlNode):
             return conn.execute("select 1 from pgautofailover.formation limit 1").fetchone() == (1,)
 
     def after_start(self) -> None:
-        """Faster failure detection than the defaults (see MONITOR_TIMING_MS)."""
+        """Passwords, then faster failure detection than the defaults (MONITOR_TIMING_MS)."""
+        with self.connect(MONITOR_DB) as conn:
+            self.set_passwords(
+                conn, {SUPERUSER: self.passwords.superuser, MONITOR_USER: self.passwords.monitor}
+            )
+        self.harden_hba()
         with self.connect(MONITOR_DB) as conn:
             for name, value in MONITOR_TIMING_MS.items():
                 conn.execute(
@@ -312,19 +353,41 @@ class DataNode(AutoctlNode):
         idle primary); a CHECKPOINT on the primary while it waits ends that wait at once."""
         for port, (reported, _) in self.monitor.node_states().items():
             if port != self._port and reported in WRITABLE_STATES:
-                with superuser_connect("127.0.0.1", port) as conn:
+                secret = self.passwords.superuser
+                with superuser_connect("127.0.0.1", port, password=secret) as conn:
                     conn.execute("checkpoint")
 
     def after_start(self) -> None:
         self.autoctl(
             "config", "set", "timeout.network_partition_timeout", str(NETWORK_PARTITION_TIMEOUT_S)
         )
+        self._secure()
         self._allow_app_password()
         self._apply_node_settings()
         with self.connect() as conn:
             in_recovery = conn.execute("select pg_is_in_recovery()").fetchone()
         if in_recovery == (False,):
             self._ensure_app_role()
+
+    def _secure(self) -> None:
+        """A primary sets the passwords; a standby waits until they have replicated to it
+        (until then only `trust` lets us in); then either drops its `trust` rules."""
+        roles = {SUPERUSER: self.passwords.superuser, REPLICATION_USER: self.passwords.replication}
+
+        def replicated() -> bool:
+            with self.connect() as conn:
+                if conn.execute("select pg_is_in_recovery()").fetchone() == (False,):
+                    self.set_passwords(conn, roles)
+                    return True
+                row = conn.execute(
+                    "select count(*) from pg_authid where rolname = any(%s)"
+                    " and rolpassword is not null",
+                    (list(roles),),
+                ).fetchone()
+            return row == (len(roles),)
+
+        wait_until(replicated, self.start_timeout, what=f"{self.name}: role passwords")
+        self.harden_hba()
 
     def _apply_node_settings(self) -> None:
         """NODE_SETTINGS through ALTER SYSTEM; when one needs a restart (the first start of the

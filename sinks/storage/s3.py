@@ -25,6 +25,7 @@ class S3ObjectStore:
             secure=url.scheme == "https",
             region=settings.s3_region,
             http_client=urllib3.PoolManager(
+                ca_certs=str(settings.s3_ca_file) if settings.s3_ca_file else None,
                 maxsize=32,
                 timeout=urllib3.Timeout(connect=2.0, read=10.0),
                 retries=urllib3.Retry(total=2, backoff_factor=0.2),

@@ -10,11 +10,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import urllib3
 from minio import Minio, MinioAdmin
 from minio.credentials import StaticProvider
 
 from memestream.stack.ha import HaStack
-from memestream.stack.minio_erasure import DRIVE_COUNT, ErasureMinioServer
+from memestream.stack.minio_erasure import DRIVE_COUNT, TlsErasureMinioServer
 from memestream.stack.process import wait_until
 from tests.ha.support import started
 
@@ -24,10 +25,10 @@ SIZES = [1, 1000, 64 * 1024, 1024 * 1024 + 7, 6 * 1024 * 1024]  # inline, small 
 
 
 @pytest.fixture(scope="module")
-def minio_ha(ha_stack: HaStack) -> Iterator[ErasureMinioServer]:
+def minio_ha(ha_stack: HaStack) -> Iterator[TlsErasureMinioServer]:
     with started(ha_stack, ["minio"]) as stack:
         server = stack.services["minio"]
-        assert isinstance(server, ErasureMinioServer)
+        assert isinstance(server, TlsErasureMinioServer)
         yield server
 
 
@@ -40,19 +41,20 @@ def read(client: Minio, bucket: str, name: str) -> bytes:
         response.release_conn()
 
 
-def online_drives(server: ErasureMinioServer) -> int:
+def online_drives(server: TlsErasureMinioServer) -> int:
     """How many drives MinIO itself reports online (its admin API's server info)."""
     admin = MinioAdmin(
         endpoint=f"127.0.0.1:{server.port}",
         credentials=StaticProvider(server.access_key, server.secret_key),
-        secure=False,
+        secure=True,
+        http_client=urllib3.PoolManager(ca_certs=str(server.ca_file)),
     )
     info = json.loads(admin.info())
     drives = [d for srv in info.get("servers", []) for d in srv.get("drives", [])]
     return sum(1 for d in drives if d.get("state") == "ok")
 
 
-def test_one_lost_drive_loses_no_object(minio_ha: ErasureMinioServer) -> None:
+def test_one_lost_drive_loses_no_object(minio_ha: TlsErasureMinioServer) -> None:
     """Each drive in turn (a data shard of some object is on every drive): its folder is
     moved away, every object still reads back intact and a new object can be written."""
     client, bucket = minio_ha.client(), minio_ha.bucket

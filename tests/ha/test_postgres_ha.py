@@ -11,9 +11,12 @@ import signal
 import time
 
 import psutil
+import psycopg
 import pytest
 
 from benchmarks.ha_restore import HaBackupRig
+from memestream.stack.pg_auth import MONITOR_USER, REPLICATION_USER, passwords
+from memestream.stack.postgres import SUPERUSER
 from memestream.stack.postgres_ha import DataNode
 from sinks.postgres.errors import POSTGRES_ERRORS
 from sinks.postgres.pool import create_pool
@@ -38,6 +41,28 @@ def test_every_node_listens_on_loopback_only(pg_ha: HaBackupRig) -> None:
                     if c.status == psutil.CONN_LISTEN
                 }
         assert listening == {("127.0.0.1", node.port)}, node.name
+
+
+@pytest.mark.parametrize("user", [SUPERUSER, MONITOR_USER, REPLICATION_USER])
+def test_loopback_login_without_password_is_refused(pg_ha: HaBackupRig, user: str) -> None:
+    for node in (pg_ha.monitor, *pg_ha.nodes):
+        for dbname in ("postgres", "pg_auto_failover", "replication"):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(
+                    host="127.0.0.1",
+                    port=node.port,
+                    user=user,
+                    dbname=dbname,
+                    passfile="/dev/null",  # not even a ~/.pgpass of ours
+                    connect_timeout=5,
+                ).close()
+    # ... while the same login with the stack's password is let in (the node is up).
+    secret = passwords(pg_ha.layout).superuser
+    for node in (pg_ha.monitor, *pg_ha.nodes):
+        with psycopg.connect(
+            host="127.0.0.1", port=node.port, user=SUPERUSER, password=secret, dbname="postgres"
+        ) as conn:
+            assert conn.execute("select current_user").fetchone() == (SUPERUSER,)
 
 
 def sigkill_node(node: DataNode) -> None:

@@ -1,5 +1,8 @@
-"""A private MinIO that serves HTTPS with a self-signed certificate, for pgBackRest (which
-reaches S3 only over TLS) in the `ha` tests and benchmarks/ha_restore.py."""
+"""A MinIO that serves HTTPS with a self-signed certificate made at its first start, for
+pgBackRest (which reaches S3 only over TLS): the replicated stack's MinIO, the `ha` tests'
+and benchmarks/ha_restore.py's. Clients trust that certificate (`S3_CA_FILE`,
+`BACKUP_S3_CA_FILE`: `ca_file`); it names `localhost` (pgBackRest checks DNS names only)
+and 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,11 +14,17 @@ import httpx
 import urllib3
 from minio import Minio
 
+from memestream.stack.layout import StackLayout
 from memestream.stack.minio import MinioServer
 
 
-class TlsMinio(MinioServer):
+class TlsMinioServer(MinioServer):
     """MinioServer with `public.crt`/`private.key` in its certs folder (so it serves HTTPS)."""
+
+    @staticmethod
+    def certs_in(layout: StackLayout, name: str) -> Path:
+        """The certificate a MinIO named `name` serves (and clients trust) in `layout`."""
+        return layout.conf(name) / "certs" / "public.crt"
 
     @property
     def certs_dir(self) -> Path:
@@ -42,9 +51,9 @@ class TlsMinio(MinioServer):
                     "rsa:2048",
                     "-nodes",
                     "-days",
-                    "30",
+                    "3650",
                     "-subj",
-                    "/CN=127.0.0.1",
+                    "/CN=localhost",
                     "-addext",
                     "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout",
