@@ -85,6 +85,10 @@ async def timeline(page: Page) -> list[str]:
 async def test_a_fresh_visitor_sees_the_latest_memes_and_scrolls_back_with_a_bounded_dom(
     api: str, browser: Browser, stack_settings: Settings
 ) -> None:
+    # Older memes than the test's own, so the pages go on past them whatever the database
+    # held before (a fresh CI stack holds almost nothing): rows only, not in the recent list.
+    for i in range(30):
+        insert_meme(stack_settings, texts=[f"older {i} top", f"older {i} bottom"])
     mine = await rendered_memes(stack_settings, 80, "history")
     newest_first = list(reversed(mine))
     context = await browser.new_context(viewport=DESKTOP)

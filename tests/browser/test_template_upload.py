@@ -83,7 +83,7 @@ async def test_an_upload_with_drawn_boxes_becomes_a_template_the_picker_finds(
     await drag(page, left + 300, top + 290, left + 20, top + 230)  # drawn up and to the left
     await drag(page, left + 100, top + 150, left + 102, top + 151)  # a click is not a box
     await expect(page.get_by_test_id("upload-boxes").locator("li")).to_have_count(2)
-    await page.get_by_test_id("upload-box-0").locator("input").fill("headline")
+    await page.get_by_test_id("upload-box-0").get_by_label("Name of box 1").fill("headline")
     word = "".join(random.choices(string.ascii_lowercase, k=12))
     await page.get_by_test_id("upload-name").fill(f"Sunset {word}")
     await shot(page, "20-upload-boxes-drawn")
@@ -157,3 +157,45 @@ async def test_a_search_without_a_match_says_so(api: str, context: BrowserContex
     await page.get_by_test_id("template-search").fill("")
     await expect(empty).to_be_hidden()
     await expect(page.get_by_test_id("template-drake")).to_be_visible()
+
+
+async def test_boxes_are_added_and_placed_with_the_keyboard_alone(
+    api: str, context: BrowserContext
+) -> None:
+    """No pointer: "Add a box", then its x / y / width / height fields, then Enter submits;
+    a size beyond the image is clamped to it."""
+    page = await context.new_page()
+    await page.goto(f"{api}/templates")
+    await expect(page.get_by_test_id("whoami")).to_be_visible(timeout=15000)
+    await choose(page, "keys.png", png(400, 300))
+    await expect(page.get_by_test_id("upload-stage")).to_have_attribute("data-ready", "true")
+
+    async def add_box(name: str, x: int, y: int, width: int, height: int) -> None:
+        await page.get_by_test_id("upload-add-box").focus()
+        await page.keyboard.press("Enter")  # focus moves to the new box's name
+        await page.keyboard.press("Control+A")
+        await page.keyboard.type(name)
+        for value in (x, y, width, height):
+            await page.keyboard.press("Tab")
+            await page.keyboard.press("Control+A")
+            await page.keyboard.type(str(value))
+        await page.keyboard.press("Tab")  # leaving the field applies it
+
+    await add_box("top", 30, 40, 300, 50)
+    await add_box("wide", 50, 200, 5000, 60)  # wider than the image: clamped to 400 at x 0
+    item = page.get_by_test_id("upload-box-1")
+    await expect(item.locator("[data-field=width]")).to_have_value("400")
+    await expect(item.locator("[data-field=x]")).to_have_value("0")
+    overlay = page.get_by_test_id("drawn-box-0")
+    assert await overlay.evaluate("el => el.style.left") == "7.5%"  # 30 of 400 px
+    word = "".join(random.choices(string.ascii_lowercase, k=12))
+    await page.get_by_test_id("upload-name").focus()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type(f"Keys {word}")
+    await page.keyboard.press("Enter")
+    done = page.get_by_test_id("upload-done")
+    await expect(done).to_be_visible(timeout=15000)
+    template_id = await done.get_attribute("data-template-id")
+    record = await (await context.request.get(f"{api}/api/templates/{template_id}")).json()
+    boxes = [(b["name"], b["x"], b["y"], b["width"], b["height"]) for b in record["boxes"]]
+    assert boxes == [("top", 30, 40, 300, 50), ("wide", 0, 200, 400, 60)]

@@ -1,5 +1,6 @@
-// The templates page: upload an image, draw its caption boxes on it (drag rectangles), name
-// it, send it to `POST /api/templates` (multipart) and show the server's verdict: its problem
+// The templates page: upload an image, draw its caption boxes on it (drag rectangles, or
+// "Add a box" and its x / y / width / height fields: the keyboard's way, and how a drawn box
+// is moved or resized), name it, send it to `POST /api/templates` (multipart) and show the server's verdict: its problem
 // title, detail and field errors when it refuses (too large, not an image, invalid boxes).
 // The checks stay on the server, the one place that decides; the page only shows them.
 import { api, mountAccount } from "./api.js";
@@ -30,12 +31,16 @@ fileInput.addEventListener("change", () => {
   hideMessages();
   const file = fileInput.files[0];
   stage.hidden = !file;
+  $("upload-add-box").hidden = true;
   if (!file) return;
   objectUrl = URL.createObjectURL(file);
   image.src = objectUrl;
   if (!$("upload-name").value) $("upload-name").value = file.name.replace(/\.[^.]+$/, "");
 });
-image.addEventListener("load", () => { stage.dataset.ready = "true"; });
+image.addEventListener("load", () => {
+  stage.dataset.ready = "true";
+  $("upload-add-box").hidden = false;
+});
 // Not decodable here: the server says why (it may still be a format it reads).
 image.addEventListener("error", () => { stage.dataset.ready = "unreadable"; });
 
@@ -83,6 +88,50 @@ const finish = () => {
 stage.addEventListener("pointerup", finish);
 stage.addEventListener("pointercancel", finish);
 
+// A band across the image, each new one lower down; its fields then place it exactly.
+$("upload-add-box").addEventListener("click", () => {
+  const w = image.naturalWidth;
+  const h = image.naturalHeight;
+  const height = Math.max(MIN_BOX, Math.round(h / 5));
+  const y = Math.min(h - height, Math.round((h / 10) * (boxes.length % 8)));
+  const box = { x: Math.round(w / 20), y, width: Math.round(w * 0.9), height };
+  boxes.push({ name: `text ${boxes.length + 1}`, ...box });
+  renderBoxes();
+  $("upload-boxes").lastElementChild?.querySelector("input")?.focus();
+});
+
+// Keeps a box inside the image and at least MIN_BOX pixels wide and tall.
+function clampBox(box) {
+  const w = image.naturalWidth;
+  const h = image.naturalHeight;
+  box.width = Math.min(Math.max(MIN_BOX, box.width), w);
+  box.height = Math.min(Math.max(MIN_BOX, box.height), h);
+  box.x = Math.min(Math.max(0, box.x), w - box.width);
+  box.y = Math.min(Math.max(0, box.y), h - box.height);
+}
+
+function numberField(box, key, label, overlay) {
+  const input = document.createElement("input");
+  input.type = "number";
+  input.min = "0";
+  input.step = "1";
+  input.value = String(box[key]);
+  input.className = "box-number";
+  input.dataset.field = key;
+  input.setAttribute("aria-label", label);
+  input.addEventListener("change", () => {
+    const value = Number.parseInt(input.value, 10);
+    if (Number.isFinite(value)) box[key] = value;
+    clampBox(box);
+    // Clamping one field can move another (a wider box slides left): show them all.
+    for (const field of input.parentElement.querySelectorAll("input")) {
+      field.value = String(box[field.dataset.field]);
+    }
+    place(overlay, box);
+  });
+  return input;
+}
+
 // Percentages of the image: the overlay follows the image at any displayed size.
 function place(el, box) {
   Object.assign(el.style, {
@@ -111,9 +160,14 @@ function renderBoxes() {
     name.maxLength = 40;
     name.setAttribute("aria-label", `Name of box ${i + 1}`);
     name.addEventListener("input", () => { box.name = name.value; });
-    const size = document.createElement("span");
-    size.className = "hint";
-    size.textContent = `${box.width}×${box.height} at ${box.x},${box.y}`;
+    const fields = document.createElement("span");
+    fields.className = "box-fields";
+    fields.append(
+      numberField(box, "x", `Box ${i + 1}: x`, el),
+      numberField(box, "y", `Box ${i + 1}: y`, el),
+      numberField(box, "width", `Box ${i + 1}: width`, el),
+      numberField(box, "height", `Box ${i + 1}: height`, el),
+    );
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "Remove";
@@ -122,7 +176,7 @@ function renderBoxes() {
       boxes.splice(i, 1);
       renderBoxes();
     });
-    li.append(name, size, remove);
+    li.append(name, fields, remove);
     list.append(li);
   });
 }
