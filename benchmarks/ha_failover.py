@@ -1,6 +1,6 @@
 """Failover under load on the replicated stack: `python -m benchmarks.ha_failover`.
 
-Runs `memestream up --ha` in a PRIVATE tmp folder on free ports (loadgen/failover.py; the
+Runs `memestream up --ha` in a PRIVATE tmp folder on free ports (memestream/testing/failover.py; the
 shared stack is never touched), then replays a mixed trace once per fault while one node is
 killed (loadgen/chaos.py's runner): a Kafka broker, the active KRaft controller, the
 PostgreSQL primary, the Redis master, one MinIO drive (its folder moved away), one API
@@ -26,8 +26,8 @@ from domain.settings import PROJECT_ROOT
 from loadgen.accounts import provision
 from loadgen.chaos import ChaosPlan, run, users_of
 from loadgen.chaos_report import write_html, write_json
-from loadgen.failover import FAILOVER_FAULTS, FailoverPlatform, private_ha_platform
 from loadgen.host import HostLoad, watch
+from memestream.testing.failover import FAILOVER_FAULTS, FailoverPlatform, private_ha_platform
 
 FULL = ChaosPlan(segment_s=75.0, at_s=10.0, users=20, drain_wait_s=90.0, settle_s=20.0)
 QUICK = ChaosPlan(segment_s=45.0, at_s=8.0, users=8, drain_wait_s=60.0, settle_s=10.0)

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     # the standby listen on the next two (clients use their multi-host URL).
     postgres_ha_port: int = Field(15440, ge=1024, le=65533)
     # The replicated stack's (`--ha`, memestream/stack/ha.py) block of ports starts here (its
-    # services at fixed offsets up to +59); a private run (loadgen/failover.py) picks a free one.
+    # services at fixed offsets up to +59); a private run (memestream/testing/failover.py)
+    # picks a free one.
     ha_base_port: int = Field(29000, ge=1024, le=65400)
     # `memestream backup` (memestream/stack/backup.py): pgBackRest's repository is
     # BACKUP_REPO_PATH in S3_BUCKET, reached at BACKUP_S3_ENDPOINT_URL (default: S3_ENDPOINT_URL's

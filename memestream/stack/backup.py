@@ -46,6 +46,8 @@ from memestream.stack.process import ManagedProcess, PopenUser, ServiceError, Sy
 
 PGBACKREST = Path(os.environ.get("MEMESTREAM_PGBACKREST", "/usr/bin/pgbackrest"))
 COMMAND_TIMEOUT_S = 1800
+#: How long `setup` retries `pgbackrest check` while a fresh cluster settles.
+CHECK_WAIT_S = 90.0
 
 
 def _own(path: Path, user: SystemUser | None, mode: int) -> None:
@@ -144,7 +146,16 @@ class PgBackRest:
     def setup(self) -> None:
         """Config, WAL archiving on every data node, the stanza; idempotent."""
         self.write_config()
+        self._archive_everywhere()
+        self.run("stanza-create")
+        self._check()
+
+    def _archive_everywhere(self) -> None:
+        """archive_mode on (restarting a node that still lacks it: a standby cloned while its
+        primary had not yet applied the node settings starts without it) and our
+        archive_command, on every data node."""
         for node in self.nodes:
+            node.apply_node_settings()
             with node.connect() as conn:
                 conn.execute(
                     sql.SQL("alter system set archive_command = {}").format(
@@ -152,8 +163,21 @@ class PgBackRest:
                     )
                 )
                 conn.execute("select pg_reload_conf()")
-        self.run("stanza-create")
-        self.run("check")
+
+    def _check(self) -> None:
+        """`pgbackrest check`, retried for a bounded time: right after a cluster's first start
+        pg_autoctl may still restart a node with its own settings (seen: "archive_mode must be
+        enabled" once in three fresh starts), and the settings are applied again."""
+        deadline = time.monotonic() + CHECK_WAIT_S
+        while True:
+            try:
+                self.run("check")
+                return
+            except ServiceError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(2.0)
+            self._archive_everywhere()
 
     def backup(self, kind: str = "full") -> float:
         """A backup of the primary; returns its duration in seconds."""

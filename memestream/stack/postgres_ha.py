@@ -363,7 +363,7 @@ class DataNode(AutoctlNode):
         )
         self._secure()
         self._allow_app_password()
-        self._apply_node_settings()
+        self.apply_node_settings()
         with self.connect() as conn:
             in_recovery = conn.execute("select pg_is_in_recovery()").fetchone()
         if in_recovery == (False,):
@@ -389,7 +389,7 @@ class DataNode(AutoctlNode):
         wait_until(replicated, self.start_timeout, what=f"{self.name}: role passwords")
         self.harden_hba()
 
-    def _apply_node_settings(self) -> None:
+    def apply_node_settings(self) -> None:
         """NODE_SETTINGS through ALTER SYSTEM; when one needs a restart (the first start of the
         first node: a standby copies them from the primary), stop PostgreSQL in fast mode and
         let pg_autoctl start it again."""

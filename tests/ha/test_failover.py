@@ -12,7 +12,7 @@ import pytest
 from benchmarks.ha_failover import annotate
 from loadgen.accounts import provision
 from loadgen.chaos import ChaosPlan, run, users_of
-from loadgen.failover import FailoverPlatform, private_ha_platform
+from memestream.testing.failover import FailoverPlatform, private_ha_platform
 
 pytestmark = [pytest.mark.ha, pytest.mark.slow]
 
