@@ -26,6 +26,8 @@ DOCKER_HOST = "docker-host.invalid"
 # URL-like settings that are not stores the test services provide.
 NOT_STORES = {
     "analytics_worker_url": "the analytics worker's own web port, derived when unset",
+    "backup_s3_endpoint_url": "pgBackRest's repository (memestream backup): read by the backup"
+    " commands only, whose tests set it on their own HA rig",
 }
 CODE_DIRS = ("api", "streams", "sinks", "producers", "domain", "memestream", "loadgen")
 

@@ -44,10 +44,15 @@ PATH_SETTINGS = {
 #: Relative defaults (resolved against /app) and absolute ones outside the image's /tmp (the
 #: home folder: read-only in the pods) must be set; a None default (PROMETHEUS_MULTIPROC_DIR)
 #: only when it is used, and then writable like the rest.
+#: Folders the processes only read, never write: where the image's npm packages are
+#: installed (WEB_VENDOR_DIR, api/routes/vendor.py), inside the read-only /app on purpose.
+READ_ONLY = {"WEB_VENDOR_DIR"}
 REQUIRED = {
     name
     for name, default in PATH_SETTINGS.items()
-    if default is not None and not PurePosixPath(default).is_relative_to(IMAGE_TMP)
+    if default is not None
+    and not PurePosixPath(default).is_relative_to(IMAGE_TMP)
+    and name not in READ_ONLY
 }
 
 
@@ -62,7 +67,7 @@ def under(value: str, mounts: set[PurePosixPath]) -> bool:
 
 def test_the_settings_have_the_folders_this_test_is_about() -> None:
     relative = {n for n, d in PATH_SETTINGS.items() if d is not None and not Path(d).is_absolute()}
-    assert {"WORKER_DATA_DIR", "UPLOAD_TMP_DIR"} <= relative <= REQUIRED
+    assert {"WORKER_DATA_DIR", "UPLOAD_TMP_DIR"} <= relative <= REQUIRED | READ_ONLY
     assert "CACHE_DIR" in REQUIRED and "PROMETHEUS_MULTIPROC_DIR" in PATH_SETTINGS
 
 

@@ -23,7 +23,7 @@ _MEDIA = {".ttf": "font/ttf", ".otf": "font/otf"}
 @router.get(
     "/fonts/{name}",
     response_class=FileResponse,
-    responses=problem_responses(404, descriptions={404: "Not a font the renderer uses"}),
+    responses=problem_responses(422, 404, descriptions={404: "Not a font the renderer uses"}),
     summary="A font file the renderer draws captions with",
 )
 async def font_file(name: str) -> FileResponse:
@@ -37,7 +37,7 @@ async def font_file(name: str) -> FileResponse:
 
 @router.get(
     "/api/fonts/{family}",
-    responses=problem_responses(404, descriptions={404: "No such font family"}),
+    responses=problem_responses(422, 404, descriptions={404: "No such font family"}),
     summary="The metrics the renderer fits captions with, for the editor's layout",
 )
 async def font_family_metrics(family: str) -> dict[str, Any]:
