@@ -244,7 +244,8 @@ def role_user(role: Role) -> dict[str, Any]:
     acls += [acl("topic", t, ("Write", "Describe")) for t in role.outputs]
     # Faust's own topics (changelogs, repartitions, the assignor's leader topic) are named
     # `<app id>-...` and the app id is the group id.
-    internal = ("Create", "Describe", "DescribeConfigs", "Read", "Write")
+    # Delete: `memestream rebuild` drops the trending table's changelog (streams/rebuild.py).
+    internal = ("Create", "Delete", "Describe", "DescribeConfigs", "Read", "Write")
     acls.append(acl("topic", f"{role.group_id}-", internal, "prefix"))
     acls.append(acl("group", role.group_id, ("Read", "Describe")))
     acls.append(acl("cluster", None, ("IdempotentWrite",)))

@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated
 
@@ -362,6 +363,45 @@ def worker_cmd(
 def migrate() -> None:
     """Apply the PostgreSQL migrations and the ClickHouse schema."""
     _run_migrations(get_settings())
+
+
+@app.command()
+def rebuild(
+    roles: Annotated[
+        list[str],
+        typer.Argument(help="trending (Redis) and/or analytics (ClickHouse).", show_default=False),
+    ],
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Replay only what Kafka received from then on (UTC; default: all)."),
+    ] = None,
+    ha: HaOption = False,
+) -> None:
+    """Rebuild derived stores from Kafka: stop the role's workers, run this, start them again."""
+    from streams.rebuild import RebuildError
+    from streams.rebuild import rebuild as rebuild_role
+
+    if ha:
+        _export_ha_settings(HaStack(get_settings()))
+    settings = get_settings()
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    for role in dict.fromkeys(roles):
+        try:
+            done = rebuild_role(settings, role, since)
+        except RebuildError as exc:
+            err_console.print(f"[red]rebuild {role}: {exc}")
+            raise typer.Exit(1) from None
+        cleared = (
+            [*done.deleted_topics, f"{done.deleted_keys} Redis keys"] if role == "trending" else []
+        )
+        replay = ", ".join(f"{topic} {count:,}" for topic, count in done.replay.items())
+        console.print(
+            f"{role}: group {done.group} rewound to the oldest retained events"
+            f" ({done.events:,} to replay: {replay or 'no topics yet'})"
+            + (f"; cleared {', '.join(cleared)}" if cleared else "")
+        )
+    console.print("start the workers (`memestream up`) and they recompute the stores")
 
 
 @app.command()

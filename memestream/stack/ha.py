@@ -45,6 +45,8 @@ HA_BASE_PORT = 29000
 # its epoch after an in-flight request times out and resends what the broker had already
 # written (seen in tests/ha at the single-node default of 5 s).
 HA_DELIVERY_TIMEOUT_MS = 20_000
+#: Seconds a worker's consumer-group session outlives the worker (see ha_overrides).
+HA_SESSION_TIMEOUT_S = 10.0
 SENTINEL_COUNT = 3
 
 
@@ -142,6 +144,9 @@ def ha_overrides(settings: Settings, ports: HaPorts) -> dict[str, object]:
         "kafka_delivery_timeout_ms": max(
             settings.kafka_delivery_timeout_ms, HA_DELIVERY_TIMEOUT_MS
         ),
+        # A dead worker's partitions wait this long for it: the default, 60 s, made a render
+        # worker's death the slowest failover of all.
+        "kafka_session_timeout_s": min(settings.kafka_session_timeout_s, HA_SESSION_TIMEOUT_S),
         "redis_url": _with_port(settings.redis_url, ports.redis_master),
         "redis_sentinels": ",".join(f"127.0.0.1:{p}" for p in ports.sentinels),
         "s3_endpoint_url": f"https://127.0.0.1:{ports.minio}",

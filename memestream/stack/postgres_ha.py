@@ -89,8 +89,10 @@ NODE_SETTINGS: dict[str, str] = {
 #: A primary that loses the monitor and its standby demotes itself after this many seconds:
 #: shorter than `primary_demote_timeout`, so the old primary has stopped taking writes
 #: before the monitor promotes the standby (no split brain).
+#: The NODE_SETTINGS PostgreSQL reads only at start (context `postmaster`).
+RESTART_SETTINGS = ("archive_mode", "shared_buffers", "max_connections")
 NETWORK_PARTITION_TIMEOUT_S = 3
-PREPARE_WAIT_S = 120.0
+PREPARE_WAIT_S = 300.0
 
 
 def ha_ports(settings: Settings) -> tuple[int, list[int]]:
@@ -329,9 +331,22 @@ class DataNode(AutoctlNode):
                 return False
             if self.index == 0:
                 return True
-            return any(reported in WRITABLE_STATES for reported, _ in states.values())
+            return any(
+                reported in WRITABLE_STATES and self._settled(port)
+                for port, (reported, _) in states.items()
+            )
 
-        wait_until(ready, PREPARE_WAIT_S, what=f"{self.name}: pg_auto_failover monitor")
+        wait_until(ready, PREPARE_WAIT_S, what=f"{self.name}: a settled primary to copy")
+
+    def _settled(self, port: int) -> bool:
+        """Whether the node on `port` runs with NODE_SETTINGS: the first node restarts once
+        to apply them, and a standby that clones during that restart gives up (seen in CI:
+        'Failed to initialize standby server', and the primary never came back)."""
+        try:
+            with superuser_connect("127.0.0.1", port, password=self.passwords.superuser) as conn:
+                return runs_with_node_settings(conn)
+        except psycopg.Error:
+            return False
 
     def state(self) -> str | None:
         """This node's state as the monitor last heard it (None if it is not registered)."""
@@ -404,21 +419,19 @@ class DataNode(AutoctlNode):
             if command == ("",):  # archive_mode=on with no command would keep every WAL file
                 conn.execute("alter system set archive_command = '/bin/true'")
             conn.execute("select pg_reload_conf()")
-            pending = conn.execute(
-                "select count(*) from pg_settings where pending_restart"
-            ).fetchone()
-        if pending == (0,):
-            return
+            # Not pg_settings.pending_restart: the reload is asynchronous, so right after it
+            # that column may not yet know (seen: a node that never restarted).
+            if runs_with_node_settings(conn):
+                return
         postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
         os.kill(postmaster, signal.SIGINT)
 
         def restarted() -> bool:
             try:
                 with self.connect() as conn:
-                    row = conn.execute("select current_setting('archive_mode')").fetchone()
+                    return runs_with_node_settings(conn)
             except psycopg.OperationalError:
                 return False
-            return row == ("on",)
 
         wait_until(restarted, self.start_timeout, what=f"{self.name}: restart for its settings")
 
@@ -438,6 +451,14 @@ class DataNode(AutoctlNode):
     def _ensure_app_role(self) -> None:
         with self.connect() as conn:
             ensure_app_role(conn, self.app_user, self.app_password, self.app_db)
+
+
+def runs_with_node_settings(conn: psycopg.Connection) -> bool:
+    """Whether the server runs with the RESTART_SETTINGS of NODE_SETTINGS."""
+    return all(
+        conn.execute("select current_setting(%s)", (name,)).fetchone() == (NODE_SETTINGS[name],)
+        for name in RESTART_SETTINGS
+    )
 
 
 def postgres_ha_nodes(

@@ -65,6 +65,10 @@ NOTICE: dict[str, tuple[str, str]] = {
 }
 
 
+#: The faults that kill their victim (a lost drive leaves MinIO running: its log is the notice).
+KILLS = frozenset(FAILOVER_FAULTS) - {"minio_drive_loss"}
+
+
 def free_ha_base() -> int:
     """A base port whose whole HA block (+0..+59) is free, below the ephemeral range."""
     rng = random.Random()
@@ -230,7 +234,10 @@ class FailoverPlatform:
         self.noticed[fault] = self._notice(current)
         if fault == "minio_drive_loss":
             hidden, drive = current.restore  # type: ignore[misc]
-            hidden.rename(drive)
+            if drive.exists():  # MinIO formatted a fresh drive in its place and heals onto it
+                shutil.rmtree(hidden)
+            else:
+                hidden.rename(drive)
         else:
             self._service(current.victim).start()
         self.current = None
@@ -250,7 +257,7 @@ class FailoverPlatform:
         regex = re.compile(NOTICE[current.fault][1])
         logs = self.stack.layout.root / "logs"
         for path in sorted(logs.glob(NOTICE[current.fault][0])):
-            if path.name.startswith(current.victim + "."):
+            if path.name.startswith(current.victim + ".") and current.fault in KILLS:
                 continue  # the dead node's own last words are not the platform noticing
             with path.open("rb") as fh:
                 fh.seek(current.log_sizes.get(path, 0))
