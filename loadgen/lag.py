@@ -1,4 +1,4 @@
-"""Consumer lag per group and partition, read from the Kafka admin API like KEDA does.
+"""Consumer lag per group and partition, read from Kafka like KEDA does (producers/offsets.py).
 
 For each (group, topic) pair: the topic's partitions from metadata, the group's committed
 offset per partition (negative when it never committed) and each partition's latest offset.
@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import KafkaException
+
+from producers.offsets import OffsetReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +44,29 @@ class LagReader:
         security: Mapping[str, str] | None = None,
     ) -> None:
         """`security`: librdkafka's security keys (producers.kafka_security), for SASL brokers."""
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(security or {})})
+        self.config = {"bootstrap.servers": bootstrap_servers, **(security or {})}
         self.timeout_s = timeout_s
+        self._readers: dict[str, OffsetReader] = {}
+
+    def _offsets(self, group: str) -> OffsetReader:
+        if group not in self._readers:
+            self._readers[group] = OffsetReader(self.config, group, self.timeout_s)
+        return self._readers[group]
 
     def read(self, group: str, topic: str) -> GroupLag:
-        metadata = self.admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
-        if metadata is None or metadata.error is not None:
+        offsets = self._offsets(group)
+        keys = [(topic, p) for p in offsets.partitions(topic)]
+        if not keys:
             return GroupLag(group, topic)
-        tps = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        request = [ConsumerGroupTopicPartitions(group, tps)]
-        committed_result = self.admin.list_consumer_group_offsets(request)[group].result(
-            timeout=self.timeout_s
-        )
-        committed = {tp.partition: tp.offset for tp in committed_result.topic_partitions}
-        futures = self.admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in tps}, request_timeout=self.timeout_s
-        )
-        latest = {tp.partition: f.result().offset for tp, f in futures.items()}
+        committed = offsets.committed(keys)
+        latest = offsets.latest(keys)
         return GroupLag(
             group,
             topic,
-            tuple(PartitionLag(p, committed.get(p, -1), latest.get(p, 0)) for p in sorted(latest)),
+            tuple(
+                PartitionLag(p, committed.get((topic, p), -1), latest.get((topic, p), 0))
+                for _, p in sorted(latest)
+            ),
         )
 
     def read_many(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], GroupLag]:
@@ -75,3 +78,8 @@ class LagReader:
             except KafkaException:
                 continue
         return out
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()

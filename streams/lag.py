@@ -1,9 +1,10 @@
 """Consumer lag per group, topic and partition, as a gauge the worker refreshes every few seconds.
 
-Why the admin API and not Faust's in-memory offsets: it is the quantity KEDA scales on (the
-group's committed offset against the partition's latest offset, read from Kafka), so the
-dashboards and the autoscaler agree. Each worker reports only the partitions assigned to it, so
-replicas never report the same series twice; partitions it loses are dropped from the gauge.
+Why Kafka (producers/offsets.py) and not Faust's in-memory offsets: it is the quantity KEDA
+scales on (the group's committed offset against the partition's latest offset, read from
+Kafka), so the dashboards and the autoscaler agree. Each worker reports only the partitions
+assigned to it, so replicas never report the same series twice; partitions it loses are
+dropped from the gauge.
 A partition the group never committed counts from the offset the group would start at
 (`KAFKA_AUTO_OFFSET_RESET`): nothing behind for `latest`, the whole retained log for `earliest`.
 """
@@ -15,50 +16,38 @@ import logging
 from collections.abc import Iterable
 
 import faust
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import KafkaException
 
 from domain.metrics import CONSUMER_LAG, set_consumer_lag
 from domain.settings import Settings
-from producers.admin import admin_client
+from producers.kafka_security import librdkafka_security
+from producers.offsets import OffsetReader, Partition
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 5.0
-Partition = tuple[str, int]
 
 
 class LagReader:
     """Reads one group's lag on given partitions (blocking: call it from a thread)."""
 
-    def __init__(
-        self, admin: AdminClient, group: str, *, reset: str = "latest", timeout_s: float = 5.0
-    ) -> None:
-        self.admin = admin
-        self.group = group
+    def __init__(self, offsets: OffsetReader, *, reset: str = "latest") -> None:
+        self.offsets = offsets
+        self.group = offsets.group
         self.reset = reset
-        self.timeout_s = timeout_s
-
-    def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec) -> dict[Partition, int]:
-        futures = self.admin.list_offsets({tp: spec for tp in tps}, request_timeout=self.timeout_s)
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
     def read(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
-        tps = [TopicPartition(topic, partition) for topic, partition in sorted(partitions)]
-        if not tps:
+        wanted = sorted(partitions)
+        if not wanted:
             return {}
-        request = [ConsumerGroupTopicPartitions(self.group, tps)]
-        result = self.admin.list_consumer_group_offsets(request)[self.group].result(
-            timeout=self.timeout_s
-        )
-        committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
-        latest = self._offsets(tps, OffsetSpec.latest())
-        never = [tp for tp in tps if committed.get((tp.topic, tp.partition), -1) < 0]
+        committed = self.offsets.committed(wanted)
+        latest = self.offsets.latest(wanted)
+        never = [key for key in wanted if committed.get(key, -1) < 0]
         if never:
             start = (
-                self._offsets(never, OffsetSpec.earliest())
+                self.offsets.earliest(never)
                 if self.reset == "earliest"
-                else {(tp.topic, tp.partition): latest[(tp.topic, tp.partition)] for tp in never}
+                else {key: latest[key] for key in never}
             )
             committed.update(start)
         return {key: max(0, high - committed[key]) for key, high in latest.items()}
@@ -85,9 +74,12 @@ class LagGauge:
 
 def register(app: faust.App, settings: Settings) -> LagGauge:
     """Adds the refresh timer to a worker's app; its group id is the app id."""
-    gauge = LagGauge(
-        LagReader(admin_client(settings), app.conf.id, reset=settings.kafka_auto_offset_reset)
-    )
+    config = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **librdkafka_security(settings),
+    }
+    reader = LagReader(OffsetReader(config, app.conf.id), reset=settings.kafka_auto_offset_reset)
+    gauge = LagGauge(reader)
 
     @app.timer(LAG_INTERVAL_S)
     async def consumer_lag() -> None:

@@ -53,6 +53,7 @@ from domain.trending_windows import WINDOWS
 from memestream.testing import processes
 from memestream.testing.environment import environment
 from producers.admin import admin_client
+from producers.offsets import OffsetReader
 from producers.producer import EventProducer
 from producers.topics import MEME_RENDERED, MEME_REQUESTS, MEME_VIEWS, MEME_VOTES
 from sinks.clickhouse import get_client
@@ -632,16 +633,18 @@ def test_lag_reader_matches_committed_and_latest_offsets(stack_settings: Setting
 
         partitions = {(topic, 0), (topic, 1)}
         # Partition 1 never committed: the group would start at the end (latest) or the start.
-        assert LagReader(admin, group, reset="latest").read(partitions) == {
+        offsets = OffsetReader({"bootstrap.servers": stack_settings.kafka_bootstrap_servers}, group)
+        assert LagReader(offsets, reset="latest").read(partitions) == {
             (topic, 0): 3,
             (topic, 1): 0,
         }
-        gauge = LagGauge(LagReader(admin, group, reset="earliest"))
+        gauge = LagGauge(LagReader(offsets, reset="earliest"))
         assert asyncio.run(gauge.refresh(partitions)) == {(topic, 0): 3, (topic, 1): 2}
         assert CONSUMER_LAG.labels(group, topic, "1")._value.get() == 2
         # A partition the worker lost is dropped from the gauge.
         asyncio.run(gauge.refresh({(topic, 0)}))
         assert (group, topic, "1") not in CONSUMER_LAG._metrics
+        offsets.close()
     finally:
         admin.delete_topics([topic])[topic].result(timeout=30)
 

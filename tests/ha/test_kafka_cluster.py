@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -16,9 +18,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from domain.settings import PROJECT_ROOT
 from memestream.stack.ha import HaStack
 from memestream.stack.kafka import KafkaBroker
 from memestream.stack.kafka_cluster import active_controller
@@ -224,4 +234,82 @@ def test_controller_sigkill_loses_no_acknowledged_write(cluster: HaStack) -> Non
     assert after is not None and after is not controller, "no new quorum leader was elected"
     controller.start()
     check_and_report("kafka_controller_sigkill", run, read_back(cluster, topic))
+    wait_fully_replicated(cluster, topic)
+
+
+#: A worker's lag gauge in a process of its own, reading for `seconds` (streams/lag.py):
+#: prints the time of each read that worked and each error, and must outlive the kill.
+PROBE_S, HOLD_S = 45.0, 10.0
+LAG_PROBE = """
+import sys, time
+from producers.offsets import OffsetReader
+from streams.lag import LagReader
+bootstrap, group, topic, seconds = sys.argv[1:4] + [float(sys.argv[4])]
+reader = LagReader(OffsetReader({"bootstrap.servers": bootstrap}, group, timeout_s=2.0))
+start = time.monotonic()
+while (now := time.monotonic() - start) < seconds:
+    try:
+        reader.read({(topic, p) for p in range(int(sys.argv[5]))})
+        print(f"ok {now:.2f}", flush=True)
+    except Exception as exc:
+        print(f"error {now:.2f} {type(exc).__name__}: {exc}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+def coordinator_of(stack: HaStack, group: str) -> int:
+    """The node leading the group's `__consumer_offsets` partition, as Kafka picks it: Java's
+    String.hashCode of the id, its sign bit cleared, modulo that topic's partitions."""
+    meta = admin(stack).list_topics("__consumer_offsets", timeout=10).topics["__consumer_offsets"]
+    code = 0
+    for char in group:
+        code = (31 * code + ord(char)) & 0xFFFFFFFF
+    return meta.partitions[(code & 0x7FFFFFFF) % len(meta.partitions)].leader
+
+
+def test_lag_reads_outlive_the_death_of_the_group_coordinator(cluster: HaStack) -> None:
+    """librdkafka's admin OffsetFetch segfaulted on NOT_COORDINATOR (producers/offsets.py):
+    the workers died with their group's coordinator. The reader must live on, and read again."""
+    topic, nodes, _ = replicated_topic(cluster)
+    bootstrap = cluster.settings.kafka_bootstrap_servers
+    group = f"ha-lag-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+
+    def committed() -> bool:  # a new group's coordinator answers NOT_COORDINATOR at first
+        offsets = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException:
+            return False
+        return True
+
+    wait_until(committed, 60, what=f"{group}: first commit")
+    consumer.close()
+    coordinator = next(b for b in nodes if b.node.node_id == coordinator_of(cluster, group))
+    probe = subprocess.Popen(
+        [sys.executable, "-c", LAG_PROBE, bootstrap, group, topic, str(PROBE_S), str(PARTITIONS)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(4.0)
+        proc = coordinator.process()
+        assert proc is not None, f"{coordinator.name} is not running"
+        os.kill(proc.pid, signal.SIGKILL)
+        # Back after a while, as Kubernetes would restart it: the coordinator moves back to
+        # it, and the broker that held the group meanwhile answers NOT_COORDINATOR (in the
+        # failover run, the moment the workers crashed).
+        time.sleep(HOLD_S)
+        coordinator.start()
+        output, _ = probe.communicate(timeout=120)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+        coordinator.start()
+    assert probe.returncode == 0, f"the lag reader died ({probe.returncode}):\n{output[-3000:]}"
+    reads = [float(line.split()[1]) for line in output.splitlines() if line.startswith("ok ")]
+    assert any(t < 4.0 for t in reads), output[-3000:]
+    assert any(t > PROBE_S - 5 for t in reads), f"no read after the failover:\n{output[-3000:]}"
     wait_fully_replicated(cluster, topic)
