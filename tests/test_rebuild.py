@@ -15,8 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
 from domain.settings import Settings, get_settings
@@ -24,6 +23,7 @@ from memestream.cli import app as cli
 from memestream.cli import console, err_console
 from memestream.testing import processes
 from memestream.testing.environment import environment
+from producers.offsets import OffsetReader
 from producers.roles import ANALYTICS, TRENDING
 from streams.rebuild import RebuildError, changelog_topic, rebuild
 from tests.test_trending_replay import (
@@ -65,23 +65,17 @@ def rdb(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def committed(settings: Settings, group: str, topics: tuple[str, ...]) -> dict[TopicPartition, int]:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    metadata = admin.list_topics(timeout=10)
-    partitions = [TopicPartition(t, p) for t in topics for p in metadata.topics[t].partitions]
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    result = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
-    return {TopicPartition(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+@pytest.fixture
+def group_offsets(settings: Settings) -> Iterator[OffsetReader]:
+    """The analytics group's offsets and the ends of its topics' partitions."""
+    group = ANALYTICS.group_id_for(settings.consumer_group_prefix)
+    reader = OffsetReader({"bootstrap.servers": settings.kafka_bootstrap_servers}, group)
+    yield reader
+    reader.close()
 
 
-def offsets(
-    settings: Settings, spec: OffsetSpec, topics: tuple[str, ...]
-) -> dict[TopicPartition, int]:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    metadata = admin.list_topics(timeout=10)
-    partitions = [TopicPartition(t, p) for t in topics for p in metadata.topics[t].partitions]
-    futures = admin.list_offsets(dict.fromkeys(partitions, spec))
-    return {tp: f.result(timeout=30).offset for tp, f in futures.items()}
+def partitions(reader: OffsetReader, topics: tuple[str, ...]) -> list[tuple[str, int]]:
+    return [(topic, p) for topic in topics for p in reader.partitions(topic)]
 
 
 async def test_trending_is_recomputed_from_kafka_after_redis_lost_it(
@@ -118,25 +112,27 @@ async def test_trending_is_recomputed_from_kafka_after_redis_lost_it(
         processes.stop(worker)
 
 
-def test_analytics_rewinds_its_group_and_deletes_nothing(settings: Settings) -> None:
+def test_analytics_rewinds_its_group_and_deletes_nothing(
+    settings: Settings, group_offsets: OffsetReader
+) -> None:
     """ClickHouse's events dedupe by event id, so the analytics rebuild only rewinds."""
-    group = ANALYTICS.group_id_for(settings.consumer_group_prefix)
     done = rebuild(settings, "analytics")
-    assert done.group == group
+    assert done.group == group_offsets.group
     assert done.deleted_topics == [] and done.deleted_keys == 0
     assert set(done.replay) == set(ANALYTICS.topics)
-    earliest = offsets(settings, OffsetSpec.earliest(), ANALYTICS.topics)
-    assert committed(settings, group, ANALYTICS.topics) == earliest
-    latest = offsets(settings, OffsetSpec.latest(), ANALYTICS.topics)
-    assert done.events == sum(latest[tp] - earliest[tp] for tp in earliest)
+    keys = partitions(group_offsets, ANALYTICS.topics)
+    earliest, latest = group_offsets.earliest(keys), group_offsets.latest(keys)
+    assert group_offsets.committed(keys) == earliest
+    assert done.events == sum(latest[key] - earliest[key] for key in keys)
 
 
-def test_a_since_after_the_last_event_starts_at_the_end(settings: Settings) -> None:
-    group = ANALYTICS.group_id_for(settings.consumer_group_prefix)
+def test_a_since_after_the_last_event_starts_at_the_end(
+    settings: Settings, group_offsets: OffsetReader
+) -> None:
     done = rebuild(settings, "analytics", since=datetime.now(UTC) + timedelta(hours=1))
     assert done.events == 0
-    latest = offsets(settings, OffsetSpec.latest(), ANALYTICS.topics)
-    assert committed(settings, group, ANALYTICS.topics) == latest
+    keys = partitions(group_offsets, ANALYTICS.topics)
+    assert group_offsets.committed(keys) == group_offsets.latest(keys)
 
 
 @pytest.fixture
