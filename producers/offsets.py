@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 Partition = tuple[str, int]
+UNKNOWN = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC})
 
 
 class OffsetReader:
@@ -48,12 +49,20 @@ class OffsetReader:
         """Through the Consumer too: the admin client's ListOffsets kept a stale leader epoch
         after a broker came back and answered FENCED_LEADER_EPOCH for minutes (seen in the
         HA failover run), where a consumer refreshes its metadata and asks the new leader."""
-        return {
-            (topic, partition): self.consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self.timeout_s, cached=False
-            )
-            for topic, partition in partitions
-        }
+        return {key: self._watermark(*key) for key in partitions}
+
+    def _watermark(self, topic: str, partition: int) -> tuple[int, int]:
+        tp = TopicPartition(topic, partition)
+        try:
+            return self.consumer.get_watermark_offsets(tp, timeout=self.timeout_s, cached=False)
+        except KafkaException as exc:
+            if exc.args[0].code() not in UNKNOWN:
+                raise
+        # A consumer that never subscribed keeps only the metadata it was asked for, and a
+        # broker's death can drop the topic from it ("Unknown partition" from then on, seen
+        # in CI): ask for the topic's metadata again, then once more for the offsets.
+        self.consumer.list_topics(topic, timeout=self.timeout_s)
+        return self.consumer.get_watermark_offsets(tp, timeout=self.timeout_s, cached=False)
 
     def partitions(self, topic: str) -> list[int]:
         """The topic's partitions (none when it does not exist yet)."""

@@ -177,9 +177,12 @@ def rebuild(settings: Settings, role_name: str, since: datetime | None = None) -
     group = role.group_id_for(settings.consumer_group_prefix)
     ensure_idle(admin, group)
     done = Rebuild(role.name, group)
+    # Rewind first: should a later step fail, the old table still records which offsets it
+    # counted, so the replay skips them (streams/trending/engine.py), where an emptied table
+    # with unmoved offsets would silently lose the counts.
+    done.replay = rewind(admin, group, role.topics, since)
     if role is TRENDING:
         if delete_topic(admin, changelog_topic(settings)):
             done.deleted_topics.append(changelog_topic(settings))
         done.deleted_keys = asyncio.run(delete_keys(settings, TRENDING_KEYS))
-    done.replay = rewind(admin, group, role.topics, since)
     return done
